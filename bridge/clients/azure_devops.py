@@ -1,0 +1,231 @@
+"""Azure DevOps REST client (api-version 7.1): pull requests, iterations, statuses, repositories."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Protocol
+
+import requests
+from marshmallow import EXCLUDE, Schema, fields, post_load
+
+from .. import errors
+from ..domain import Iteration, PullRequest, PullRequestStatus, StatusContext, StatusUpdate
+from .http import JsonApi, segment
+
+API_VERSION = "7.1"
+
+
+# -- error tree -------------------------------------------------------------------------------------
+
+class AzureDevOpsError(errors.ApiError):
+    service = "azure-devops"
+
+
+class AzureDevOpsTransportError(AzureDevOpsError, errors.TransportError):
+    pass
+
+
+class AzureDevOpsBadRequest(AzureDevOpsError, errors.BadRequest):
+    pass
+
+
+class AzureDevOpsUnauthorized(AzureDevOpsError, errors.Unauthorized):
+    pass
+
+
+class AzureDevOpsForbidden(AzureDevOpsError, errors.Forbidden):
+    pass
+
+
+class StatusRejectedByPolicy(AzureDevOpsForbidden):
+    """A branch policy wants the status posted on an iteration (or refused it otherwise)."""
+
+
+class AzureDevOpsNotFound(AzureDevOpsError, errors.NotFound):
+    pass
+
+
+class AzureDevOpsConflict(AzureDevOpsError, errors.Conflict):
+    pass
+
+
+class AzureDevOpsRateLimited(AzureDevOpsError, errors.RateLimited):
+    pass
+
+
+class AzureDevOpsServerError(AzureDevOpsError, errors.ServerError):
+    pass
+
+
+# -- credentials ------------------------------------------------------------------------------------
+
+class Credentials(Protocol):
+    """Whatever the workers act as in an organization (a PAT now; Entra ID identities later)."""
+
+    def authorization(self) -> str: ...
+
+
+class PersonalAccessToken:
+    def __init__(self, token: str):
+        self._token = token
+
+    def authorization(self) -> str:
+        return "Basic " + base64.b64encode(f":{self._token}".encode()).decode()
+
+    def __repr__(self) -> str:  # never show the token
+        return "PersonalAccessToken(***)"
+
+
+# -- response schemas ---------------------------------------------------------------------------------
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class _Commit(_Lenient):
+    commit_id = fields.Str(data_key="commitId", load_default=None)
+
+
+class _RepoRef(_Lenient):
+    id = fields.Str(required=True)
+
+
+class _PullRequestSchema(_Lenient):
+    pull_request_id = fields.Int(data_key="pullRequestId", required=True)
+    repository = fields.Nested(_RepoRef, required=True)
+    status = fields.Str(load_default="notSet")
+    is_draft = fields.Bool(data_key="isDraft", load_default=False)
+    source_ref = fields.Str(data_key="sourceRefName", load_default="")
+    target_ref = fields.Str(data_key="targetRefName", load_default="")
+    title = fields.Str(load_default="")
+    merge_status = fields.Str(data_key="mergeStatus", load_default=None)
+    last_merge_source_commit = fields.Nested(_Commit, data_key="lastMergeSourceCommit", load_default=None,
+                                             allow_none=True)
+
+    @post_load
+    def _to_domain(self, d, **_):
+        try:
+            status = PullRequestStatus(d["status"])
+        except ValueError:
+            status = PullRequestStatus.NOT_SET
+        return PullRequest(
+            pull_request_id=d["pull_request_id"], repository_id=d["repository"]["id"].lower(), status=status,
+            is_draft=d["is_draft"], source_ref=d["source_ref"], target_ref=d["target_ref"],
+            head_commit=(d.get("last_merge_source_commit") or {}).get("commit_id"), title=d["title"],
+            merge_status=d.get("merge_status"))
+
+
+class _IterationSchema(_Lenient):
+    id = fields.Int(required=True)
+    source_ref_commit = fields.Nested(_Commit, data_key="sourceRefCommit", load_default=None, allow_none=True)
+
+    @post_load
+    def _to_domain(self, d, **_):
+        return Iteration(d["id"], (d.get("source_ref_commit") or {}).get("commit_id"))
+
+
+class _ProjectRef(_Lenient):
+    id = fields.Str(required=True)
+    name = fields.Str(required=True)
+
+
+class _RepositorySchema(_Lenient):
+    id = fields.Str(required=True)
+    name = fields.Str(required=True)
+    project = fields.Nested(_ProjectRef, required=True)
+    is_disabled = fields.Bool(data_key="isDisabled", load_default=False)
+
+
+class RepositoryInfo(dict):
+    """``{id, name, project_id, project_name}`` of a repository."""
+
+
+# -- client -----------------------------------------------------------------------------------------
+
+class AzureDevOpsClient(JsonApi):
+    root_error = AzureDevOpsError
+    errors_by_kind = {
+        errors.TransportError: AzureDevOpsTransportError,
+        errors.BadRequest: AzureDevOpsBadRequest,
+        errors.Unauthorized: AzureDevOpsUnauthorized,
+        errors.Forbidden: AzureDevOpsForbidden,
+        errors.NotFound: AzureDevOpsNotFound,
+        errors.Conflict: AzureDevOpsConflict,
+        errors.RateLimited: AzureDevOpsRateLimited,
+        errors.ServerError: AzureDevOpsServerError,
+        errors.HttpError: AzureDevOpsError,
+    }
+
+    def __init__(self, organization_url: str, credentials: Credentials, *,
+                 session: requests.Session | None = None, timeout: float = 10.0):
+        super().__init__(organization_url, credentials.authorization(), session=session, timeout=timeout)
+        self._credentials = credentials
+
+    def _headers(self) -> dict[str, str]:
+        headers = super()._headers()
+        headers["Authorization"] = self._credentials.authorization()
+        headers["X-TFS-FedAuthRedirect"] = "Suppress"  # a 401, not an HTML sign-in page
+        return headers
+
+    def describe_error(self, response: requests.Response) -> str:
+        try:
+            body = response.json()
+            return str(body.get("message") or body)[:300]
+        except ValueError:
+            return response.text[:200]
+
+    def error_class(self, kind, response):
+        if kind is errors.Forbidden and "StatusRejectedByPolicy" in response.text:
+            return StatusRejectedByPolicy
+        return super().error_class(kind, response)
+
+    def _call(self, method: str, path: str, *, params: dict | None = None, json: object = None):
+        return self.call(method, path, params={**(params or {}), "api-version": API_VERSION}, json=json)
+
+    @staticmethod
+    def _repo_path(project: str, repository_id: str) -> str:
+        return f"/{segment(project)}/_apis/git/repositories/{segment(repository_id)}"
+
+    def get_repository(self, project: str, repository: str) -> RepositoryInfo:
+        data = _RepositorySchema().load(self._call("GET", self._repo_path(project, repository)))
+        return RepositoryInfo(id=data["id"].lower(), name=data["name"], project_id=data["project"]["id"],
+                              project_name=data["project"]["name"], is_disabled=data["is_disabled"])
+
+    def get_pull_request(self, project: str, repository_id: str, pull_request_id: int) -> PullRequest:
+        path = f"{self._repo_path(project, repository_id)}/pullrequests/{int(pull_request_id)}"
+        return _PullRequestSchema().load(self._call("GET", path))
+
+    def list_pull_requests(self, project: str, repository_id: str, *, status: str = "active",
+                           page_size: int = 100) -> Iterator[PullRequest]:
+        path = f"{self._repo_path(project, repository_id)}/pullrequests"
+        skip = 0
+        while True:
+            page = self._call("GET", path, params={"searchCriteria.status": status, "$top": page_size,
+                                                   "$skip": skip})
+            values = (page or {}).get("value", [])
+            yield from (_PullRequestSchema().load(v) for v in values)
+            if len(values) < page_size:
+                return
+            skip += page_size
+
+    def list_iterations(self, project: str, repository_id: str, pull_request_id: int) -> list[Iteration]:
+        path = f"{self._repo_path(project, repository_id)}/pullRequests/{int(pull_request_id)}/iterations"
+        page = self._call("GET", path)
+        return [_IterationSchema().load(v) for v in (page or {}).get("value", [])]
+
+    def post_status(self, project: str, repository_id: str, pull_request_id: int, context: StatusContext,
+                    update: StatusUpdate) -> int | None:
+        path = f"{self._repo_path(project, repository_id)}/pullRequests/{int(pull_request_id)}/statuses"
+        body = {"state": update.state.value, "description": update.description,
+                "context": {"genre": context.genre, "name": context.name},
+                "iterationId": update.iteration_id}
+        if update.target_url:
+            body["targetUrl"] = update.target_url
+        answer = self._call("POST", path, json=body)
+        return (answer or {}).get("id")
+
+    def list_statuses(self, project: str, repository_id: str, pull_request_id: int) -> list[dict]:
+        path = f"{self._repo_path(project, repository_id)}/pullRequests/{int(pull_request_id)}/statuses"
+        return (self._call("GET", path) or {}).get("value", [])

@@ -1,0 +1,119 @@
+"""What the API clients share: URL checks, status → error mapping (one pure function) and a JSON call."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from .. import errors
+from ..errors import ConfigError
+
+USER_AGENT = "ado-dbt-bridge/0.1 (+https://github.com/ado-dbt-bridge)"
+
+
+def check_base_url(url: str, *, allow_insecure_http: bool, what: str) -> str:
+    """Validate a configured API base URL; plain http only when explicitly allowed for local testing."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"{what}: {url!r} is not an absolute http(s) URL")
+    if parts.scheme == "http" and not allow_insecure_http:
+        raise ConfigError(f"{what}: {url!r} uses plain http; use https "
+                          "(BRIDGE_ALLOW_INSECURE_HTTP=1 allows http for local testing only)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"{what}: {url!r} must not carry credentials, a query or a fragment")
+    return url.rstrip("/")
+
+
+def segment(value: str | int) -> str:
+    """One URL path segment, escaped so that a name can never add path or query."""
+    return quote(str(value), safe="")
+
+
+def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), if any."""
+    raw = headers.get("Retry-After") or headers.get("retry-after")
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def error_kind(status: int) -> type[errors.ApiError] | None:
+    """Map an HTTP status to the kind of error it means; None for success."""
+    if status < 400:
+        return None
+    if status in (408,) or status >= 500:
+        return errors.ServerError
+    return {
+        400: errors.BadRequest,
+        401: errors.Unauthorized,
+        403: errors.Forbidden,
+        404: errors.NotFound,
+        409: errors.Conflict,
+        422: errors.BadRequest,
+        429: errors.RateLimited,
+    }.get(status, errors.HttpError)
+
+
+class JsonApi:
+    """A JSON-over-HTTP API reached through one requests session with one credential.
+
+    Subclasses name their error classes in ``errors_by_kind`` and say how to summarize an error body.
+    """
+
+    root_error: type[errors.ApiError] = errors.ApiError
+    errors_by_kind: Mapping[type[errors.ApiError], type[errors.ApiError]] = {}
+
+    def __init__(self, base_url: str, authorization: str, *, session: requests.Session | None = None,
+                 timeout: float = 10.0):
+        self.base_url = base_url.rstrip("/")
+        self._authorization = authorization
+        self.session = session or requests.Session()
+        self.timeout = timeout
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": self._authorization, "Accept": "application/json", "User-Agent": USER_AGENT}
+
+    def describe_error(self, response: requests.Response) -> str:
+        return response.text[:300]
+
+    def error_class(self, kind: type[errors.ApiError], response: requests.Response) -> type[errors.ApiError]:
+        return self.errors_by_kind.get(kind, self.root_error)
+
+    def call(self, method: str, path: str, *, params: Mapping | None = None, json: object = None):
+        url = f"{self.base_url}{path}"
+        try:
+            response = self.session.request(method, url, params=params, json=json, headers=self._headers(),
+                                            timeout=self.timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            cls = self.errors_by_kind.get(errors.TransportError, self.root_error)
+            raise cls(f"{method} {path}: {type(exc).__name__}") from None
+        kind = error_kind(response.status_code)
+        if kind is None and 300 <= response.status_code < 400:
+            kind = errors.HttpError  # a redirect here means a sign-in page or a wrong base URL
+        if kind is not None:
+            cls = self.error_class(kind, response)
+            raise cls(f"{method} {path} → {response.status_code}: {self.describe_error(response)}",
+                      status=response.status_code, retry_after=retry_after(response.headers),
+                      body=response.text)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            # dbt Cloud has been seen answering HTML although the call worked; make it retryable-safe.
+            cls = self.errors_by_kind.get(errors.ServerError, self.root_error)
+            raise cls(f"{method} {path}: answer is not JSON", status=response.status_code,
+                      body=response.text) from None

@@ -1,0 +1,259 @@
+"""``make demo``: the whole bridge on the embedded default (SQLite, a private Redis, the sandbox) playing
+the pull-request stories a newcomer wants to see, with the PRs' statuses shown as they change."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from .crypto import generate_key
+from .devstack import DevstackError, Stack, free_port
+from .sandbox.control import SandboxControl, wait_until
+
+CI_JOB, TEARDOWN_JOB = 42, 43
+HOOK_USER, HOOK_PASSWORD = "ado-fabrikam", "demo-hook-password-0123456789"
+DBT_SECRET = "demo-dbt-webhook-secret"  # noqa: S105 - the sandbox's fake secret
+
+CONFIG = textwrap.dedent("""\
+    azure_devops:
+      organizations:
+        - name: fabrikam
+          url: ${SANDBOX_URL}/fabrikam
+          pat: ${ADO_PAT}
+          webhook: {username: ado-fabrikam, password: ${ADO_HOOK_PASSWORD}}
+    dbt_cloud:
+      accounts:
+        - id: 1
+          url: ${SANDBOX_URL}
+          api_token: ${DBT_CLOUD_TOKEN}
+          webhook_secret: ${DBT_CLOUD_WEBHOOK_SECRET}
+    repositories:
+      - organization: fabrikam
+        project: Fabrikam-Fiber-Git
+        repository: dbt-analytics
+        dbt_account: 1
+        ci_job: 42
+        target_branches: [refs/heads/main]
+        drafts: skip
+        status: {genre: dbt-cloud, name: ci}
+        teardown_job: 43
+    """)
+
+
+@dataclass
+class Story:
+    title: str
+    prs: list[int] = field(default_factory=list)
+    result: str = "waiting"
+    detail: str = ""
+
+
+@dataclass
+class DemoEnv:
+    stack: Stack
+    sandbox: SandboxControl
+    web_url: str
+    env: dict
+
+
+def start(workdir: Path, console: Console) -> DemoEnv:
+    """Bring up Redis, the sandbox, the database, web, worker and beat; apply the demo configuration."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    stack = Stack.create(workdir.resolve())
+    console.print(f"[dim]work directory {stack.workdir} (logs in {stack.logs})[/]")
+    redis_url = stack.start_redis()
+    console.print(f"• Redis      {redis_url}")
+    sandbox_url = stack.start_sandbox()
+    console.print(f"• sandbox    {sandbox_url}  (plays Azure DevOps org 'fabrikam' and dbt Cloud account 1)")
+    web_port = free_port()
+    web_url = f"http://127.0.0.1:{web_port}"
+    env = {
+        "BRIDGE_DATABASE_URL": f"sqlite:///{stack.workdir / 'bridge.db'}",
+        "BRIDGE_BROKER_URL": redis_url,
+        "BRIDGE_SECRET_KEY": generate_key(),
+        "BRIDGE_PUBLIC_URL": web_url,
+        "BRIDGE_ALLOW_INSECURE_HTTP": "1",
+        "BRIDGE_POLL_INTERVAL": "2",
+        "BRIDGE_QUIET_AFTER": "4",
+        "BRIDGE_SWEEP_INTERVAL": "3",
+        "BRIDGE_SWEEP_AFTER": "5",
+        "SANDBOX_URL": sandbox_url,
+        "ADO_PAT": "sandbox-pat",
+        "ADO_HOOK_PASSWORD": HOOK_PASSWORD,
+        "DBT_CLOUD_TOKEN": "sandbox-dbt-token",
+        "DBT_CLOUD_WEBHOOK_SECRET": DBT_SECRET,
+    }
+    for args in (("db", "upgrade"),):
+        out = stack.run_cli(env, *args)
+        if out.returncode:
+            raise DevstackError(f"bridge {' '.join(args)} failed:\n{out.stdout}{out.stderr}")
+    config = stack.workdir / "bridge.yaml"
+    config.write_text(CONFIG)
+    out = stack.run_cli(env, "config", "apply", str(config))
+    if out.returncode:
+        raise DevstackError(f"bridge config apply failed:\n{out.stdout}{out.stderr}")
+    console.print(f"• database   {env['BRIDGE_DATABASE_URL']} (migrated; {config.name} applied)")
+    sandbox = SandboxControl(sandbox_url)
+    sandbox.setup(hooks=[{"org": "fabrikam", "url": f"{web_url}/webhooks/azure-devops", "username": HOOK_USER,
+                          "password": HOOK_PASSWORD}],
+                  dbt_webhooks=[{"account_id": 1, "url": f"{web_url}/webhooks/dbt-cloud", "secret": DBT_SECRET,
+                                 "job_ids": [CI_JOB, TEARDOWN_JOB]}],
+                  run_defaults={"seconds": 2.0, "queued": 0.4, "outcome": "success"})
+    stack.start_web(env, port=web_port)
+    console.print(f"• web        {web_url}  (gunicorn; service hooks POST /webhooks/azure-devops)")
+    stack.start_worker(env, concurrency=4)
+    stack.start_beat(env)
+    console.print("• worker + beat (Celery)")
+    return DemoEnv(stack=stack, sandbox=sandbox, web_url=web_url, env=env)
+
+
+def _states(sandbox: SandboxControl, pr: int) -> str:
+    data = sandbox.pr(pr)
+    latest: dict[int, str] = {}
+    for s in data["statuses"]:
+        latest[s.get("iterationId", 0)] = s["state"]
+    pr_state = data["pr"]["status"] + (" (draft)" if data["pr"]["isDraft"] else "")
+    its = ", ".join(f"it{i}: {st}" for i, st in sorted(latest.items())) or "no status"
+    return f"{pr_state}: {its}"
+
+
+def stories(sandbox: SandboxControl) -> list[tuple[Story, Callable[[Story], None]]]:
+    def passes(story: Story) -> None:
+        opened = sandbox.open_pr(title="Add orders model")
+        pr = opened["pr"]
+        story.prs.append(pr)
+        wait_until(lambda: sandbox.latest_state(pr, 1) == "pending", what="pending status")
+        wait_until(lambda: sandbox.latest_state(pr, 1) == "succeeded", what="succeeded status")
+        story.detail = sandbox.statuses(pr)[-1]["description"]
+
+    def superseded(story: Story) -> None:
+        opened = sandbox.open_pr(title="Refactor customers", deliver=False)
+        pr = opened["pr"]
+        story.prs.append(pr)
+        sandbox.outcome(sha=opened["head"], seconds=30)
+        sandbox.deliver(opened["event_id"])
+        wait_until(lambda: sandbox.latest_state(pr, 1) == "pending", what="pending on iteration 1")
+        sandbox.act(pr, "push")
+        wait_until(lambda: sandbox.latest_state(pr, 1) == "notApplicable", what="iteration 1 notApplicable")
+        wait_until(lambda: sandbox.latest_state(pr, 2) == "succeeded", timeout=40, what="iteration 2 succeeded")
+        runs = sandbox.runs_for(pr, CI_JOB)
+        if runs[0]["status_humanized"] != "Cancelled":
+            raise AssertionError(f"the stale run should be cancelled, it is {runs[0]['status_humanized']}")
+        story.detail = f"run {runs[0]['id']} cancelled; run {runs[-1]['id']} passed"
+
+    def fails(story: Story) -> None:
+        opened = sandbox.open_pr(title="Break revenue", deliver=False)
+        pr = opened["pr"]
+        story.prs.append(pr)
+        sandbox.outcome(sha=opened["head"], outcome="error",
+                        message="Database Error in model revenue: column \"amount\" does not exist")
+        sandbox.deliver(opened["event_id"])
+        wait_until(lambda: sandbox.latest_state(pr, 1) == "failed", timeout=40, what="failed status")
+        description = sandbox.statuses(pr)[-1]["description"]
+        if "amount" not in description:
+            raise AssertionError(f"the failure should say why: {description!r}")
+        story.detail = description
+
+    def draft(story: Story) -> None:
+        opened = sandbox.open_pr(title="WIP: snapshots", draft=True)
+        pr = opened["pr"]
+        story.prs.append(pr)
+        time.sleep(3)
+        if sandbox.statuses(pr) or sandbox.runs_for(pr):
+            raise AssertionError("a draft must not be built")
+        sandbox.act(pr, "publish")
+        wait_until(lambda: sandbox.latest_state(pr, 1) == "succeeded", timeout=40, what="status after publish")
+        story.detail = "no run while draft; built once published"
+
+    def abandoned(story: Story) -> None:
+        opened = sandbox.open_pr(title="Experiment")
+        pr = opened["pr"]
+        story.prs.append(pr)
+        wait_until(lambda: sandbox.latest_state(pr, 1) == "succeeded", timeout=40, what="CI passes")
+        sandbox.act(pr, "abandon")
+        teardown = wait_until(lambda: sandbox.runs_for(pr, TEARDOWN_JOB), timeout=30, what="teardown run")
+        schema = teardown[0]["trigger"].get("schema_override")
+        if schema != f"dbt_cloud_pr_{CI_JOB}_{pr}":
+            raise AssertionError(f"teardown should target the PR schema, got {schema!r}")
+        story.detail = f"teardown run {teardown[0]['id']} drops {schema}"
+
+    return [
+        (Story("A PR opens and passes"), passes),
+        (Story("A new push mid-run supersedes the old run"), superseded),
+        (Story("A PR fails and its status says why"), fails),
+        (Story("A draft is skipped until published"), draft),
+        (Story("An abandoned PR gets its schema torn down"), abandoned),
+    ]
+
+
+def _table(sandbox: SandboxControl, items: list[Story]) -> Table:
+    table = Table(title="ado-dbt bridge demo: pull requests in the sandbox")
+    for col in ("story", "PR", "Azure DevOps shows", "result"):
+        table.add_column(col)
+    for story in items:
+        shown = ""
+        for pr in story.prs:
+            try:
+                shown = _states(sandbox, pr)
+            except Exception:  # noqa: BLE001 - the table is best effort while things move
+                shown = "?"
+        colour = {"passed": "green", "FAILED": "red"}.get(story.result, "yellow")
+        table.add_row(story.title, ", ".join(map(str, story.prs)), shown,
+                      f"[{colour}]{story.result}[/] {story.detail}")
+    return table
+
+
+def run_demo(*, workdir: Path, once: bool) -> int:
+    console = Console()
+    console.rule("ado-dbt bridge demo")
+    try:
+        demo = start(workdir, console)
+    except DevstackError as exc:
+        console.print(f"[red]could not start the demo:[/] {exc}")
+        return 2
+    try:
+        items = stories(demo.sandbox)
+        done = threading.Event()
+
+        def play() -> None:
+            for story, act in items:
+                story.result = "running"
+                try:
+                    act(story)
+                    story.result = "passed"
+                except Exception as exc:  # noqa: BLE001 - a failed expectation is reported, not raised
+                    story.result, story.detail = "FAILED", str(exc)
+            done.set()
+
+        threading.Thread(target=play, daemon=True).start()
+        with Live(_table(demo.sandbox, [s for s, _ in items]), console=console, refresh_per_second=4) as live:
+            while not done.wait(0.5):
+                live.update(_table(demo.sandbox, [s for s, _ in items]))
+            live.update(_table(demo.sandbox, [s for s, _ in items]))
+        failed = [s for s, _ in items if s.result != "passed"]
+        console.rule("summary")
+        console.print(f"{len(items) - len(failed)} of {len(items)} stories passed.")
+        if failed:
+            console.print(f"[red]failed:[/] {', '.join(s.title for s in failed)}; logs in {demo.stack.logs}")
+            return 1
+        if not once:
+            console.print(f"The stack keeps running: web {demo.web_url}, sandbox {demo.sandbox.url}. "
+                          "Try `bridge status` with the same environment, or press Ctrl-C to stop.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        return 0
+    finally:
+        demo.stack.stop()

@@ -1,0 +1,282 @@
+"""Private Redis, PostgreSQL and bridge processes on free ports, for the demo, the tests and the benchmark.
+
+Everything starts from the system's binaries into a throw-away directory and is torn down afterwards;
+nothing depends on services that happen to run on the machine. Missing binaries are installed with
+apt-get when running as root, otherwise the error says exactly what to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql", "initdb": "postgresql"}
+
+
+class DevstackError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else None
+
+
+def ensure_binaries(*names: str) -> dict[str, str]:
+    missing = [n for n in names if find_binary(n) is None]
+    if missing:
+        packages = sorted({PACKAGES.get(n, n) for n in missing})
+        if os.geteuid() != 0:
+            raise DevstackError(f"missing {', '.join(missing)}; install them with: "
+                                f"sudo apt-get install -y {' '.join(packages)}")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True,
+                       env=env)
+    found = {n: find_binary(n) for n in names}
+    still = [n for n, path in found.items() if path is None]
+    if still:
+        raise DevstackError(f"{', '.join(still)} not found even after installing; check the packages")
+    return found  # type: ignore[return-value]
+
+
+def wait_for(check, *, timeout: float, what: str, interval: float = 0.1, process=None) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise DevstackError(f"{what} exited with code {process.returncode}; see {process.log_path}")
+        try:
+            if check():
+                return
+        except Exception as exc:  # noqa: BLE001 - anything means "not yet"
+            last = exc
+        time.sleep(interval)
+    raise DevstackError(f"{what} did not come up within {timeout:.0f}s ({last})")
+
+
+def http_ok(url: str) -> bool:
+    return requests.get(url, timeout=1).status_code < 500
+
+
+class Proc:
+    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], *, log_dir: Path, env: dict | None = None,
+                 cwd: Path | None = None, user: str | None = None):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        if user:
+            argv = ["runuser", "-u", user, "--", *argv]
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                      cwd=str(cwd or ROOT), start_new_session=True)
+
+    def poll(self):
+        return self.popen.poll()
+
+    @property
+    def returncode(self):
+        return self.popen.returncode
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            self.kill(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                self.popen.wait(5)
+        self._log.close()
+
+
+def _service_user() -> str | None:
+    """PostgreSQL refuses to run as root: run it as the ``postgres`` user when we are root."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+    return "postgres"
+
+
+@dataclass
+class Stack:
+    """A set of private processes sharing one temporary directory."""
+
+    workdir: Path
+    procs: dict[str, Proc] = field(default_factory=dict)
+    redis_url: str | None = None
+    database_url: str | None = None
+
+    @classmethod
+    def create(cls, workdir: Path | None = None) -> Stack:
+        if workdir is None:
+            workdir = Path(tempfile.mkdtemp(prefix="bridge-stack-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "logs").mkdir(exist_ok=True)
+        return cls(workdir=workdir)
+
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs"
+
+    def _start(self, name: str, argv: list[str], **kw) -> Proc:
+        proc = Proc(name, argv, log_dir=self.logs, **kw)
+        self.procs[name] = proc
+        return proc
+
+    # -- infrastructure ---------------------------------------------------------------------------
+
+    def start_redis(self, port: int | None = None) -> str:
+        binary = ensure_binaries("redis-server")["redis-server"]
+        port = port or free_port()
+        proc = self._start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                     "--appendonly", "no", "--dir", str(self.workdir)])
+        import redis
+
+        client = redis.Redis(port=port, socket_connect_timeout=0.5)
+        wait_for(client.ping, timeout=15, what="redis", process=proc)
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        self.redis_port = port
+        return self.redis_url
+
+    def restart_redis(self) -> None:
+        self.procs["redis"].stop()
+        self.start_redis(self.redis_port)
+
+    def start_postgres(self) -> str:
+        bins = ensure_binaries("postgres", "initdb")
+        user = _service_user()
+        data = self.workdir / "pgdata"
+        sock = self.workdir / "pgsock"
+        sock.mkdir(exist_ok=True)
+        if user:
+            shutil.chown(self.workdir, user)
+            shutil.chown(sock, user)
+            shutil.chown(self.logs, user)
+        if not data.exists():
+            out = subprocess.run((["runuser", "-u", user, "--"] if user else []) +
+                                 [bins["initdb"], "-D", str(data), "-U", "bridge", "--auth=trust", "-E", "UTF8",
+                                  "--no-sync"], capture_output=True, text=True)
+            if out.returncode:
+                raise DevstackError(f"initdb failed: {out.stderr.strip()}")
+        port = free_port()
+        proc = self._start("postgres", [bins["postgres"], "-D", str(data), "-p", str(port), "-k", str(sock),
+                                        "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+                                        "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                                        "-c", "max_connections=200"], user=user)
+        import psycopg
+
+        base = f"postgresql://bridge@127.0.0.1:{port}"
+        wait_for(lambda: psycopg.connect(f"{base}/postgres", connect_timeout=1).close() or True, timeout=30,
+                 what="postgres", process=proc)
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE bridge")
+        self.pg_port = port
+        self.database_url = f"postgresql+psycopg://bridge@127.0.0.1:{port}/bridge"
+        return self.database_url
+
+    def stop_process(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc:
+            proc.stop()
+
+    # -- the bridge's own processes ---------------------------------------------------------------
+
+    def env(self, extra: dict | None = None) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(extra or {})
+        return env
+
+    def start_sandbox(self, port: int | None = None) -> str:
+        port = port or free_port()
+        proc = self._start("sandbox", [sys.executable, "-m", "bridge.cli", "sandbox", "--port", str(port)],
+                           env=self.env())
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_ok(f"{url}/_sandbox/health"), timeout=20, what="sandbox", process=proc)
+        return url
+
+    def start_web(self, env: dict, *, port: int | None = None, workers: int = 2, name: str = "web") -> str:
+        port = port or free_port()
+        bindir = Path(sys.executable).parent
+        proc = self._start(name, [str(bindir / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
+                                  "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+                                  "bridge.web:create_app()"], env=self.env(env))
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_ok(f"{url}/healthz"), timeout=30, what="gunicorn", process=proc)
+        return url
+
+    def start_worker(self, env: dict, *, name: str = "worker", concurrency: int = 8) -> Proc:
+        bindir = Path(sys.executable).parent
+        proc = self._start(name, [str(bindir / "celery"), "-A", "workers.entry", "worker", "--pool", "threads",
+                                  "--concurrency", str(concurrency), "-Q", "bridge", "--loglevel", "INFO",
+                                  "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h"],
+                           env=self.env(env))
+        wait_for(lambda: "ready." in proc.log_path.read_text(errors="replace"), timeout=30,
+                 what=f"celery {name}", process=proc)
+        return proc
+
+    def start_beat(self, env: dict) -> Proc:
+        bindir = Path(sys.executable).parent
+        proc = self._start("beat", [str(bindir / "celery"), "-A", "workers.entry", "beat", "--loglevel", "INFO",
+                                    "--schedule", str(self.workdir / "beat-schedule")], env=self.env(env))
+        wait_for(lambda: "beat: Starting" in proc.log_path.read_text(errors="replace"), timeout=30,
+                 what="celery beat", process=proc)
+        return proc
+
+    def run_cli(self, env: dict, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bridge.cli", *args], env=self.env(env), cwd=str(ROOT),
+                              capture_output=True, text=True, timeout=120)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.procs[name].stop()
+        self.procs.clear()
+
+    def read_logs(self) -> dict[str, str]:
+        return {p.name: p.read_text(errors="replace") for p in self.logs.glob("*.log")}
+
+
+@contextlib.contextmanager
+def stack(workdir: Path | None = None) -> Iterator[Stack]:
+    s = Stack.create(workdir)
+    try:
+        yield s
+    finally:
+        s.stop()

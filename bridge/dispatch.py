@@ -1,0 +1,68 @@
+"""The task contract between the web tier and the workers: task names, their arguments, Celery settings.
+
+The web process only *sends* tasks by name through a producer-only Celery app; it never imports the
+worker code, and the worker registers its tasks under these same names.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROCESS_DELIVERY = "bridge.process_delivery"      # (delivery_id: int)
+RECONCILE_PULL_REQUEST = "bridge.reconcile_pull_request"  # (repository_id: int, pull_request_id: int)
+REFRESH_RUN = "bridge.refresh_run"                # (ci_run_id: int)
+POLL_QUIET_RUNS = "bridge.poll_quiet_runs"
+SWEEP_DELIVERIES = "bridge.sweep_deliveries"
+
+QUEUE = "bridge"
+
+
+def celery_config(settings: Settings) -> dict:
+    """Settings both sides agree on. JSON only; late acks so a killed worker's task is redelivered."""
+    return {
+        "broker_url": settings.broker_url,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": QUEUE,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 2,
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        },
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.05, "interval_step": 0.2,
+                                      "interval_max": 0.5},
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+class Dispatcher:
+    """Hands deliveries to the workers. Failing to reach the broker is not fatal: the delivery is already
+    stored, and beat re-enqueues what was never dispatched."""
+
+    def __init__(self, settings: Settings):
+        self.app = Celery("bridge-producer", set_as_current=False)
+        self.app.conf.update(celery_config(settings))
+
+    def process_delivery(self, delivery_id: int) -> bool:
+        try:
+            self.app.send_task(PROCESS_DELIVERY, args=[int(delivery_id)], queue=QUEUE)
+        except Exception as exc:  # kombu OperationalError, redis ConnectionError, timeouts
+            log.warning("broker unavailable; delivery %s stays queued for the sweeper: %s", delivery_id,
+                        type(exc).__name__)
+            return False
+        return True

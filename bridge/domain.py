@@ -1,0 +1,446 @@
+"""Value types and the pure rules of pull-request CI.
+
+Nothing here does I/O or imports anything of ours but errors: the reconciler in ``services`` reads the
+world through the API clients, asks :func:`plan` what to do, and carries the answer out. Keeping the
+decisions here means every CI rule of DESIGN.md is a plain function with plain tests.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# --------------------------------------------------------------------------------------------------
+# Azure DevOps side
+
+
+class PullRequestStatus(enum.StrEnum):
+    ACTIVE = "active"
+    ABANDONED = "abandoned"
+    COMPLETED = "completed"
+    NOT_SET = "notSet"
+
+    @property
+    def is_closed(self) -> bool:
+        return self in (PullRequestStatus.ABANDONED, PullRequestStatus.COMPLETED)
+
+
+class StatusState(enum.StrEnum):
+    """States of an Azure DevOps pull-request status (GitStatusState)."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ERROR = "error"
+    NOT_APPLICABLE = "notApplicable"
+
+
+class EventType(enum.StrEnum):
+    PR_CREATED = "git.pullrequest.created"
+    PR_UPDATED = "git.pullrequest.updated"
+    PR_MERGED = "git.pullrequest.merged"
+    PR_COMMENTED = "ms.vss-code.git-pullrequest-comment-event"
+
+
+HANDLED_EVENT_TYPES = frozenset(e.value for e in EventType)
+
+# The repository every "Test" delivery of Azure DevOps' service-hook dialog points at (docs sample data).
+SAMPLE_REPOSITORY_ID = "4bc14d40-c903-45e2-872e-0462c7748079"
+SAMPLE_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
+
+RERUN_COMMAND = "/dbt rerun"
+
+
+def is_rerun_command(comment: str | None) -> bool:
+    """A PR comment starting with ``/dbt rerun`` asks for a fresh run of the head commit."""
+    return bool(comment) and comment.strip().lower().startswith(RERUN_COMMAND)
+
+
+@dataclass(frozen=True)
+class PullRequestEvent:
+    """A pull-request service-hook delivery, reduced to what the bridge acts on.
+
+    It is only a hint: the worker re-reads the pull request before acting.
+    """
+
+    event_id: str
+    event_type: str
+    subscription_id: str | None
+    notification_id: int | None
+    repository_id: str
+    project_id: str | None
+    pull_request_id: int
+    status: PullRequestStatus
+    is_draft: bool
+    source_commit: str | None
+    target_ref: str | None
+    merge_status: str | None
+    comment: str | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.event_type}:{self.event_id}"
+
+    @property
+    def is_sample(self) -> bool:
+        """True for the fabricated data Azure DevOps sends from the subscription dialog's Test button."""
+        return self.repository_id == SAMPLE_REPOSITORY_ID
+
+    @property
+    def requests_rerun(self) -> bool:
+        return is_rerun_command(self.comment)
+
+
+@dataclass(frozen=True)
+class IgnoredEvent:
+    """A well-formed delivery of an event type the bridge does not act on (answered 200)."""
+
+    event_id: str
+    event_type: str
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.event_type}:{self.event_id}"
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """The pull request as Azure DevOps reports it now."""
+
+    pull_request_id: int
+    repository_id: str
+    status: PullRequestStatus
+    is_draft: bool
+    source_ref: str
+    target_ref: str
+    head_commit: str | None
+    title: str = ""
+    merge_status: str | None = None
+
+    @property
+    def is_merged(self) -> bool:
+        """A merge attempt with conflicts is not a merge: only a completed PR counts."""
+        return self.status is PullRequestStatus.COMPLETED
+
+
+@dataclass(frozen=True)
+class Iteration:
+    iteration_id: int
+    source_commit: str | None
+
+
+@dataclass(frozen=True)
+class StatusContext:
+    genre: str
+    name: str
+
+    def __str__(self) -> str:  # the string admins type into the branch policy
+        return f"{self.genre}/{self.name}"
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    state: StatusState
+    description: str
+    iteration_id: int
+    target_url: str | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# dbt Cloud side
+
+
+class RunStatus(enum.IntEnum):
+    QUEUED = 1
+    STARTING = 2
+    RUNNING = 3
+    SUCCESS = 10
+    ERROR = 20
+    CANCELLED = 30
+
+    @property
+    def is_terminal(self) -> bool:
+        return self >= RunStatus.SUCCESS
+
+    @classmethod
+    def parse(cls, value: int | str | None) -> RunStatus | None:
+        try:
+            return cls(int(value)) if value is not None else None
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class DbtRun:
+    run_id: int
+    status: RunStatus
+    href: str | None = None
+    status_message: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    git_sha: str | None = None
+
+
+@dataclass(frozen=True)
+class DbtRunEvent:
+    """A dbt Cloud run webhook (job.run.started / completed / errored)."""
+
+    event_id: str
+    event_type: str
+    account_id: int
+    run_id: int
+    job_id: int | None
+    status: RunStatus | None
+    status_message: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def dedupe_key(self) -> str:
+        return self.event_id
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-repository CI settings and the bridge's own record of runs
+
+
+class DraftPolicy(enum.StrEnum):
+    SKIP = "skip"
+    RUN = "run"
+
+
+@dataclass(frozen=True)
+class CiSettings:
+    ci_job_id: int
+    status_context: StatusContext
+    target_branches: tuple[str, ...] = ()
+    drafts: DraftPolicy = DraftPolicy.SKIP
+    teardown_job_id: int | None = None
+
+    def targets(self, ref: str) -> bool:
+        return not self.target_branches or normalize_ref(ref) in self.target_branches
+
+
+class RunKind(enum.StrEnum):
+    CI = "ci"
+    TEARDOWN = "teardown"
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """A dbt run the bridge started, as the bridge's database remembers it."""
+
+    record_id: int
+    kind: RunKind
+    commit: str | None
+    iteration_id: int | None
+    dbt_run_id: int | None
+    status: RunStatus | None
+    superseded: bool = False
+    posted_state: StatusState | None = None
+    start_error: str | None = None
+    href: str | None = None
+    status_message: str | None = None
+    duration_seconds: float | None = None
+
+    @property
+    def is_live(self) -> bool:
+        return self.dbt_run_id is not None and (self.status is None or not self.status.is_terminal)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rules
+
+
+def normalize_ref(ref: str) -> str:
+    return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
+
+
+def pr_schema(job_id: int, pull_request_id: int) -> str:
+    """The per-PR schema dbt Cloud's native CI uses; its cleanup service looks for this prefix."""
+    return f"dbt_cloud_pr_{job_id}_{pull_request_id}"
+
+
+CAUSE_MAX = 255
+
+
+def run_cause(pr: PullRequest, *, kind: RunKind = RunKind.CI) -> str:
+    if kind is RunKind.TEARDOWN:
+        text = f"Azure DevOps PR #{pr.pull_request_id} {pr.status.value}: drop its CI schema"
+    else:
+        head = (pr.head_commit or "")[:8]
+        text = f"Azure DevOps PR #{pr.pull_request_id} @ {head}: {pr.title}".rstrip(": ")
+    return text[:CAUSE_MAX]
+
+
+def iteration_for(commit: str | None, iterations: list[Iteration]) -> int | None:
+    """The newest iteration whose source commit is ``commit``; else the newest iteration."""
+    if not iterations:
+        return None
+    matching = [it.iteration_id for it in iterations if commit and it.source_commit == commit]
+    return max(matching) if matching else max(it.iteration_id for it in iterations)
+
+
+def short(sha: str | None) -> str:
+    return (sha or "")[:8]
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+DESCRIPTION_MAX = 400
+
+
+def status_for_run(run: DbtRun, *, cancelled_by_bridge: bool = False) -> tuple[StatusState, str]:
+    """Map a dbt run to the PR status a developer sees, with a description they can act on."""
+    took = format_duration(run.duration_seconds)
+    took = f" in {took}" if took else ""
+    message = (run.status_message or "").strip()
+    if message.lower() == "none":  # dbt's webhook sends the string "None"
+        message = ""
+    match run.status:
+        case RunStatus.QUEUED:
+            text = "dbt Cloud CI run queued"
+            state = StatusState.PENDING
+        case RunStatus.STARTING:
+            text = "dbt Cloud CI run starting"
+            state = StatusState.PENDING
+        case RunStatus.RUNNING:
+            text = "dbt Cloud CI run in progress"
+            state = StatusState.PENDING
+        case RunStatus.SUCCESS:
+            text = f"dbt Cloud CI passed{took}"
+            state = StatusState.SUCCEEDED
+        case RunStatus.ERROR:
+            text = f"dbt Cloud CI failed{took}" + (f": {message}" if message else "")
+            state = StatusState.FAILED
+        case RunStatus.CANCELLED if cancelled_by_bridge:
+            text = "dbt Cloud CI run superseded by a newer push"
+            state = StatusState.NOT_APPLICABLE
+        case _:
+            text = "dbt Cloud CI run was cancelled in dbt Cloud" + (f": {message}" if message else "")
+            state = StatusState.ERROR
+    return state, f"{text} (run {run.run_id})"[:DESCRIPTION_MAX]
+
+
+# --------------------------------------------------------------------------------------------------
+# The plan: what to do to make the world match the pull request
+
+
+@dataclass(frozen=True)
+class TriggerRun:
+    kind: RunKind
+    commit: str | None
+    iteration_id: int | None
+
+
+@dataclass(frozen=True)
+class CancelRun:
+    record_id: int
+    dbt_run_id: int
+    reason: str  # "superseded" | "closed" | "not-applicable"
+
+
+@dataclass(frozen=True)
+class PostStatus:
+    record_id: int
+    update: StatusUpdate
+
+
+@dataclass(frozen=True)
+class Plan:
+    triggers: list[TriggerRun] = field(default_factory=list)
+    cancels: list[CancelRun] = field(default_factory=list)
+    statuses: list[PostStatus] = field(default_factory=list)
+    reason: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.triggers or self.cancels or self.statuses)
+
+
+def wanted_status(run: RecordedRun, head: str | None) -> StatusUpdate | None:
+    """The status ``run``'s iteration should show now, or None when it should be left alone."""
+    if run.kind is not RunKind.CI or run.iteration_id is None:
+        return None
+    if run.commit != head:
+        stale = run.is_live or run.superseded or run.posted_state is StatusState.PENDING
+        if stale:
+            return StatusUpdate(StatusState.NOT_APPLICABLE,
+                                f"Superseded by a newer push ({short(head)})" if head else "No longer built",
+                                run.iteration_id)
+        return None
+    if run.start_error:
+        return StatusUpdate(StatusState.ERROR, f"Could not start dbt Cloud CI: {run.start_error}"[:DESCRIPTION_MAX],
+                            run.iteration_id)
+    if run.dbt_run_id is None:
+        return None
+    state, description = status_for_run(
+        DbtRun(run.dbt_run_id, run.status or RunStatus.QUEUED, run.href, run.status_message,
+               duration_seconds=run.duration_seconds),
+        cancelled_by_bridge=run.superseded)
+    return StatusUpdate(state, description, run.iteration_id, run.href)
+
+
+def needs_post(run: RecordedRun, head: str | None) -> StatusUpdate | None:
+    update = wanted_status(run, head)
+    if update is None or update.state is run.posted_state:
+        return None
+    return update
+
+
+def plan(pr: PullRequest | None, runs: list[RecordedRun], settings: CiSettings, *, rerun: bool = False) -> Plan:
+    """Decide what makes the world match ``pr``: one live CI run for its head commit, nothing stale,
+    and every iteration that had a run showing the status it should.
+
+    ``pr`` is None when Azure DevOps no longer knows the pull request (deleted): it is treated as closed
+    without a teardown, since nothing tells us its schema was ever built. A trigger's iteration is left
+    for the caller to find (it costs an API call, needed only when a run starts).
+    """
+    ci_runs = [r for r in runs if r.kind is RunKind.CI]
+    live = [r for r in ci_runs if r.is_live]
+
+    if pr is None or pr.status.is_closed:
+        cancels = [CancelRun(r.record_id, r.dbt_run_id, "closed") for r in live if r.dbt_run_id]
+        triggers = []
+        already_torn_down = any(r.kind is RunKind.TEARDOWN for r in runs)
+        if pr is not None and settings.teardown_job_id and ci_runs and not already_torn_down:
+            triggers.append(TriggerRun(RunKind.TEARDOWN, None, None))
+        return Plan(triggers=triggers, cancels=cancels, reason=f"pull request {pr.status if pr else 'deleted'}")
+
+    if not settings.targets(pr.target_ref):
+        cancels = [CancelRun(r.record_id, r.dbt_run_id, "not-applicable") for r in live if r.dbt_run_id]
+        return Plan(cancels=cancels, reason=f"target branch {pr.target_ref} is not built")
+
+    if pr.is_draft and settings.drafts is DraftPolicy.SKIP:
+        cancels = [CancelRun(r.record_id, r.dbt_run_id, "not-applicable") for r in live if r.dbt_run_id]
+        return Plan(cancels=cancels, reason="draft pull request (skipped until published)")
+
+    if not pr.head_commit:
+        return Plan(reason="pull request has no source commit yet")
+
+    head = pr.head_commit
+    cancels = [CancelRun(r.record_id, r.dbt_run_id, "superseded")
+               for r in live if r.commit != head and r.dbt_run_id]
+    for_head = [r for r in ci_runs if r.commit == head]
+    latest_for_head = max(for_head, key=lambda r: r.record_id) if for_head else None
+    statuses = []
+    for r in ci_runs:
+        if r.commit == head and r is not latest_for_head:
+            continue  # an older run of the head commit (before a rerun) must not overwrite the newer one
+        update = needs_post(r, head)
+        if update is not None:
+            statuses.append(PostStatus(r.record_id, update))
+
+    head_live = latest_for_head is not None and latest_for_head.is_live
+    if latest_for_head is None or (rerun and not head_live):
+        return Plan(triggers=[TriggerRun(RunKind.CI, head, None)], cancels=cancels, statuses=statuses,
+                    reason="rerun requested" if for_head else f"new head commit {short(head)}")
+    return Plan(cancels=cancels, statuses=statuses, reason=f"head {short(head)} has run record {latest_for_head.record_id}")

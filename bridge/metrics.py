@@ -1,0 +1,61 @@
+"""Prometheus metrics. Each process owns one registry (no module-level globals); the web process adds
+gauges read from the database at scrape time, so backlog and run states are right whatever process
+changed them."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.deliveries = Counter("bridge_deliveries_total", "Webhook deliveries answered, by source and outcome",
+                                  ["source", "outcome"], registry=r)
+        self.ingest_seconds = Histogram("bridge_ingest_seconds", "Time to verify, parse, persist and enqueue",
+                                        ["source"], registry=r,
+                                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+        self.enqueue_failures = Counter("bridge_enqueue_failures_total",
+                                        "Deliveries persisted but not handed to the broker (beat retries them)",
+                                        registry=r)
+        self.runs_started = Counter("bridge_dbt_runs_started_total", "dbt Cloud runs the bridge tried to start",
+                                    ["kind", "result"], registry=r)
+        self.runs_cancelled = Counter("bridge_dbt_runs_cancelled_total", "dbt Cloud runs the bridge cancelled",
+                                      ["reason"], registry=r)
+        self.runs_finished = Counter("bridge_dbt_runs_finished_total", "dbt Cloud runs seen finishing",
+                                     ["kind", "status"], registry=r)
+        self.statuses_posted = Counter("bridge_pr_statuses_posted_total", "Pull-request statuses posted",
+                                       ["state"], registry=r)
+        self.task_failures = Counter("bridge_task_failures_total", "Worker tasks that gave up", ["task", "error"],
+                                     registry=r)
+        self.task_retries = Counter("bridge_task_retries_total", "Worker task retries", ["task", "error"],
+                                    registry=r)
+
+
+class DatabaseCollector:
+    """Gauges computed from the database when /metrics is scraped."""
+
+    def __init__(self, read_counts):
+        self._read_counts = read_counts  # () -> {"deliveries": {(source, state): n}, "live_runs": n}
+
+    def collect(self):
+        try:
+            counts = self._read_counts()
+        except Exception:  # a scrape must not fail because the database blinked
+            up = GaugeMetricFamily("bridge_database_up", "1 when the database answered the scrape")
+            up.add_metric([], 0)
+            yield up
+            return
+        up = GaugeMetricFamily("bridge_database_up", "1 when the database answered the scrape")
+        up.add_metric([], 1)
+        yield up
+        deliveries = GaugeMetricFamily("bridge_deliveries", "Stored deliveries by source and state",
+                                       labels=["source", "state"])
+        for (source, state), n in sorted(counts["deliveries"].items()):
+            deliveries.add_metric([source, state], n)
+        yield deliveries
+        live = GaugeMetricFamily("bridge_live_dbt_runs", "dbt runs started by the bridge and not finished")
+        live.add_metric([], counts["live_runs"])
+        yield live

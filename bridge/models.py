@@ -1,0 +1,156 @@
+"""Database tables (SQLAlchemy 2). Secrets are stored only as Fernet tokens (columns named ``*_enc``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Organization(Base):
+    """An Azure DevOps organization (or Azure DevOps Server collection) and how to talk to it."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(String(500))
+    pat_enc: Mapped[str | None] = mapped_column(Text)
+    webhook_username: Mapped[str | None] = mapped_column(String(256), unique=True)
+    webhook_password_enc: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    repositories: Mapped[list[Repository]] = relationship(back_populates="organization")
+
+
+class DbtAccount(Base):
+    """A dbt Cloud account: its API host, token and webhook secret."""
+
+    __tablename__ = "dbt_accounts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # dbt's account id
+    url: Mapped[str] = mapped_column(String(500))
+    api_token_enc: Mapped[str | None] = mapped_column(Text)
+    webhook_secret_enc: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Repository(Base):
+    """An Azure DevOps repository linked to a dbt Cloud CI job."""
+
+    __tablename__ = "repositories"
+    __table_args__ = (UniqueConstraint("organization_id", "ado_repository_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    ado_project_id: Mapped[str] = mapped_column(String(64))
+    ado_project_name: Mapped[str] = mapped_column(String(300))
+    ado_repository_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    dbt_account_id: Mapped[int] = mapped_column(ForeignKey("dbt_accounts.id"))
+    ci_job_id: Mapped[int] = mapped_column(BigInteger)
+    teardown_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    target_branches: Mapped[list] = mapped_column(JSON, default=list)
+    drafts: Mapped[str] = mapped_column(String(10), default="skip")
+    status_genre: Mapped[str] = mapped_column(String(200), default="dbt-cloud")
+    status_name: Mapped[str] = mapped_column(String(200), default="ci")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    organization: Mapped[Organization] = relationship(back_populates="repositories")
+    dbt_account: Mapped[DbtAccount] = relationship()
+
+
+class Delivery(Base):
+    """One accepted webhook delivery: the outbox between the receiver and the workers.
+
+    Written before the receiver answers 2xx; ``dispatched_at`` is set once the broker took the task,
+    ``processed_at`` once a worker finished with it. Beat re-enqueues rows left undispatched.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("source", "dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))          # azure-devops | dbt-cloud
+    dedupe_key: Mapped[str] = mapped_column(String(300))
+    event_type: Mapped[str] = mapped_column(String(100))
+    repository_id: Mapped[int | None] = mapped_column(ForeignKey("repositories.id"), index=True)
+    dbt_account_id: Mapped[int | None] = mapped_column(BigInteger)
+    event: Mapped[dict] = mapped_column(JSON)                 # the parsed domain event, never the raw body
+    state: Mapped[str] = mapped_column(String(20), default="received", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PullRequestRecord(Base):
+    """What the bridge last learned of a pull request (for the console and for teardown)."""
+
+    __tablename__ = "pull_requests"
+    __table_args__ = (UniqueConstraint("repository_id", "pull_request_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id"))
+    pull_request_id: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(500), default="")
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    is_draft: Mapped[bool] = mapped_column(Boolean, default=False)
+    target_ref: Mapped[str] = mapped_column(String(500), default="")
+    head_commit: Mapped[str | None] = mapped_column(String(64))
+    last_reason: Mapped[str | None] = mapped_column(Text)
+    reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    runs: Mapped[list[CiRun]] = relationship(back_populates="pull_request", order_by="CiRun.id")
+
+
+class CiRun(Base):
+    """A dbt Cloud run the bridge started (or failed to start) for a pull request."""
+
+    __tablename__ = "ci_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pull_request_ref: Mapped[int] = mapped_column(ForeignKey("pull_requests.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10), default="ci")
+    commit: Mapped[str | None] = mapped_column(String(64))
+    iteration_id: Mapped[int | None] = mapped_column(Integer)
+    dbt_account_id: Mapped[int] = mapped_column(BigInteger)
+    dbt_job_id: Mapped[int] = mapped_column(BigInteger)
+    dbt_run_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    status: Mapped[int | None] = mapped_column(Integer)       # dbt run status code
+    status_message: Mapped[str | None] = mapped_column(Text)
+    href: Mapped[str | None] = mapped_column(String(1000))
+    superseded: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    posted_state: Mapped[str | None] = mapped_column(String(20))
+    posted_description: Mapped[str | None] = mapped_column(Text)
+    start_error: Mapped[str | None] = mapped_column(Text)
+    duration_seconds: Mapped[float | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    pull_request: Mapped[PullRequestRecord] = relationship(back_populates="runs")

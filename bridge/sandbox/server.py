@@ -1,0 +1,447 @@
+"""HTTP face of the sandbox: the Azure DevOps and dbt Cloud endpoints the bridge uses, plus a control API
+under ``/_sandbox`` that plays the people (open PRs, push, publish, close, choose run outcomes, faults)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+
+from flask import Flask, Response, g, jsonify, request
+
+from .world import DEFAULT_ORG, World, now_iso
+
+ADO_PREFIX = re.compile(r"^/[^/_][^/]*/")
+
+
+def create_sandbox_app(base_url: str) -> Flask:
+    app = Flask("bridge-sandbox")
+    world = World(base_url)
+    app.extensions["world"] = world
+
+    # -- plumbing: latency, faults, auth, the exchange log ------------------------------------------
+
+    def service_of(path: str) -> str | None:
+        if path.startswith("/api/v2/"):
+            return "dbt"
+        if "/_apis/" in path:
+            return "ado"
+        return None
+
+    @app.before_request
+    def _before():
+        g.started = time.time()
+        service = service_of(request.path)
+        g.service = service
+        if service is None:
+            return None
+        if world.latency:
+            time.sleep(world.latency)
+        fault = world.take_fault(service, request.method, request.path)
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.status == 0:  # drop the connection: answer nothing useful
+                return Response(status=500, headers={"Connection": "close"}, response=b"")
+            body = fault.body or ({"message": f"sandbox fault {fault.status}", "typeKey": "SandboxFault"}
+                                  if service == "ado" else
+                                  {"status": {"code": fault.status, "is_success": False,
+                                              "user_message": "sandbox fault", "developer_message": ""},
+                                   "data": None})
+            response = jsonify(body)
+            response.status_code = fault.status
+            if fault.retry_after is not None:
+                response.headers["Retry-After"] = str(int(fault.retry_after))
+            return response
+        if service == "ado" and not _ado_authorized(world):
+            return jsonify({"message": "TF400813: The user is not authorized to access this resource.",
+                            "typeKey": "UnauthorizedRequestException"}), 401
+        return None
+
+    @app.after_request
+    def _after(response: Response):
+        if g.get("service"):
+            try:
+                req_body = request.get_json(silent=True)
+            except Exception:
+                req_body = None
+            try:
+                resp_body = json.loads(response.get_data()) if response.is_json else None
+            except ValueError:
+                resp_body = None
+            world.log_exchange({"service": g.service, "method": request.method, "path": request.path,
+                                "query": request.args.to_dict(flat=False), "body": req_body,
+                                "status": response.status_code, "response": resp_body,
+                                "elapsed": time.time() - g.started})
+        return response
+
+    # -- Azure DevOps ----------------------------------------------------------------------------------
+
+    def ado_error(status: int, message: str, type_key: str = "InvalidArgumentValueException"):
+        return jsonify({"$id": "1", "innerException": None, "message": message, "typeName": type_key,
+                        "typeKey": type_key, "errorCode": 0, "eventId": 3000}), status
+
+    def repo_or_404(org: str, project: str, repository: str):
+        repo = world.find_repo(org, project, repository)
+        if repo is None:
+            return None, ado_error(404, f"TF401019: The Git repository with name or identifier {repository} "
+                                        "does not exist or you do not have permissions for the operation "
+                                        "you are attempting.", "GitRepositoryNotFoundException")
+        return repo, None
+
+    def pr_or_404(repo: dict, pr_id: int):
+        pr = world.prs.get(pr_id)
+        if pr is None or pr["repository_id"] != repo["id"]:
+            return None, ado_error(404, f"TF401180: The requested pull request was not found.",
+                                   "GitPullRequestNotFoundException")
+        return pr, None
+
+    @app.get("/<org>/<project>/_apis/git/repositories/<repository>")
+    def ado_get_repository(org, project, repository):
+        with world.lock:
+            repo, error = repo_or_404(org, project, repository)
+            return error or jsonify(world.repo_json(repo))
+
+    @app.get("/<org>/<project>/_apis/git/repositories/<repository>/pullrequests/<int:pr_id>")
+    def ado_get_pr(org, project, repository, pr_id):
+        with world.lock:
+            repo, error = repo_or_404(org, project, repository)
+            if error:
+                return error
+            pr, error = pr_or_404(repo, pr_id)
+            return error or jsonify(world.pr_json(pr))
+
+    @app.get("/<org>/<project>/_apis/git/repositories/<repository>/pullrequests")
+    def ado_list_prs(org, project, repository):
+        with world.lock:
+            repo, error = repo_or_404(org, project, repository)
+            if error:
+                return error
+            status = request.args.get("searchCriteria.status", "active")
+            prs = [world.pr_json(p) for p in world.prs.values()
+                   if p["repository_id"] == repo["id"] and (status == "all" or p["status"] == status)]
+            skip, top = int(request.args.get("$skip", 0)), int(request.args.get("$top", 100))
+            page = prs[skip:skip + top]
+            return jsonify({"value": page, "count": len(page)})
+
+    @app.get("/<org>/<project>/_apis/git/repositories/<repository>/pullRequests/<int:pr_id>/iterations")
+    def ado_iterations(org, project, repository, pr_id):
+        with world.lock:
+            repo, error = repo_or_404(org, project, repository)
+            if error:
+                return error
+            pr, error = pr_or_404(repo, pr_id)
+            if error:
+                return error
+            values = world.iterations[pr_id]
+            return jsonify({"value": values, "count": len(values)})
+
+    @app.route("/<org>/<project>/_apis/git/repositories/<repository>/pullRequests/<int:pr_id>/statuses",
+               methods=["GET", "POST"])
+    def ado_statuses(org, project, repository, pr_id):
+        with world.lock:
+            repo, error = repo_or_404(org, project, repository)
+            if error:
+                return error
+            pr, error = pr_or_404(repo, pr_id)
+            if error:
+                return error
+            if request.method == "GET":
+                values = world.statuses[pr_id]
+                return jsonify({"value": values, "count": len(values)})
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict) or not (body.get("context") or {}).get("name"):
+                return ado_error(400, "The status context name is required.")
+            iteration_id = body.get("iterationId")
+            known = {it["id"] for it in world.iterations[pr_id]}
+            if iteration_id is None and world.require_iteration_status:
+                return ado_error(403, "Pull request status rejected by status policy. Policy configuration "
+                                      "requires status to be posted on iteration.",
+                                 "GitPullRequestStatusRejectedByPolicyException")
+            if iteration_id is not None and iteration_id not in known:
+                return ado_error(400, f"Iteration {iteration_id} does not exist.")
+            if body.get("state") not in (None, "notSet", "pending", "succeeded", "failed", "error",
+                                         "notApplicable"):
+                return ado_error(400, "Invalid status state.")
+            status = {"id": world._next_status, "state": body.get("state", "notSet"),
+                      "description": body.get("description", ""), "context": body["context"],
+                      "creationDate": now_iso(), "updatedDate": now_iso(),
+                      "createdBy": {"displayName": "bridge", "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, "bridge"))}}
+            if body.get("targetUrl"):
+                status["targetUrl"] = body["targetUrl"]
+            if iteration_id is not None:
+                status["iterationId"] = iteration_id
+            world._next_status += 1
+            world.statuses[pr_id].append(status)
+            return jsonify(status)
+
+    # -- dbt Cloud ---------------------------------------------------------------------------------
+
+    def dbt_error(status: int, message: str):
+        return jsonify({"status": {"code": status, "is_success": False, "user_message": message,
+                                   "developer_message": ""}, "data": None}), status
+
+    def dbt_ok(data, extra=None):
+        body = {"status": {"code": 200, "is_success": True, "user_message": "Success!", "developer_message": ""},
+                "data": data}
+        if extra is not None:
+            body["extra"] = extra
+        return jsonify(body)
+
+    def dbt_auth(account_id: int):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        expected = world.dbt_tokens.get(account_id)
+        if scheme not in ("Token", "Bearer") or not expected or token != expected:
+            return dbt_error(401, "Invalid token.")
+        return None
+
+    @app.post("/api/v2/accounts/<int:account_id>/jobs/<int:job_id>/run/")
+    def dbt_trigger(account_id, job_id):
+        error = dbt_auth(account_id)
+        if error:
+            return error
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not body.get("cause"):
+            return dbt_error(400, "The request was invalid. Please double check the provided data and try again.")
+        if body.get("git_sha") and body.get("git_branch"):
+            return dbt_error(400, "git_branch and git_sha cannot both be specified")
+        if job_id not in world.jobs:
+            return dbt_error(404, "Requested resource not found.")
+        run = world.trigger(account_id, job_id, body)
+        return dbt_ok(world.run_json(run))
+
+    @app.get("/api/v2/accounts/<int:account_id>/runs/<int:run_id>/")
+    def dbt_get_run(account_id, run_id):
+        error = dbt_auth(account_id)
+        if error:
+            return error
+        run = world.runs.get(run_id)
+        if run is None or run.account_id != account_id:
+            return dbt_error(404, "Requested resource not found.")
+        return dbt_ok(world.run_json(run, include_trigger="trigger" in request.args.get("include_related", "")))
+
+    @app.post("/api/v2/accounts/<int:account_id>/runs/<int:run_id>/cancel/")
+    def dbt_cancel(account_id, run_id):
+        error = dbt_auth(account_id)
+        if error:
+            return error
+        if run_id not in world.runs or world.runs[run_id].account_id != account_id:
+            return dbt_error(404, "Requested resource not found.")
+        return dbt_ok(world.run_json(world.cancel(run_id)))
+
+    @app.get("/api/v2/accounts/<int:account_id>/runs/")
+    def dbt_list_runs(account_id):
+        error = dbt_auth(account_id)
+        if error:
+            return error
+        with world.lock:
+            runs = [r for r in world.runs.values() if r.account_id == account_id]
+            job = request.args.get("job_definition_id", type=int)
+            if job:
+                runs = [r for r in runs if r.job_id == job]
+            wanted = {int(s) for s in request.args.getlist("status__in") if s.isdigit()}
+            t = time.time()
+            if wanted:
+                runs = [r for r in runs if r.status_at(t) in wanted]
+            order = request.args.get("order_by", "id")
+            runs.sort(key=lambda r: r.id, reverse=order.startswith("-"))
+            offset, limit = request.args.get("offset", 0, type=int), min(request.args.get("limit", 100, type=int), 100)
+            page = runs[offset:offset + limit]
+            with_trigger = "trigger" in request.args.get("include_related", "")
+            data = [world.run_json(r, include_trigger=with_trigger) for r in page]
+        return dbt_ok(data, {"filters": {}, "order_by": order,
+                             "pagination": {"count": len(data), "total_count": len(runs)}})
+
+    @app.get("/deploy/<int:account_id>/projects/<int:project_id>/runs/<int:run_id>/")
+    def dbt_run_page(account_id, project_id, run_id):
+        run = world.runs.get(run_id)
+        if run is None:
+            return "no such run", 404
+        body = world.run_json(run, include_trigger=True)
+        return (f"<html><body><h1>dbt Cloud (sandbox) run {run_id}</h1><p>{body['status_humanized']}</p>"
+                f"<pre>{json.dumps(body, indent=2)}</pre></body></html>")
+
+    # -- control API -------------------------------------------------------------------------------
+
+    @app.post("/_sandbox/setup")
+    def control_setup():
+        body = request.get_json(force=True)
+        with world.lock:
+            if "pat" in body:
+                world.pats = {body["pat"]}
+            if "dbt_token" in body:
+                world.dbt_tokens = {int(k): v for k, v in (body["dbt_token"] or {}).items()}
+            if "hooks" in body:
+                world.hooks = [{"subscription_id": h.get("subscription_id") or str(uuid.uuid4()), **h}
+                               for h in body["hooks"]]
+            if "dbt_webhooks" in body:
+                world.dbt_webhooks = [{"id": h.get("id") or f"wsu_{uuid.uuid4().hex[:12]}", **h}
+                                      for h in body["dbt_webhooks"]]
+            if "latency_ms" in body:
+                world.latency = float(body["latency_ms"]) / 1000
+            if "run_defaults" in body:
+                world.run_defaults.update(body["run_defaults"])
+            if "require_iteration_status" in body:
+                world.require_iteration_status = bool(body["require_iteration_status"])
+        return jsonify({"ok": True})
+
+    @app.post("/_sandbox/repos")
+    def control_repo():
+        body = request.get_json(force=True)
+        org = body.get("org", DEFAULT_ORG)
+        project = world.find_project(org, body["project"]) or world.add_project(org, str(uuid.uuid4()),
+                                                                                body["project"])
+        repo = world.add_repo(org, project["id"], body.get("id") or str(uuid.uuid4()), body["name"])
+        return jsonify(world.repo_json(repo))
+
+    def deliver(event: dict) -> dict:
+        if request.get_json(silent=True, force=True) and request.get_json(force=True).get("deliver") is False:
+            return {"event_id": event["id"], "delivered": []}
+        return {"event_id": event["id"], "delivered": world.deliver_event(event["id"])}
+
+    @app.post("/_sandbox/prs")
+    def control_open_pr():
+        body = request.get_json(force=True)
+        try:
+            pr = world.open_pr(body.get("org", DEFAULT_ORG), body.get("repository", "dbt-analytics"),
+                               source=body.get("source", "feature/x"), target=body.get("target", "main"),
+                               title=body.get("title", "A change"), draft=bool(body.get("draft", False)))
+        except KeyError as exc:
+            return jsonify({"error": str(exc)}), 404
+        event = world.pr_event(pr["id"], "git.pullrequest.created",
+                               f"Ada Developer created pull request {pr['id']} ({pr['title']})")
+        return jsonify({"pr": pr["id"], "head": pr["head"], **deliver(event)})
+
+    @app.post("/_sandbox/prs/<int:pr_id>/<action>")
+    def control_pr_action(pr_id, action):
+        if pr_id not in world.prs:
+            return jsonify({"error": f"no PR {pr_id}"}), 404
+        body = request.get_json(silent=True, force=True) or {}
+        event_type, text, comment = "git.pullrequest.updated", "", None
+        if action == "push":
+            pr = world.push(pr_id)
+            text = f"Ada Developer updated the source branch of pull request {pr_id}"
+        elif action == "publish":
+            pr = world.set_pr(pr_id, draft=False)
+            text = f"Ada Developer published pull request {pr_id}"
+        elif action == "draft":
+            pr = world.set_pr(pr_id, draft=True)
+            text = f"Ada Developer marked pull request {pr_id} as a draft"
+        elif action == "retarget":
+            pr = world.set_pr(pr_id, target=body.get("target", "refs/heads/main"))
+            text = f"Ada Developer changed the target branch of pull request {pr_id}"
+        elif action == "abandon":
+            pr = world.set_pr(pr_id, status="abandoned")
+            text = f"Ada Developer abandoned pull request {pr_id}"
+        elif action == "complete":
+            pr = world.set_pr(pr_id, status="completed")
+            event_type, text = "git.pullrequest.merged", f"Ada Developer completed pull request {pr_id}"
+        elif action == "conflict":
+            pr = world.set_pr(pr_id, merge_status="conflicts")
+            event_type, text = "git.pullrequest.merged", f"Merge attempted  for pull request {pr_id}"
+        elif action == "comment":
+            pr = world.prs[pr_id]
+            event_type, comment = "ms.vss-code.git-pullrequest-comment-event", body.get("content", "")
+            text = f"Ada Developer has commented on pull request {pr_id}"
+        elif action == "vote":
+            pr = world.prs[pr_id]
+            text = f"Ada Developer approved pull request {pr_id}"
+        elif action == "delete":
+            with world.lock:
+                world.prs.pop(pr_id)
+            return jsonify({"deleted": pr_id})
+        else:
+            return jsonify({"error": f"unknown action {action}"}), 404
+        event = world.pr_event(pr_id, event_type, text, comment=comment)
+        return jsonify({"pr": pr_id, "head": pr["head"], **deliver(event)})
+
+    @app.post("/_sandbox/events/<event_id>/deliver")
+    def control_redeliver(event_id):
+        if event_id not in world.events:
+            return jsonify({"error": "no such event"}), 404
+        return jsonify({"event_id": event_id, "delivered": world.deliver_event(event_id)})
+
+    @app.get("/_sandbox/events/<event_id>")
+    def control_event(event_id):
+        event = world.events.get(event_id)
+        return (jsonify({k: v for k, v in event.items() if k != "org"}) if event else
+                (jsonify({"error": "no such event"}), 404))
+
+    @app.get("/_sandbox/prs/<int:pr_id>")
+    def control_show_pr(pr_id):
+        with world.lock:
+            if pr_id not in world.prs:
+                return jsonify({"error": f"no PR {pr_id}"}), 404
+            return jsonify({"pr": world.pr_json(world.prs[pr_id]), "iterations": world.iterations[pr_id],
+                            "statuses": world.statuses[pr_id]})
+
+    @app.post("/_sandbox/outcomes")
+    def control_outcome():
+        body = request.get_json(force=True)
+        key = body.get("sha") or (f"job:{body['job_id']}" if body.get("job_id") else None)
+        if not key:
+            return jsonify({"error": "give sha or job_id"}), 400
+        with world.lock:
+            world.outcomes[key] = {k: body[k] for k in ("outcome", "seconds", "queued", "message") if k in body}
+        return jsonify({"ok": True})
+
+    @app.post("/_sandbox/runs/<int:run_id>/cancel")
+    def control_cancel(run_id):
+        if run_id not in world.runs:
+            return jsonify({"error": "no such run"}), 404
+        return jsonify(world.run_json(world.cancel(run_id, "Cancelled by Dana in dbt Cloud.")))
+
+    @app.get("/_sandbox/runs")
+    def control_runs():
+        with world.lock:
+            return jsonify([world.run_json(r, include_trigger=True) for r in world.runs.values()])
+
+    @app.post("/_sandbox/faults")
+    def control_fault():
+        from .world import Fault
+
+        body = request.get_json(force=True)
+        with world.lock:
+            if body.get("clear"):
+                world.faults.clear()
+                return jsonify({"ok": True})
+            world.faults.append(Fault(service=body["service"], method=body.get("method", "*"),
+                                      path=re.compile(body.get("path", ".*")), status=int(body["status"]),
+                                      times=int(body.get("times", 1)), retry_after=body.get("retry_after"),
+                                      body=body.get("body"), delay=float(body.get("delay", 0))))
+        return jsonify({"ok": True})
+
+    @app.get("/_sandbox/exchanges")
+    def control_exchanges():
+        since = request.args.get("since", 0, type=int)
+        with world.lock:
+            return jsonify(world.exchanges[since:])
+
+    @app.get("/_sandbox/deliveries")
+    def control_deliveries():
+        with world.lock:
+            return jsonify(world.deliveries)
+
+    @app.get("/_sandbox/health")
+    def control_health():
+        return jsonify({"ok": True, "time": datetime.now(UTC).isoformat()})
+
+    world.start()
+    return app
+
+
+def _ado_authorized(world: World) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        _, _, token = base64.b64decode(value).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return token in world.pats

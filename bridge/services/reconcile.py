@@ -1,0 +1,308 @@
+"""Make a pull request's CI match the pull request: read the truth, ask the domain's plan, carry it out.
+
+Every entry point runs under the pull request's lock, so duplicate, retried and out-of-order deliveries
+are serialized and each one only ever moves the world toward the same end state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .. import domain
+from ..db import Database
+from ..domain import (
+    CiSettings,
+    DbtRun,
+    DraftPolicy,
+    PullRequest,
+    RecordedRun,
+    RunKind,
+    RunStatus,
+    StatusContext,
+    StatusState,
+)
+from ..errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
+from ..metrics import Metrics
+from ..models import CiRun, PullRequestRecord, Repository, utcnow
+from .connections import Connections
+
+log = logging.getLogger(__name__)
+
+LockFactory = Callable[[str], AbstractContextManager]
+
+# A trigger whose answer we never saw (worker killed, connection reset) is looked up in dbt Cloud
+# before it is repeated, so that one push never starts two runs.
+IN_DOUBT_LOOKBACK = timedelta(hours=6)
+
+
+def ci_settings(repo: Repository) -> CiSettings:
+    return CiSettings(
+        ci_job_id=repo.ci_job_id,
+        status_context=StatusContext(repo.status_genre, repo.status_name),
+        target_branches=tuple(domain.normalize_ref(b) for b in (repo.target_branches or [])),
+        drafts=DraftPolicy(repo.drafts),
+        teardown_job_id=repo.teardown_job_id,
+    )
+
+
+def recorded(run: CiRun) -> RecordedRun:
+    return RecordedRun(
+        record_id=run.id, kind=RunKind(run.kind), commit=run.commit, iteration_id=run.iteration_id,
+        dbt_run_id=run.dbt_run_id, status=RunStatus.parse(run.status), superseded=run.superseded,
+        posted_state=StatusState(run.posted_state) if run.posted_state else None, start_error=run.start_error,
+        href=run.href, status_message=run.status_message, duration_seconds=run.duration_seconds)
+
+
+def apply_run(run: CiRun, dbt_run: DbtRun) -> bool:
+    """Copy what dbt Cloud says of a run onto our record; never move a finished run backwards."""
+    current = RunStatus.parse(run.status)
+    if current is not None and current.is_terminal and not dbt_run.status.is_terminal:
+        return False
+    changed = run.status != int(dbt_run.status)
+    run.status = int(dbt_run.status)
+    run.href = dbt_run.href or run.href
+    if dbt_run.status_message:
+        run.status_message = dbt_run.status_message
+    if dbt_run.duration_seconds is not None:
+        run.duration_seconds = dbt_run.duration_seconds
+    if dbt_run.status.is_terminal and run.finished_at is None:
+        run.finished_at = dbt_run.finished_at or utcnow()
+    run.updated_at = utcnow()
+    return changed
+
+
+@dataclass
+class Outcome:
+    reason: str
+    triggered: int = 0
+    cancelled: int = 0
+    posted: int = 0
+
+
+class Reconciler:
+    def __init__(self, db: Database, connections: Connections, lock: LockFactory, metrics: Metrics):
+        self.db = db
+        self.connections = connections
+        self.lock = lock
+        self.metrics = metrics
+
+    # -- entry points -------------------------------------------------------------------------------
+
+    def reconcile(self, repository_id: int, pull_request_id: int, *, rerun: bool = False) -> Outcome:
+        with self.lock(f"pr:{repository_id}:{pull_request_id}"):
+            return self._reconcile(repository_id, pull_request_id, rerun=rerun)
+
+    def settle_run(self, ci_run_id: int, dbt_run: DbtRun | None = None) -> Outcome:
+        """Take in news of a run (a dbt webhook, or a poll when ``dbt_run`` is None) and post its status."""
+        with self.db.session() as s:
+            run = s.get(CiRun, ci_run_id)
+            if run is None:
+                return Outcome("unknown run")
+            key = f"pr:{run.pull_request.repository_id}:{run.pull_request.pull_request_id}"
+        with self.lock(key):
+            return self._settle(ci_run_id, dbt_run)
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _reconcile(self, repository_id: int, pull_request_id: int, *, rerun: bool) -> Outcome:
+        with self.db.session() as s:
+            repo = s.get(Repository, repository_id)
+            if repo is None:
+                return Outcome("repository is no longer configured")
+            org, account = repo.organization, repo.dbt_account
+            settings = ci_settings(repo)
+            project, ado_repo = repo.ado_project_id, repo.ado_repository_id
+        ado = self.connections.azure_devops(org)
+        dbt = self.connections.dbt_cloud(account)
+
+        try:
+            pr = ado.get_pull_request(project, ado_repo, pull_request_id)
+        except NotFound:
+            pr = None
+
+        with self.db.session() as s:
+            record = self._pr_record(s, repository_id, pull_request_id, pr)
+            record_id = record.id
+            in_doubt = [r.id for r in record.runs
+                        if r.dbt_run_id is None and r.start_error is None]
+        for run_id in in_doubt:
+            self._resolve_in_doubt(run_id, dbt, pull_request_id)
+
+        with self.db.session() as s:
+            record = s.get(PullRequestRecord, record_id)
+            runs = [recorded(r) for r in record.runs]
+        plan = domain.plan(pr, runs, settings, rerun=rerun)
+        outcome = Outcome(plan.reason)
+
+        for cancel in plan.cancels:
+            self._cancel(dbt, cancel)
+            outcome.cancelled += 1
+        for post in plan.statuses:
+            self._post(ado, project, ado_repo, pull_request_id, settings.status_context, post.record_id,
+                       post.update)
+            outcome.posted += 1
+        for trigger in plan.triggers:
+            assert pr is not None
+            outcome.posted += self._trigger(ado, dbt, project, ado_repo, record_id, pr, settings, trigger,
+                                            account_id=account.id)
+            outcome.triggered += 1
+
+        with self.db.session() as s:
+            record = s.get(PullRequestRecord, record_id)
+            record.last_reason = plan.reason
+            record.reconciled_at = utcnow()
+        log.info("reconciled PR %s of repository %s: %s (triggered %d, cancelled %d, posted %d)",
+                 pull_request_id, repository_id, plan.reason, outcome.triggered, outcome.cancelled, outcome.posted)
+        return outcome
+
+    @staticmethod
+    def _pr_record(s: Session, repository_id: int, pull_request_id: int,
+                   pr: PullRequest | None) -> PullRequestRecord:
+        record = s.scalar(select(PullRequestRecord).where(
+            PullRequestRecord.repository_id == repository_id,
+            PullRequestRecord.pull_request_id == pull_request_id))
+        if record is None:
+            record = PullRequestRecord(repository_id=repository_id, pull_request_id=pull_request_id)
+            s.add(record)
+        if pr is None:
+            record.status = "deleted"
+        else:
+            record.title = pr.title[:500]
+            record.status = pr.status.value
+            record.is_draft = pr.is_draft
+            record.target_ref = pr.target_ref
+            record.head_commit = pr.head_commit
+        s.flush()
+        return record
+
+    def _resolve_in_doubt(self, ci_run_id: int, dbt, pull_request_id: int) -> None:
+        """Find the dbt run a lost trigger may have started; otherwise mark the attempt as not started."""
+        with self.db.session() as s:
+            run = s.get(CiRun, ci_run_id)
+            job_id, commit, created = run.dbt_job_id, run.commit, run.created_at
+        found = None
+        for dbt_run, trigger in dbt.list_runs(job_id):
+            if dbt_run.started_at and created and dbt_run.started_at < created - IN_DOUBT_LOOKBACK:
+                break
+            same_pr = trigger.get("azure_pull_request_id") == pull_request_id
+            same_sha = (trigger.get("git_sha") or dbt_run.git_sha) == commit
+            if same_pr and same_sha:
+                found = dbt_run
+                break
+        with self.db.session() as s:
+            run = s.get(CiRun, ci_run_id)
+            if found is not None:
+                run.dbt_run_id = found.run_id
+                apply_run(run, found)
+                log.info("recovered dbt run %s for an interrupted trigger (record %s)", found.run_id, ci_run_id)
+            else:
+                s.delete(run)  # never started: the plan will start it again
+
+    def _cancel(self, dbt, cancel: domain.CancelRun) -> None:
+        try:
+            answer = dbt.cancel_run(cancel.dbt_run_id)
+        except NotFound:
+            answer = None
+        with self.db.session() as s:
+            run = s.get(CiRun, cancel.record_id)
+            run.cancel_requested = True
+            run.superseded = run.superseded or cancel.reason in ("superseded", "not-applicable")
+            if answer is not None:
+                apply_run(run, answer)
+        self.metrics.runs_cancelled.labels(reason=cancel.reason).inc()
+
+    def _post(self, ado, project: str, ado_repo: str, pull_request_id: int, context: StatusContext,
+              record_id: int, update: domain.StatusUpdate) -> None:
+        ado.post_status(project, ado_repo, pull_request_id, context, update)
+        with self.db.session() as s:
+            run = s.get(CiRun, record_id)
+            run.posted_state = update.state.value
+            run.posted_description = update.description
+        self.metrics.statuses_posted.labels(state=update.state.value).inc()
+
+    def _trigger(self, ado, dbt, project: str, ado_repo: str, record_id: int, pr: PullRequest,
+                 settings: CiSettings, trigger: domain.TriggerRun, *, account_id: int) -> int:
+        teardown = trigger.kind is RunKind.TEARDOWN
+        job_id = settings.teardown_job_id if teardown else settings.ci_job_id
+        iteration = None
+        if not teardown:
+            iteration = domain.iteration_for(trigger.commit, ado.list_iterations(project, ado_repo,
+                                                                                 pr.pull_request_id))
+        with self.db.session() as s:
+            run = CiRun(pull_request_ref=record_id, kind=trigger.kind.value, commit=trigger.commit,
+                        iteration_id=iteration, dbt_account_id=account_id, dbt_job_id=job_id)
+            s.add(run)
+            s.flush()
+            run_id = run.id
+        try:
+            started = dbt.trigger_run(
+                job_id, cause=domain.run_cause(pr, kind=trigger.kind),
+                git_sha=None if teardown else trigger.commit, pull_request_id=pr.pull_request_id,
+                schema_override=domain.pr_schema(settings.ci_job_id, pr.pull_request_id))
+        except (BadRequest, Forbidden, NotFound, Unauthorized) as exc:
+            with self.db.session() as s:
+                run = s.get(CiRun, run_id)
+                run.start_error = _start_error(exc)
+                snapshot = recorded(run)
+            self.metrics.runs_started.labels(kind=trigger.kind.value, result="refused").inc()
+            log.warning("dbt Cloud refused to start job %s for PR %s: %s", job_id, pr.pull_request_id, exc)
+            update = domain.needs_post(snapshot, pr.head_commit)
+            if update is not None:
+                self._post(ado, project, ado_repo, pr.pull_request_id, settings.status_context, run_id, update)
+                return 1
+            return 0
+        with self.db.session() as s:
+            run = s.get(CiRun, run_id)
+            run.dbt_run_id = started.run_id
+            apply_run(run, started)
+            snapshot = recorded(run)
+        self.metrics.runs_started.labels(kind=trigger.kind.value, result="started").inc()
+        log.info("started dbt run %s (job %s) for PR %s @ %s", started.run_id, job_id, pr.pull_request_id,
+                 domain.short(trigger.commit))
+        update = domain.needs_post(snapshot, pr.head_commit)
+        if update is not None:
+            self._post(ado, project, ado_repo, pr.pull_request_id, settings.status_context, run_id, update)
+            return 1
+        return 0
+
+    def _settle(self, ci_run_id: int, dbt_run: DbtRun | None) -> Outcome:
+        with self.db.session() as s:
+            run = s.get(CiRun, ci_run_id)
+            record = run.pull_request
+            repo = s.get(Repository, record.repository_id)
+            org, account = repo.organization, repo.dbt_account
+            settings = ci_settings(repo)
+            project, ado_repo, pr_number = repo.ado_project_id, repo.ado_repository_id, record.pull_request_id
+            dbt_run_id = run.dbt_run_id
+        if dbt_run_id is None:
+            return Outcome("run was never started")
+        if dbt_run is None:
+            dbt_run = self.connections.dbt_cloud(account).get_run(dbt_run_id)
+        with self.db.session() as s:
+            run = s.get(CiRun, ci_run_id)
+            apply_run(run, dbt_run)
+            snapshot = recorded(run)
+            head = run.pull_request.head_commit
+            closed = run.pull_request.status in ("completed", "abandoned", "deleted")
+        if snapshot.status and snapshot.status.is_terminal:
+            self.metrics.runs_finished.labels(kind=snapshot.kind.value,
+                                              status=snapshot.status.name.lower()).inc()
+        update = None if closed else domain.needs_post(snapshot, head)
+        if update is None:
+            return Outcome("nothing to post")
+        self._post(self.connections.azure_devops(org), project, ado_repo, pr_number, settings.status_context,
+                   ci_run_id, update)
+        return Outcome(f"posted {update.state.value}", posted=1)
+
+
+def _start_error(exc: ApiError) -> str:
+    status = f"HTTP {exc.status}: " if exc.status else ""
+    text = str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
+    return f"{status}{text}"[:300]

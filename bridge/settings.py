@@ -1,0 +1,79 @@
+"""Process settings, read once from the environment by the two factories (web app, Celery app) and the CLI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///bridge.db"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = DEFAULT_BROKER_URL
+    secret_keys: tuple[str, ...] = ()
+    public_url: str = "http://127.0.0.1:8000"
+    config_file: Path | None = None
+    allow_insecure_http: bool = False
+    max_body_bytes: int = 1_048_576
+    http_timeout: float = 10.0
+    poll_interval: float = 15.0      # beat: how often to look for runs that went quiet
+    quiet_after: float = 60.0        # a live run with no news for this long is polled
+    sweep_interval: float = 10.0     # beat: how often to re-enqueue undispatched deliveries
+    sweep_after: float = 15.0        # a delivery undispatched for this long is re-enqueued
+    lock_timeout: float = 120.0
+    visibility_timeout: float = 300.0
+    task_max_retries: int = 8
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        keys = tuple(k.strip() for k in env.get("BRIDGE_SECRET_KEY", "").split(",") if k.strip())
+        config = env.get("BRIDGE_CONFIG")
+        return cls(
+            database_url=env.get("BRIDGE_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            broker_url=env.get("BRIDGE_BROKER_URL") or DEFAULT_BROKER_URL,
+            secret_keys=keys,
+            public_url=(env.get("BRIDGE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            config_file=Path(config) if config else None,
+            allow_insecure_http=_flag(env.get("BRIDGE_ALLOW_INSECURE_HTTP")),
+            max_body_bytes=int(_number(env, "BRIDGE_MAX_BODY_BYTES", 1_048_576)),
+            http_timeout=_number(env, "BRIDGE_HTTP_TIMEOUT", 10.0),
+            poll_interval=_number(env, "BRIDGE_POLL_INTERVAL", 15.0),
+            quiet_after=_number(env, "BRIDGE_QUIET_AFTER", 60.0),
+            sweep_interval=_number(env, "BRIDGE_SWEEP_INTERVAL", 10.0),
+            sweep_after=_number(env, "BRIDGE_SWEEP_AFTER", 15.0),
+            lock_timeout=_number(env, "BRIDGE_LOCK_TIMEOUT", 120.0),
+            visibility_timeout=_number(env, "BRIDGE_VISIBILITY_TIMEOUT", 300.0),
+            task_max_retries=int(_number(env, "BRIDGE_TASK_MAX_RETRIES", 8)),
+        )
+
+    def require_secret_keys(self) -> tuple[str, ...]:
+        """Secrets are stored encrypted; without a key the bridge refuses to store or read them."""
+        if not self.secret_keys:
+            raise ConfigError(
+                "BRIDGE_SECRET_KEY is not set. Generate one with `bridge keys generate` and set it "
+                "(comma-separate several keys to rotate: the first encrypts, all decrypt)."
+            )
+        return self.secret_keys

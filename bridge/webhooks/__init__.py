@@ -1,0 +1,1 @@
+"""Parsers for inbound webhooks: raw bytes in, domain events out (marshmallow, at the edge, once)."""

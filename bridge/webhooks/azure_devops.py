@@ -1,0 +1,129 @@
+"""Azure DevOps service-hook deliveries → domain events.
+
+Payloads are unsigned and vary by source (docs samples, real deliveries, ``resourceDetailsToSend``), so
+the schemas accept what they do not know and require only what the bridge acts on.
+"""
+
+from __future__ import annotations
+
+import json
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load
+
+from ..domain import HANDLED_EVENT_TYPES, EventType, IgnoredEvent, PullRequestEvent, PullRequestStatus
+from ..errors import PayloadError
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class _Project(_Lenient):
+    id = fields.Str(load_default=None)
+
+
+class _Repository(_Lenient):
+    id = fields.Str(required=True)
+    project = fields.Nested(_Project, load_default=None)
+
+
+class _Commit(_Lenient):
+    commit_id = fields.Str(data_key="commitId", load_default=None)
+
+
+class _PullRequest(_Lenient):
+    pull_request_id = fields.Int(data_key="pullRequestId", required=True, strict=True)
+    repository = fields.Nested(_Repository, required=True)
+    status = fields.Str(load_default="notSet")
+    is_draft = fields.Bool(data_key="isDraft", load_default=False, allow_none=True)
+    merge_status = fields.Str(data_key="mergeStatus", load_default=None, allow_none=True)
+    target_ref = fields.Str(data_key="targetRefName", load_default=None, allow_none=True)
+    last_merge_source_commit = fields.Nested(_Commit, data_key="lastMergeSourceCommit", load_default=None,
+                                             allow_none=True)
+
+
+class _Comment(_Lenient):
+    content = fields.Str(load_default=None, allow_none=True)
+
+
+class _CommentResource(_Lenient):
+    comment = fields.Nested(_Comment, load_default=None, allow_none=True)
+    pull_request = fields.Nested(_PullRequest, data_key="pullRequest", required=True)
+
+
+class _Envelope(_Lenient):
+    event_id = fields.Str(data_key="id", required=True)
+    event_type = fields.Str(data_key="eventType", required=True)
+    subscription_id = fields.Str(data_key="subscriptionId", load_default=None, allow_none=True)
+    notification_id = fields.Int(data_key="notificationId", load_default=None, allow_none=True)
+    resource = fields.Dict(load_default=None, allow_none=True)
+
+    @pre_load
+    def _require_object(self, data, **_):
+        if not isinstance(data, dict):
+            raise ValidationError("the body must be a JSON object")
+        return data
+
+
+def _status(raw: str) -> PullRequestStatus:
+    try:
+        return PullRequestStatus(raw)
+    except ValueError:
+        return PullRequestStatus.NOT_SET
+
+
+class _PullRequestEventSchema(_Envelope):
+    """A PR event: the envelope plus the pull request in ``resource`` (or ``resource.pullRequest``)."""
+
+    @post_load
+    def _to_event(self, data, **_):
+        resource = data["resource"]
+        if not isinstance(resource, dict):
+            raise ValidationError({"resource": ["a pull-request event needs its resource"]})
+        comment = None
+        if data["event_type"] == EventType.PR_COMMENTED:
+            parsed = _CommentResource().load(resource)
+            pr = parsed["pull_request"]
+            comment = (parsed.get("comment") or {}).get("content")
+        else:
+            pr = _PullRequest().load(resource)
+        repo = pr["repository"]
+        source = pr.get("last_merge_source_commit") or {}
+        return PullRequestEvent(
+            event_id=data["event_id"],
+            event_type=data["event_type"],
+            subscription_id=data.get("subscription_id"),
+            notification_id=data.get("notification_id"),
+            repository_id=repo["id"].lower(),
+            project_id=((repo.get("project") or {}).get("id") or None),
+            pull_request_id=pr["pull_request_id"],
+            status=_status(pr["status"]),
+            is_draft=bool(pr.get("is_draft")),
+            source_commit=source.get("commit_id"),
+            target_ref=pr.get("target_ref"),
+            merge_status=pr.get("merge_status"),
+            comment=comment,
+        )
+
+
+def _nested_errors(exc: ValidationError) -> dict:
+    return exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+
+
+def parse(body: bytes) -> PullRequestEvent | IgnoredEvent:
+    """Parse one delivery. Raises :class:`PayloadError` for anything that is not a well-formed event."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
+    try:
+        envelope = _Envelope().load(data)
+    except ValidationError as exc:
+        raise PayloadError("not an Azure DevOps service-hook event", errors=_nested_errors(exc)) from None
+    if envelope["event_type"] not in HANDLED_EVENT_TYPES:
+        return IgnoredEvent(envelope["event_id"], envelope["event_type"])
+    try:
+        return _PullRequestEventSchema().load(data)
+    except ValidationError as exc:
+        raise PayloadError(f"malformed {envelope['event_type']} event", errors=_nested_errors(exc)) from None

@@ -1,0 +1,1 @@
+"""Celery workers and beat: reconcile pull requests, settle runs, sweep the outbox."""

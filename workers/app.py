@@ -1,0 +1,67 @@
+"""The Celery app factory. Settings are read once here; tasks find their runtime on ``app.bridge``."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+
+from bridge.crypto import SecretBox
+from bridge.db import Database
+from bridge.dispatch import POLL_QUIET_RUNS, SWEEP_DELIVERIES, celery_config
+from bridge.metrics import Metrics
+from bridge.retry import LockBusy
+from bridge.services.connections import Connections
+from bridge.services.reconcile import Reconciler
+from bridge.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    reconciler: Reconciler
+    metrics: Metrics
+
+
+def redis_lock_factory(client: redis.Redis, timeout: float):
+    @contextmanager
+    def lock(key: str):
+        handle = client.lock(f"bridge:lock:{key}", timeout=timeout, blocking_timeout=5)
+        if not handle.acquire():
+            raise LockBusy(key)
+        try:
+            yield
+        finally:
+            try:
+                handle.release()
+            except redis.exceptions.LockError:
+                log.warning("lock %s expired before release (work took longer than %ss)", key, timeout)
+
+    return lock
+
+
+def create_celery_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.from_env()
+    app = Celery("bridge-worker", set_as_current=True)
+    app.conf.update(celery_config(settings))
+    app.conf.beat_schedule = {
+        "sweep-deliveries": {"task": SWEEP_DELIVERIES, "schedule": settings.sweep_interval},
+        "poll-quiet-runs": {"task": POLL_QUIET_RUNS, "schedule": settings.poll_interval},
+    }
+    db = Database(settings.database_url, pool_size=10)
+    metrics = Metrics()
+    lock_client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5)
+    connections = Connections(settings, SecretBox(settings.require_secret_keys()))
+    reconciler = Reconciler(db, connections, redis_lock_factory(lock_client, settings.lock_timeout), metrics)
+    app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics)
+
+    from . import tasks
+
+    tasks.register(app)
+    return app

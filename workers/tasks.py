@@ -1,0 +1,176 @@
+"""Celery tasks. Payloads are ids; every task is idempotent; retries are decided by ``bridge.retry``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from celery import Celery, Task
+from sqlalchemy import or_, select
+
+from bridge import retry
+from bridge.dispatch import (
+    POLL_QUIET_RUNS,
+    PROCESS_DELIVERY,
+    QUEUE,
+    RECONCILE_PULL_REQUEST,
+    REFRESH_RUN,
+    SWEEP_DELIVERIES,
+)
+from bridge.domain import DbtRun, RunStatus, is_rerun_command
+from bridge.errors import ApiError, ConfigError
+from bridge.models import CiRun, Delivery, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class BridgeTask(Task):
+    """Retries what ``retry.is_retryable`` calls transient, with backoff and jitter that honour
+    ``Retry-After``; anything else fails once, visibly, without a retry storm."""
+
+    abstract = True
+    acks_late = True
+
+    @property
+    def runtime(self):
+        return self.app.bridge
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return self.run(*args, **kwargs)
+        except Exception as exc:
+            if not retry.is_retryable(exc):
+                raise
+            lock_busy = isinstance(exc, retry.LockBusy)
+            limit = None if lock_busy else self.runtime.settings.task_max_retries
+            if limit is not None and self.request.retries >= limit:
+                self.runtime.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
+                self.on_give_up(exc, *args, **kwargs)
+                raise
+            countdown = retry.delay(self.request.retries, exc)
+            self.runtime.metrics.task_retries.labels(task=self.name, error=type(exc).__name__).inc()
+            log.info("%s%r: %s; retrying in %.1fs", self.name, args, _safe(exc), countdown)
+            raise self.retry(exc=exc, countdown=countdown, max_retries=limit) from None
+
+    def on_give_up(self, exc: Exception, *args, **kwargs) -> None:
+        """Called when retries are exhausted."""
+
+
+def _safe(exc: BaseException) -> str:
+    """An error for the log: type and message (our messages never carry secrets), bounded in length."""
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def _aware(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _mark(db, delivery_id: int, state: str, error: str | None = None) -> None:
+    with db.session() as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None:
+            return
+        row.state = state
+        row.error = error
+        if state in ("processed", "ignored", "failed"):
+            row.processed_at = utcnow()
+
+
+def register(app: Celery) -> None:  # noqa: C901 - one closure per task keeps them next to each other
+    class DeliveryTask(BridgeTask):
+        def on_give_up(self, exc, delivery_id, *args, **kwargs):
+            _mark(self.runtime.db, delivery_id, "failed", f"gave up after retries: {_safe(exc)}")
+
+    @app.task(bind=True, base=DeliveryTask, name=PROCESS_DELIVERY, queue=QUEUE)
+    def process_delivery(self, delivery_id: int) -> str:
+        rt = self.runtime
+        with rt.db.session() as s:
+            row = s.get(Delivery, delivery_id)
+            if row is None:
+                return "missing"
+            if row.state in ("processed", "ignored", "failed"):
+                return row.state  # a redelivered message: the work is done
+            row.state = "processing"
+            row.attempts += 1
+            source, event, repository_id = row.source, dict(row.event), row.repository_id
+            account_id = row.dbt_account_id
+        try:
+            if source == "azure-devops":
+                outcome = rt.reconciler.reconcile(repository_id, int(event["pull_request_id"]),
+                                                  rerun=is_rerun_command(event.get("comment")))
+                _mark(rt.db, delivery_id, "processed", None)
+                return outcome.reason
+            return _dbt_event(rt, delivery_id, account_id, event)
+        except (ApiError, ConfigError) as exc:
+            if retry.is_retryable(exc):
+                raise
+            log.warning("delivery %s failed: %s", delivery_id, _safe(exc))
+            _mark(rt.db, delivery_id, "failed", _safe(exc))
+            rt.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
+            return "failed"
+
+    @app.task(bind=True, base=BridgeTask, name=RECONCILE_PULL_REQUEST, queue=QUEUE)
+    def reconcile_pull_request(self, repository_id: int, pull_request_id: int) -> str:
+        return self.runtime.reconciler.reconcile(repository_id, pull_request_id).reason
+
+    @app.task(bind=True, base=BridgeTask, name=REFRESH_RUN, queue=QUEUE)
+    def refresh_run(self, ci_run_id: int) -> str:
+        return self.runtime.reconciler.settle_run(ci_run_id).reason
+
+    @app.task(bind=True, base=BridgeTask, name=SWEEP_DELIVERIES, queue=QUEUE)
+    def sweep_deliveries(self) -> int:
+        """Re-enqueue deliveries that were stored but never reached (or were lost by) the broker."""
+        rt = self.runtime
+        now = utcnow()
+        undispatched = now - timedelta(seconds=rt.settings.sweep_after)
+        lost = now - timedelta(seconds=rt.settings.visibility_timeout + 60)
+        with rt.db.session() as s:
+            rows = s.scalars(select(Delivery).where(or_(
+                (Delivery.state == "received") & (Delivery.received_at < undispatched),
+                Delivery.state.in_(("dispatched", "processing")) & (Delivery.dispatched_at < lost),
+            )).order_by(Delivery.id).limit(1000)).all()
+            ids = [r.id for r in rows]
+            for r in rows:
+                r.state, r.dispatched_at = "dispatched", now
+        for delivery_id in ids:
+            process_delivery.apply_async(args=[delivery_id])
+        if ids:
+            log.info("sweeper re-enqueued %d deliveries", len(ids))
+        return len(ids)
+
+    @app.task(bind=True, base=BridgeTask, name=POLL_QUIET_RUNS, queue=QUEUE)
+    def poll_quiet_runs(self) -> int:
+        """Ask dbt Cloud about runs with no news for a while: cancellations send no webhook, and webhooks
+        can be lost or deactivated."""
+        rt = self.runtime
+        quiet = utcnow() - timedelta(seconds=rt.settings.quiet_after)
+        with rt.db.session() as s:
+            ids = s.scalars(select(CiRun.id).where(
+                CiRun.dbt_run_id.is_not(None),
+                or_(CiRun.status.is_(None), CiRun.status < int(RunStatus.SUCCESS)),
+                CiRun.updated_at < quiet).limit(500)).all()
+            for run in s.scalars(select(CiRun).where(CiRun.id.in_(ids))):
+                run.updated_at = utcnow()  # do not ask again before quiet_after has passed
+        for ci_run_id in ids:
+            refresh_run.apply_async(args=[ci_run_id])
+        return len(ids)
+
+
+def _dbt_event(rt, delivery_id: int, account_id: int | None, event: dict) -> str:
+    with rt.db.session() as s:
+        ci_run_id = s.scalar(select(CiRun.id).where(CiRun.dbt_account_id == account_id,
+                                                    CiRun.dbt_run_id == int(event["run_id"])))
+    if ci_run_id is None:
+        _mark(rt.db, delivery_id, "ignored", "run was not started by the bridge")
+        return "ignored"
+    status = RunStatus.parse(event.get("status"))
+    if status is None:
+        _mark(rt.db, delivery_id, "ignored", "event carries no run status")
+        return "ignored"
+    started, finished = _aware(event.get("started_at")), _aware(event.get("finished_at"))
+    duration = (finished - started).total_seconds() if started and finished else None
+    news = DbtRun(run_id=int(event["run_id"]), status=status, status_message=event.get("status_message"),
+                  started_at=started, finished_at=finished, duration_seconds=duration)
+    outcome = rt.reconciler.settle_run(ci_run_id, news)
+    _mark(rt.db, delivery_id, "processed", None)
+    return outcome.reason

@@ -142,6 +142,7 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
     redis_url: str | None = None
     database_url: str | None = None
+    cleanup: list[Path] = field(default_factory=list)
 
     @classmethod
     def create(cls, workdir: Path | None = None) -> Stack:
@@ -182,13 +183,15 @@ class Stack:
     def start_postgres(self) -> str:
         bins = ensure_binaries("postgres", "initdb")
         user = _service_user()
-        data = self.workdir / "pgdata"
-        sock = self.workdir / "pgsock"
-        sock.mkdir(exist_ok=True)
+        # Its own directory under the system temp dir: the service user must be able to reach it even
+        # when our work directory sits in a private (0700) tree.
+        root = Path(tempfile.mkdtemp(prefix="bridge-pg-"))
+        self.cleanup.append(root)
+        data, sock = root / "data", root / "sock"
+        sock.mkdir()
         if user:
-            shutil.chown(self.workdir, user)
+            shutil.chown(root, user)
             shutil.chown(sock, user)
-            shutil.chown(self.logs, user)
         if not data.exists():
             out = subprocess.run((["runuser", "-u", user, "--"] if user else []) +
                                  [bins["initdb"], "-D", str(data), "-U", "bridge", "--auth=trust", "-E", "UTF8",
@@ -268,6 +271,9 @@ class Stack:
         for name in reversed(list(self.procs)):
             self.procs[name].stop()
         self.procs.clear()
+        for path in self.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
+        self.cleanup.clear()
 
     def read_logs(self) -> dict[str, str]:
         return {p.name: p.read_text(errors="replace") for p in self.logs.glob("*.log")}

@@ -439,7 +439,7 @@ def plan(pr: PullRequest | None, runs: list[RecordedRun], settings: CiSettings, 
         if update is not None:
             statuses.append(PostStatus(r.record_id, update))
 
-    head_live = latest_for_head is not None and latest_for_head.is_live
+    head_live = any(r.is_live for r in for_head)
     if latest_for_head is None or (rerun and not head_live):
         return Plan(triggers=[TriggerRun(RunKind.CI, head, None)], cancels=cancels, statuses=statuses,
                     reason="rerun requested" if for_head else f"new head commit {short(head)}")

@@ -158,9 +158,9 @@ class DbtCloudClient(JsonApi):
             params: dict = {"job_definition_id": int(job_id), "order_by": "-id", "limit": page_size,
                             "offset": offset}
             if statuses:
-                params["status__in"] = "[" + ",".join(str(int(s)) for s in statuses) + "]"
+                params["status__in"] = [int(s) for s in statuses]  # an array: repeated in the query
             if include_trigger:
-                params["include_related"] = '["trigger"]'
+                params["include_related"] = "trigger"
             page = self.call("GET", f"{self._account}/runs/", params=params) or {}
             values = page.get("data") or []
             for raw in values:

@@ -43,28 +43,32 @@ def create_sandbox_app(base_url: str) -> Flask:
             time.sleep(world.latency)
         fault = world.take_fault(service, request.method, request.path)
         if fault is not None:
-            if fault.delay:
-                time.sleep(fault.delay)
-            if fault.status == 0:  # drop the connection: answer nothing useful
-                return Response(status=500, headers={"Connection": "close"}, response=b"")
-            body = fault.body or ({"message": f"sandbox fault {fault.status}", "typeKey": "SandboxFault"}
-                                  if service == "ado" else
-                                  {"status": {"code": fault.status, "is_success": False,
-                                              "user_message": "sandbox fault", "developer_message": ""},
-                                   "data": None})
-            response = jsonify(body)
-            response.status_code = fault.status
-            if fault.retry_after is not None:
-                response.headers["Retry-After"] = str(int(fault.retry_after))
-            return response
+            return fault_response(service, fault)
         if service == "ado" and not _ado_authorized(world):
             return jsonify({"message": "TF400813: The user is not authorized to access this resource.",
                             "typeKey": "UnauthorizedRequestException"}), 401
         return None
 
+    def fault_response(service: str, fault) -> Response:
+        if fault.delay:
+            time.sleep(fault.delay)
+        body = fault.body or ({"message": f"sandbox fault {fault.status}", "typeKey": "SandboxFault"}
+                              if service == "ado" else
+                              {"status": {"code": fault.status, "is_success": False,
+                                          "user_message": "sandbox fault", "developer_message": ""},
+                               "data": None})
+        response = jsonify(body)
+        response.status_code = fault.status
+        if fault.retry_after is not None:
+            response.headers["Retry-After"] = str(int(fault.retry_after))
+        return response
+
     @app.after_request
     def _after(response: Response):
         if g.get("service"):
+            fault = world.take_fault(g.service, request.method, request.path, after=True)
+            if fault is not None:
+                response = fault_response(g.service, fault)
             try:
                 req_body = request.get_json(silent=True)
             except Exception:
@@ -352,9 +356,10 @@ def create_sandbox_app(base_url: str) -> Flask:
             pr = world.prs[pr_id]
             text = f"Ada Developer approved pull request {pr_id}"
         elif action == "delete":
+            event = world.pr_event(pr_id, "git.pullrequest.updated", f"Pull request {pr_id} was deleted")
             with world.lock:
-                world.prs.pop(pr_id)
-            return jsonify({"deleted": pr_id})
+                pr = world.prs.pop(pr_id)
+            return jsonify({"pr": pr_id, "head": pr["head"], **deliver(event)})
         else:
             return jsonify({"error": f"unknown action {action}"}), 404
         event = world.pr_event(pr_id, event_type, text, comment=comment)
@@ -413,7 +418,8 @@ def create_sandbox_app(base_url: str) -> Flask:
             world.faults.append(Fault(service=body["service"], method=body.get("method", "*"),
                                       path=re.compile(body.get("path", ".*")), status=int(body["status"]),
                                       times=int(body.get("times", 1)), retry_after=body.get("retry_after"),
-                                      body=body.get("body"), delay=float(body.get("delay", 0))))
+                                      body=body.get("body"), delay=float(body.get("delay", 0)),
+                                      after=bool(body.get("after", False))))
         return jsonify({"ok": True})
 
     @app.get("/_sandbox/exchanges")

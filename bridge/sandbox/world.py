@@ -53,6 +53,7 @@ class Fault:
     retry_after: float | None = None
     body: dict | None = None
     delay: float = 0.0
+    after: bool = False   # let the request take effect, then lose its answer (an ambiguous failure)
 
 
 @dataclass
@@ -397,11 +398,11 @@ class World:
 
     # -- faults and the exchange log -----------------------------------------------------------------
 
-    def take_fault(self, service: str, method: str, path: str) -> Fault | None:
+    def take_fault(self, service: str, method: str, path: str, *, after: bool = False) -> Fault | None:
         with self.lock:
             for fault in self.faults:
                 if fault.service == service and fault.method in (method, "*") and fault.path.search(path) \
-                        and fault.times != 0:
+                        and fault.times != 0 and fault.after is after:
                     fault.times -= 1
                     return fault
         return None

@@ -1,0 +1,102 @@
+"""The API clients and the sandbox agree with the official specs, in both directions.
+
+Each client call goes to a real sandbox server; every request it sent and every answer the sandbox gave
+is then validated against ../shared/specs. The integration suite does the same for everything the
+running bridge sent (tests/integration/test_zz_contract.py).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from bridge.clients.azure_devops import AzureDevOpsClient, AzureDevOpsNotFound, PersonalAccessToken
+from bridge.clients.dbt_cloud import DbtCloudClient, DbtCloudNotFound, DbtCloudUnauthorized
+from bridge.devstack import free_port
+from bridge.domain import RunStatus, StatusContext, StatusState, StatusUpdate
+from bridge.sandbox import create_sandbox_app
+from bridge.sandbox.control import SandboxControl, wait_until
+from tests.specs import check_exchange, find_operation
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    port = free_port()
+    app = create_sandbox_app(f"http://127.0.0.1:{port}")
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}", app.extensions["world"]
+    server.shutdown()
+    app.extensions["world"].stop()
+
+
+def test_specs_are_readable_and_have_the_operations_we_use():
+    assert find_operation("ado", "POST", "/o/p/_apis/git/repositories/r/pullRequests/1/statuses")
+    assert find_operation("ado", "GET", "/o/p/_apis/git/repositories/r/pullRequests/1/iterations")
+    assert find_operation("dbt", "POST", "/api/v2/accounts/1/runs/5/cancel/")
+    assert find_operation("dbt", "GET", "/api/v2/accounts/1/runs/")
+    assert find_operation("ado", "GET", "/o/p/_apis/git/nope") is None
+
+
+def test_checker_catches_wrong_bodies():
+    bad = {"service": "dbt", "method": "POST", "path": "/api/v2/accounts/1/jobs/2/run/", "query": {},
+           "body": {"git_sha": "abc"}, "status": 400, "response": None}
+    assert any("'cause' is a required property" in p for p in check_exchange(bad))
+    bad_ado = {"service": "ado", "method": "POST", "path": "/o/p/_apis/git/repositories/r/pullRequests/1/statuses",
+               "query": {}, "body": {"iterationId": "one"}, "status": 400, "response": None}
+    problems = check_exchange(bad_ado)
+    assert any("api-version" in p for p in problems) and any("'one' is not of type 'integer'" in p for p in problems)
+
+
+def test_clients_and_sandbox_agree_with_the_specs(sandbox):
+    url, world = sandbox
+    control = SandboxControl(url)
+    control.setup(run_defaults={"seconds": 0.3, "queued": 0.1})
+    opened = control.open_pr(title="Contract", deliver=False)
+    pr_id = opened["pr"]
+    control.act(pr_id, "push", deliver=False)
+
+    ado = AzureDevOpsClient(f"{url}/fabrikam", PersonalAccessToken("sandbox-pat"))
+    repo = ado.get_repository("Fabrikam-Fiber-Git", "dbt-analytics")
+    assert repo["name"] == "dbt-analytics"
+    pr = ado.get_pull_request(repo["project_id"], repo["id"], pr_id)
+    assert pr.pull_request_id == pr_id and pr.head_commit
+    iterations = ado.list_iterations(repo["project_id"], repo["id"], pr_id)
+    assert [it.iteration_id for it in iterations] == [1, 2]
+    assert iterations[-1].source_commit == pr.head_commit
+    context = StatusContext("dbt-cloud", "ci")
+    ado.post_status(repo["project_id"], repo["id"], pr_id, context,
+                    StatusUpdate(StatusState.PENDING, "queued", 2, "https://example.test/run/1"))
+    assert ado.list_statuses(repo["project_id"], repo["id"], pr_id)[0]["iterationId"] == 2
+    assert [p.pull_request_id for p in ado.list_pull_requests(repo["project_id"], repo["id"])] == [pr_id]
+    with pytest.raises(AzureDevOpsNotFound):
+        ado.get_pull_request(repo["project_id"], repo["id"], 9999)
+
+    dbt = DbtCloudClient(url, 1, "sandbox-dbt-token")
+    run = dbt.trigger_run(42, cause="contract", git_sha=pr.head_commit, pull_request_id=pr_id,
+                          schema_override=f"dbt_cloud_pr_42_{pr_id}")
+    assert run.status is RunStatus.QUEUED and run.href
+    done = wait_until(lambda: dbt.get_run(run.run_id).status.is_terminal, what="run to finish", timeout=10)
+    assert done
+    finished = dbt.get_run(run.run_id)
+    assert finished.status is RunStatus.SUCCESS and finished.duration_seconds is not None
+    second = dbt.trigger_run(42, cause="contract 2", git_sha=pr.head_commit, pull_request_id=pr_id)
+    cancelled = dbt.cancel_run(second.run_id)
+    assert cancelled.status is RunStatus.CANCELLED
+    listed = list(dbt.list_runs(42, page_size=1))
+    assert [r.run_id for r, _ in listed] == [second.run_id, run.run_id]
+    assert listed[1][1]["azure_pull_request_id"] == pr_id
+    live = list(dbt.list_runs(42, statuses=(RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING)))
+    assert live == []
+    with pytest.raises(DbtCloudUnauthorized):
+        DbtCloudClient(url, 1, "wrong").get_run(run.run_id)
+    with pytest.raises(DbtCloudNotFound):
+        dbt.trigger_run(999, cause="no such job")
+
+    exchanges = control.exchanges()
+    assert len(exchanges) >= 12
+    problems = [p for e in exchanges for p in check_exchange(e)]
+    assert problems == []

@@ -1,0 +1,120 @@
+"""Status → error mapping, Retry-After, URL rules, backoff, and secret encryption."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from bridge import errors, retry
+from bridge.clients.azure_devops import (
+    AzureDevOpsClient,
+    AzureDevOpsError,
+    AzureDevOpsNotFound,
+    AzureDevOpsRateLimited,
+    PersonalAccessToken,
+    StatusRejectedByPolicy,
+)
+from bridge.clients.dbt_cloud import DbtCloudClient, DbtCloudError, DbtCloudServerError, DbtCloudTransportError
+from bridge.clients.http import check_base_url, error_kind, retry_after, segment
+from bridge.crypto import SecretBox, generate_key
+from bridge.errors import ConfigError
+
+
+@pytest.mark.parametrize("status, kind", [
+    (200, None), (204, None), (400, errors.BadRequest), (401, errors.Unauthorized), (403, errors.Forbidden),
+    (404, errors.NotFound), (408, errors.ServerError), (409, errors.Conflict), (422, errors.BadRequest),
+    (429, errors.RateLimited), (500, errors.ServerError), (503, errors.ServerError), (418, errors.HttpError),
+])
+def test_error_kind(status, kind):
+    assert error_kind(status) is kind
+
+
+def test_retry_after_seconds_and_dates():
+    assert retry_after({"Retry-After": "7"}) == 7.0
+    assert retry_after({}) is None
+    assert retry_after({"Retry-After": "soon"}) is None
+    now = time.time()
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 30))
+    assert 28 <= retry_after({"Retry-After": date}, now=now) <= 31
+
+
+@pytest.mark.parametrize("url, allowed, ok", [
+    ("https://dev.azure.com/fabrikam", False, True),
+    ("http://dev.azure.com/fabrikam", False, False),
+    ("http://127.0.0.1:9000/fabrikam", True, True),
+    ("ftp://x", True, False),
+    ("https://user:pw@dev.azure.com/x", False, False),
+    ("https://dev.azure.com/x?y=1", False, False),
+    ("dev.azure.com/x", False, False),
+])
+def test_base_urls(url, allowed, ok):
+    if ok:
+        assert check_base_url(url, allow_insecure_http=allowed, what="x") == url.rstrip("/")
+    else:
+        with pytest.raises(ConfigError):
+            check_base_url(url, allow_insecure_http=allowed, what="x")
+
+
+def test_path_segments_cannot_escape():
+    assert segment("../../_apis/x?y") == "..%2F..%2F_apis%2Fx%3Fy"
+    assert segment("Fabrikam Fiber") == "Fabrikam%20Fiber"
+
+
+def test_client_error_trees_are_typed_per_client():
+    assert issubclass(AzureDevOpsNotFound, AzureDevOpsError) and issubclass(AzureDevOpsNotFound, errors.NotFound)
+    assert issubclass(StatusRejectedByPolicy, errors.Forbidden)
+    assert issubclass(DbtCloudServerError, DbtCloudError) and DbtCloudServerError.retryable
+    assert AzureDevOpsRateLimited.retryable and not AzureDevOpsNotFound.retryable
+
+
+def test_unreachable_hosts_raise_retryable_transport_errors():
+    dbt = DbtCloudClient("http://127.0.0.1:9", 1, "token", timeout=0.5)
+    with pytest.raises(DbtCloudTransportError) as info:
+        dbt.get_run(1)
+    assert info.value.retryable and "token" not in str(info.value)
+    ado = AzureDevOpsClient("http://127.0.0.1:9/org", PersonalAccessToken("secret-pat"), timeout=0.5)
+    with pytest.raises(AzureDevOpsError) as info:
+        ado.get_pull_request("p", "r", 1)
+    assert "secret-pat" not in str(info.value)
+
+
+def test_pat_is_sent_as_basic_with_empty_user_and_never_shown():
+    pat = PersonalAccessToken("abc")
+    assert pat.authorization() == "Basic OmFiYw=="
+    assert "abc" not in repr(pat)
+
+
+def test_retry_predicate():
+    assert retry.is_retryable(errors.ServerError("x"))
+    assert retry.is_retryable(errors.RateLimited("x"))
+    assert retry.is_retryable(errors.TransportError("x"))
+    assert retry.is_retryable(retry.LockBusy("pr"))
+    assert not retry.is_retryable(errors.NotFound("x"))
+    assert not retry.is_retryable(errors.Unauthorized("x"))
+    assert not retry.is_retryable(ValueError("x"))
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after():
+    rng = random.Random(1)
+    delays = [retry.delay(n, errors.ServerError("x"), rng=rng) for n in range(6)]
+    for n, d in enumerate(delays):
+        ceiling = min(retry.MAX_DELAY, retry.BASE_DELAY * 2 ** n)
+        assert ceiling / 2 <= d <= ceiling
+    assert retry.delay(0, errors.RateLimited("x", retry_after=45), rng=rng) >= 45
+
+
+def test_secret_box_rotation():
+    old, new = generate_key(), generate_key()
+    token = SecretBox((old,)).encrypt("hunter2")
+    both = SecretBox((new, old))
+    assert both.decrypt(token) == "hunter2"
+    rotated = both.rotate(token)
+    assert SecretBox((new,)).decrypt(rotated) == "hunter2"
+    with pytest.raises(ConfigError):
+        SecretBox((new,)).decrypt(token)
+    with pytest.raises(ConfigError):
+        SecretBox(())
+    with pytest.raises(ConfigError):
+        SecretBox(("not-a-key",))

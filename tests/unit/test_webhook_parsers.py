@@ -1,0 +1,136 @@
+"""Every real payload in ../shared/fixtures parses; malformed ones are refused with a reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge.domain import IgnoredEvent, PullRequestEvent, PullRequestStatus, RunStatus
+from bridge.errors import PayloadError
+from bridge.webhooks import azure_devops, dbt_cloud
+from tests.conftest import ADO_FIXTURES, DBT_FIXTURES
+
+
+def test_fixtures_are_present():
+    assert len(ADO_FIXTURES) >= 12
+    assert len(DBT_FIXTURES) >= 6
+
+
+@pytest.mark.parametrize("path", ADO_FIXTURES, ids=lambda p: p.name)
+def test_every_azure_devops_fixture_parses(path):
+    raw = path.read_bytes()
+    data = json.loads(raw)
+    event = azure_devops.parse(raw)
+    assert event.event_id == data["id"]
+    assert event.event_type == data["eventType"]
+    if data["eventType"] == "git.push":
+        assert isinstance(event, IgnoredEvent)
+        return
+    assert isinstance(event, PullRequestEvent)
+    pr = data["resource"].get("pullRequest", data["resource"])
+    assert event.pull_request_id == pr["pullRequestId"]
+    assert event.repository_id == pr["repository"]["id"].lower()
+    assert event.source_commit == pr["lastMergeSourceCommit"]["commitId"]
+    assert event.status == PullRequestStatus(pr["status"])
+    assert event.is_draft is bool(pr.get("isDraft"))
+    assert event.dedupe_key == f"{data['eventType']}:{data['id']}"
+
+
+def test_docs_sample_deliveries_are_recognised_as_tests():
+    samples = [p for p in ADO_FIXTURES if "fabrikam" in p.read_text(encoding="utf-8-sig").lower()
+               and "git.push" not in p.name]
+    assert samples
+    for path in samples:
+        assert azure_devops.parse(path.read_bytes()).is_sample
+
+
+def test_real_deliveries_are_not_tests():
+    for path in ADO_FIXTURES:
+        if path.name.startswith("zulip__"):
+            assert not azure_devops.parse(path.read_bytes()).is_sample
+
+
+def test_comment_event_carries_the_comment():
+    path = next(p for p in ADO_FIXTURES if "comment-event" in p.name)
+    event = azure_devops.parse(path.read_bytes())
+    assert event.comment == "This is my comment."
+    assert not event.requests_rerun
+
+
+def test_merge_attempt_with_conflicts_is_not_closed():
+    path = next(p for p in ADO_FIXTURES if p.name == "zulip__git.pullrequest.created.json")
+    data = json.loads(path.read_bytes())
+    data["eventType"] = "git.pullrequest.merged"
+    data["resource"]["mergeStatus"] = "conflicts"
+    event = azure_devops.parse(json.dumps(data).encode())
+    assert event.status is PullRequestStatus.ACTIVE and not event.status.is_closed
+
+
+@pytest.mark.parametrize("body, fragment", [
+    (b"", "not valid JSON"),
+    (b"{", "not valid JSON"),
+    (b"[1, 2]", "not an Azure DevOps"),
+    (b'"text"', "not an Azure DevOps"),
+    (b"\xff\xfe\x00", "not valid JSON"),
+    (json.dumps({"eventType": "git.pullrequest.created"}).encode(), "not an Azure DevOps"),
+    (json.dumps({"id": "x", "eventType": "git.pullrequest.created", "resource": None}).encode(), "malformed"),
+    (json.dumps({"id": "x", "eventType": "git.pullrequest.created",
+                 "resource": {"pullRequestId": "7", "repository": {"id": "r"}}}).encode(), "malformed"),
+    (json.dumps({"id": "x", "eventType": "git.pullrequest.updated",
+                 "resource": {"pullRequestId": 7}}).encode(), "malformed"),
+    (json.dumps({"id": 5, "eventType": "git.pullrequest.updated"}).encode(), "not an Azure DevOps"),
+])
+def test_malformed_azure_devops_bodies_are_refused(body, fragment):
+    with pytest.raises(PayloadError) as info:
+        azure_devops.parse(body)
+    assert fragment in str(info.value)
+
+
+def test_unknown_event_types_are_ignored_not_refused():
+    event = azure_devops.parse(json.dumps({"id": "e1", "eventType": "build.complete", "resource": {}}).encode())
+    assert isinstance(event, IgnoredEvent)
+
+
+@pytest.mark.parametrize("path", DBT_FIXTURES, ids=lambda p: p.name)
+def test_every_dbt_fixture_parses(path):
+    raw = path.read_bytes()
+    data = json.loads(raw)
+    event = dbt_cloud.parse(raw)
+    assert event.event_id == data["eventId"]
+    assert event.account_id == data["accountId"]
+    assert event.run_id == int(data["data"]["runId"])
+    expected = {"job.run.started": RunStatus.RUNNING, "job.run.completed": RunStatus.SUCCESS,
+                "job.run.errored": RunStatus.ERROR}[data["eventType"]]
+    assert event.status == expected
+    if data["eventType"] != "job.run.started":
+        assert event.finished_at is not None and event.started_at is not None
+
+
+def test_all_three_dbt_payload_generations_are_covered():
+    keys = {("webhookId" in p.read_text()) * 1 + ("webhooksID" in p.read_text()) * 2 for p in DBT_FIXTURES}
+    assert {1, 2} <= keys
+    legacy = json.loads(DBT_FIXTURES[0].read_bytes())
+    legacy.pop("webhookId", None)
+    legacy.pop("webhooksID", None)
+    legacy["data"].pop("runStatusCode", None)  # the 2023 format had neither
+    assert dbt_cloud.parse(json.dumps(legacy).encode()).status is not None
+
+
+def test_dbt_signature_is_hex_hmac_sha256_of_the_raw_body():
+    body = DBT_FIXTURES[0].read_bytes()
+    good = dbt_cloud.signature("s3cret", body)
+    assert len(good) == 64 and int(good, 16) >= 0
+    assert dbt_cloud.verify("s3cret", body, good)
+    assert dbt_cloud.verify("s3cret", body, good.upper())
+    assert not dbt_cloud.verify("s3cret", body + b" ", good)
+    assert not dbt_cloud.verify("other", body, good)
+    assert not dbt_cloud.verify(None, body, good)  # fail closed without a secret
+    assert not dbt_cloud.verify("s3cret", body, None)
+    assert not dbt_cloud.verify("s3cret", body, f"sha256={good}")
+
+
+@pytest.mark.parametrize("body", [b"{}", b'{"accountId": "x"}', b'{"accountId": true}', b"[]", b"nope"])
+def test_dbt_account_of_refuses_bodies_without_an_account(body):
+    with pytest.raises(PayloadError):
+        dbt_cloud.account_of(body)

@@ -72,7 +72,7 @@ def wait_for(check, *, timeout: float, what: str, interval: float = 0.1, process
         try:
             if check():
                 return
-        except Exception as exc:  # noqa: BLE001 - anything means "not yet"
+        except Exception as exc:
             last = exc
         time.sleep(interval)
     raise DevstackError(f"{what} did not come up within {timeout:.0f}s ({last})")
@@ -195,7 +195,7 @@ class Stack:
         if not data.exists():
             out = subprocess.run((["runuser", "-u", user, "--"] if user else []) +
                                  [bins["initdb"], "-D", str(data), "-U", "bridge", "--auth=trust", "-E", "UTF8",
-                                  "--no-sync"], capture_output=True, text=True)
+                                  "--no-sync"], capture_output=True, text=True, check=False)
             if out.returncode:
                 raise DevstackError(f"initdb failed: {out.stderr.strip()}")
         port = free_port()
@@ -265,7 +265,7 @@ class Stack:
 
     def run_cli(self, env: dict, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "bridge.cli", *args], env=self.env(env), cwd=str(ROOT),
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
 
     def stop(self) -> None:
         for name in reversed(list(self.procs)):
@@ -276,7 +276,7 @@ class Stack:
         self.cleanup.clear()
 
     def read_logs(self) -> dict[str, str]:
-        return {p.name: p.read_text(errors="replace") for p in self.logs.glob("*.log")}
+        return {p.stem: p.read_text(errors="replace") for p in self.logs.glob("*.log")}
 
 
 @contextlib.contextmanager

@@ -290,7 +290,7 @@ def short(sha: str | None) -> str:
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     minutes, secs = divmod(seconds, 60)
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
@@ -443,4 +443,5 @@ def plan(pr: PullRequest | None, runs: list[RecordedRun], settings: CiSettings, 
     if latest_for_head is None or (rerun and not head_live):
         return Plan(triggers=[TriggerRun(RunKind.CI, head, None)], cancels=cancels, statuses=statuses,
                     reason="rerun requested" if for_head else f"new head commit {short(head)}")
-    return Plan(cancels=cancels, statuses=statuses, reason=f"head {short(head)} has run record {latest_for_head.record_id}")
+    return Plan(cancels=cancels, statuses=statuses,
+                reason=f"head {short(head)} already has run record {latest_for_head.record_id}")

@@ -82,11 +82,12 @@ def find_operation(service: str, method: str, path: str) -> Operation | None:
 
 def _params(op: Operation) -> list[dict]:
     params = []
-    for p in op.op.get("parameters", []):
-        if "$ref" in p:
-            name = p["$ref"].split("/")[-1]
-            p = op.spec["parameters"][name] if op.service == "ado" else op.spec["components"]["parameters"][name]
-        params.append(p)
+    for param in op.op.get("parameters", []):
+        if "$ref" in param:
+            name = param["$ref"].split("/")[-1]
+            section = op.spec["parameters"] if op.service == "ado" else op.spec["components"]["parameters"]
+            param = section[name]  # noqa: PLW2901 - resolve the reference in place
+        params.append(param)
     return params
 
 

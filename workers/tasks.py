@@ -76,7 +76,7 @@ def _mark(db, delivery_id: int, state: str, error: str | None = None) -> None:
             row.processed_at = utcnow()
 
 
-def register(app: Celery) -> None:  # noqa: C901 - one closure per task keeps them next to each other
+def register(app: Celery) -> None:
     class DeliveryTask(BridgeTask):
         def on_give_up(self, exc, delivery_id, *args, **kwargs):
             _mark(self.runtime.db, delivery_id, "failed", f"gave up after retries: {_safe(exc)}")

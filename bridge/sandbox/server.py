@@ -100,7 +100,7 @@ def create_sandbox_app(base_url: str) -> Flask:
     def pr_or_404(repo: dict, pr_id: int):
         pr = world.prs.get(pr_id)
         if pr is None or pr["repository_id"] != repo["id"]:
-            return None, ado_error(404, f"TF401180: The requested pull request was not found.",
+            return None, ado_error(404, "TF401180: The requested pull request was not found.",
                                    "GitPullRequestNotFoundException")
         return pr, None
 
@@ -138,7 +138,7 @@ def create_sandbox_app(base_url: str) -> Flask:
             repo, error = repo_or_404(org, project, repository)
             if error:
                 return error
-            pr, error = pr_or_404(repo, pr_id)
+            _, error = pr_or_404(repo, pr_id)
             if error:
                 return error
             values = world.iterations[pr_id]
@@ -151,7 +151,7 @@ def create_sandbox_app(base_url: str) -> Flask:
             repo, error = repo_or_404(org, project, repository)
             if error:
                 return error
-            pr, error = pr_or_404(repo, pr_id)
+            _, error = pr_or_404(repo, pr_id)
             if error:
                 return error
             if request.method == "GET":

@@ -419,5 +419,5 @@ def _ref(branch: str) -> str:
 
 def _identity(name: str) -> dict:
     ident = str(uuid.uuid5(uuid.NAMESPACE_DNS, name))
-    return {"displayName": name, "id": ident, "uniqueName": f"{name.split()[0].lower()}@example.com",
+    return {"displayName": name, "id": ident, "uniqueName": f"{name.split(maxsplit=1)[0].lower()}@example.com",
             "url": f"https://example.invalid/_apis/Identities/{ident}"}

@@ -16,6 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import domain
+from ..clients.azure_devops import AzureDevOpsClient
+from ..clients.dbt_cloud import DbtCloudClient
 from ..db import Database
 from ..domain import (
     CiSettings,
@@ -76,6 +78,17 @@ def apply_run(run: CiRun, dbt_run: DbtRun) -> bool:
         run.finished_at = dbt_run.finished_at or utcnow()
     run.updated_at = utcnow()
     return changed
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a pull request's statuses go: the client and the PR's coordinates in Azure DevOps."""
+
+    ado: AzureDevOpsClient
+    project: str
+    repository: str
+    pull_request_id: int
+    context: StatusContext
 
 
 @dataclass
@@ -141,17 +154,16 @@ class Reconciler:
         plan = domain.plan(pr, runs, settings, rerun=rerun)
         outcome = Outcome(plan.reason)
 
+        target = Target(ado, project, ado_repo, pull_request_id, settings.status_context)
         for cancel in plan.cancels:
             self._cancel(dbt, cancel)
             outcome.cancelled += 1
         for post in plan.statuses:
-            self._post(ado, project, ado_repo, pull_request_id, settings.status_context, post.record_id,
-                       post.update)
+            self._post(target, post.record_id, post.update)
             outcome.posted += 1
         for trigger in plan.triggers:
             assert pr is not None
-            outcome.posted += self._trigger(ado, dbt, project, ado_repo, record_id, pr, settings, trigger,
-                                            account_id=account.id)
+            outcome.posted += self._trigger(target, dbt, record_id, pr, settings=settings, trigger=trigger)
             outcome.triggered += 1
 
         with self.db.session() as s:
@@ -182,7 +194,7 @@ class Reconciler:
         s.flush()
         return record
 
-    def _resolve_in_doubt(self, ci_run_id: int, dbt, pull_request_id: int) -> None:
+    def _resolve_in_doubt(self, ci_run_id: int, dbt: DbtCloudClient, pull_request_id: int) -> None:
         """Find the dbt run a lost trigger may have started; otherwise mark the attempt as not started."""
         with self.db.session() as s:
             run = s.get(CiRun, ci_run_id)
@@ -205,7 +217,7 @@ class Reconciler:
             else:
                 s.delete(run)  # never started: the plan will start it again
 
-    def _cancel(self, dbt, cancel: domain.CancelRun) -> None:
+    def _cancel(self, dbt: DbtCloudClient, cancel: domain.CancelRun) -> None:
         try:
             answer = dbt.cancel_run(cancel.dbt_run_id)
         except NotFound:
@@ -218,26 +230,26 @@ class Reconciler:
                 apply_run(run, answer)
         self.metrics.runs_cancelled.labels(reason=cancel.reason).inc()
 
-    def _post(self, ado, project: str, ado_repo: str, pull_request_id: int, context: StatusContext,
-              record_id: int, update: domain.StatusUpdate) -> None:
-        ado.post_status(project, ado_repo, pull_request_id, context, update)
+    def _post(self, target: Target, record_id: int, update: domain.StatusUpdate) -> None:
+        target.ado.post_status(target.project, target.repository, target.pull_request_id, target.context, update)
         with self.db.session() as s:
             run = s.get(CiRun, record_id)
             run.posted_state = update.state.value
             run.posted_description = update.description
         self.metrics.statuses_posted.labels(state=update.state.value).inc()
 
-    def _trigger(self, ado, dbt, project: str, ado_repo: str, record_id: int, pr: PullRequest,
-                 settings: CiSettings, trigger: domain.TriggerRun, *, account_id: int) -> int:
+    def _trigger(self, target: Target, dbt: DbtCloudClient, record_id: int, pr: PullRequest, *,
+                 settings: CiSettings, trigger: domain.TriggerRun) -> int:
+        """Start a run; record it first so that a lost answer is found again rather than repeated."""
         teardown = trigger.kind is RunKind.TEARDOWN
         job_id = settings.teardown_job_id if teardown else settings.ci_job_id
         iteration = None
         if not teardown:
-            iteration = domain.iteration_for(trigger.commit, ado.list_iterations(project, ado_repo,
-                                                                                 pr.pull_request_id))
+            iteration = domain.iteration_for(trigger.commit, target.ado.list_iterations(
+                target.project, target.repository, pr.pull_request_id))
         with self.db.session() as s:
             run = CiRun(pull_request_ref=record_id, kind=trigger.kind.value, commit=trigger.commit,
-                        iteration_id=iteration, dbt_account_id=account_id, dbt_job_id=job_id)
+                        iteration_id=iteration, dbt_account_id=dbt.account_id, dbt_job_id=job_id)
             s.add(run)
             s.flush()
             run_id = run.id
@@ -255,7 +267,7 @@ class Reconciler:
             log.warning("dbt Cloud refused to start job %s for PR %s: %s", job_id, pr.pull_request_id, exc)
             update = domain.needs_post(snapshot, pr.head_commit)
             if update is not None:
-                self._post(ado, project, ado_repo, pr.pull_request_id, settings.status_context, run_id, update)
+                self._post(target, run_id, update)
                 return 1
             return 0
         with self.db.session() as s:
@@ -268,7 +280,7 @@ class Reconciler:
                  domain.short(trigger.commit))
         update = domain.needs_post(snapshot, pr.head_commit)
         if update is not None:
-            self._post(ado, project, ado_repo, pr.pull_request_id, settings.status_context, run_id, update)
+            self._post(target, run_id, update)
             return 1
         return 0
 
@@ -297,7 +309,7 @@ class Reconciler:
         update = None if closed else domain.needs_post(snapshot, head)
         if update is None:
             return Outcome("nothing to post")
-        self._post(self.connections.azure_devops(org), project, ado_repo, pr_number, settings.status_context,
+        self._post(Target(self.connections.azure_devops(org), project, ado_repo, pr_number, settings.status_context),
                    ci_run_id, update)
         return Outcome(f"posted {update.state.value}", posted=1)
 

@@ -8,6 +8,7 @@ be reached, so the happy path costs a single INSERT.
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -15,12 +16,15 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..crypto import SecretBox
 from ..db import Database
 from ..dispatch import Dispatcher
 from ..metrics import Metrics
 from ..models import CiRun, DbtAccount, Delivery, Organization, Repository, utcnow
+
+log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 15.0
 _DUMMY = "x" * 32
@@ -130,8 +134,8 @@ class Intake:
                 row = s.get(Delivery, delivery_id)
                 if row is not None and row.state == "dispatched":
                     row.state, row.dispatched_at = "received", None
-        except Exception:  # the sweeper also re-enqueues dispatched rows that never finish
-            pass
+        except SQLAlchemyError as exc:  # the sweeper also re-enqueues dispatched rows that never finish
+            log.warning("could not mark delivery %s undispatched: %s", delivery_id, type(exc).__name__)
         return False
 
     # -- read-outs -----------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_checker_catches_wrong_bodies():
 
 
 def test_clients_and_sandbox_agree_with_the_specs(sandbox):
-    url, world = sandbox
+    url, _world = sandbox
     control = SandboxControl(url)
     control.setup(run_defaults={"seconds": 0.3, "queued": 0.1})
     opened = control.open_pr(title="Contract", deliver=False)

@@ -146,8 +146,7 @@ def test_a_failing_repository_changes_nothing(database):
     def resolve(org, repo):
         raise NotFound("GET repositories/x → 404: TF401019", status=404)
 
-    with pytest.raises(ConfigError, match="could not resolve"):
-        with database.session() as s:
-            config_file.apply(s, config_file.load(GOOD, env=ENV), box, resolve)
+    with pytest.raises(ConfigError, match="could not resolve"), database.session() as s:
+        config_file.apply(s, config_file.load(GOOD, env=ENV), box, resolve)
     with database.session() as s:
         assert s.scalars(select(Organization)).all() == []

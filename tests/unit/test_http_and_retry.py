@@ -16,7 +16,12 @@ from bridge.clients.azure_devops import (
     PersonalAccessToken,
     StatusRejectedByPolicy,
 )
-from bridge.clients.dbt_cloud import DbtCloudClient, DbtCloudError, DbtCloudServerError, DbtCloudTransportError
+from bridge.clients.dbt_cloud import (
+    DbtCloudClient,
+    DbtCloudError,
+    DbtCloudServerError,
+    DbtCloudTransportError,
+)
 from bridge.clients.http import check_base_url, error_kind, retry_after, segment
 from bridge.crypto import SecretBox, generate_key
 from bridge.errors import ConfigError

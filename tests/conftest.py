@@ -8,9 +8,10 @@ import pytest
 
 from bridge.devstack import Stack
 
+# The specs and real payloads live in shared/, beside the repository (as in CI and every work tree).
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-if not SHARED.exists():  # CI clones main next to a copy of shared/
-    SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+if not (SHARED / "fixtures").is_dir():
+    raise pytest.UsageError(f"shared/ with the specs and fixtures is expected at {SHARED}")
 ADO_FIXTURES = sorted((SHARED / "fixtures" / "azure_devops").glob("*.json"))
 DBT_FIXTURES = sorted((SHARED / "fixtures" / "dbt_cloud").glob("*webhook_job.run.*.json"))
 

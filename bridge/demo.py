@@ -240,6 +240,7 @@ def run_demo(*, workdir: Path, once: bool) -> int:
             while not done.wait(0.5):
                 live.update(_table(demo.sandbox, [s for s, _ in items]))
             live.update(_table(demo.sandbox, [s for s, _ in items]))
+        console.print()
         failed = [s for s, _ in items if s.result != "passed"]
         console.rule("summary")
         console.print(f"{len(items) - len(failed)} of {len(items)} stories passed.")

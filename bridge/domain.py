@@ -299,33 +299,35 @@ DESCRIPTION_MAX = 400
 
 
 def status_for_run(run: DbtRun, *, cancelled_by_bridge: bool = False) -> tuple[StatusState, str]:
-    """Map a dbt run to the PR status a developer sees, with a description they can act on."""
+    """Map a dbt run to the PR status a developer sees, with a description they can act on:
+    what ran (commit), how long it took, and why it failed when dbt Cloud says."""
     took = format_duration(run.duration_seconds)
     took = f" in {took}" if took else ""
+    of = f" for {short(run.git_sha)}" if run.git_sha else ""
     message = (run.status_message or "").strip()
     if message.lower() == "none":  # dbt's webhook sends the string "None"
         message = ""
     match run.status:
         case RunStatus.QUEUED:
-            text = "dbt Cloud CI run queued"
+            text = f"dbt Cloud CI run{of} queued"
             state = StatusState.PENDING
         case RunStatus.STARTING:
-            text = "dbt Cloud CI run starting"
+            text = f"dbt Cloud CI run{of} starting"
             state = StatusState.PENDING
         case RunStatus.RUNNING:
-            text = "dbt Cloud CI run in progress"
+            text = f"dbt Cloud CI run{of} in progress"
             state = StatusState.PENDING
         case RunStatus.SUCCESS:
-            text = f"dbt Cloud CI passed{took}"
+            text = f"dbt Cloud CI passed{of}{took}"
             state = StatusState.SUCCEEDED
         case RunStatus.ERROR:
-            text = f"dbt Cloud CI failed{took}" + (f": {message}" if message else "")
+            text = f"dbt Cloud CI failed{of}{took}" + (f": {message}" if message else "")
             state = StatusState.FAILED
         case RunStatus.CANCELLED if cancelled_by_bridge:
-            text = "dbt Cloud CI run superseded by a newer push"
+            text = f"dbt Cloud CI run{of} superseded by a newer push"
             state = StatusState.NOT_APPLICABLE
         case _:
-            text = "dbt Cloud CI run was cancelled in dbt Cloud" + (f": {message}" if message else "")
+            text = f"dbt Cloud CI run{of} was cancelled in dbt Cloud" + (f": {message}" if message else "")
             state = StatusState.ERROR
     return state, f"{text} (run {run.run_id})"[:DESCRIPTION_MAX]
 
@@ -384,7 +386,7 @@ def wanted_status(run: RecordedRun, head: str | None) -> StatusUpdate | None:
         return None
     state, description = status_for_run(
         DbtRun(run.dbt_run_id, run.status or RunStatus.QUEUED, run.href, run.status_message,
-               duration_seconds=run.duration_seconds),
+               duration_seconds=run.duration_seconds, git_sha=run.commit),
         cancelled_by_bridge=run.superseded)
     return StatusUpdate(state, description, run.iteration_id, run.href)
 

@@ -183,6 +183,27 @@ def create_sandbox_app(base_url: str) -> Flask:
             world.statuses[pr_id].append(status)
             return jsonify(status)
 
+    @app.route("/<org>/<project>/_apis/git/repositories/<repository>/pullRequests/<int:pr_id>/threads",
+               methods=["GET", "POST"])
+    def ado_threads(org, project, repository, pr_id):
+        with world.lock:
+            repo, error = repo_or_404(org, project, repository)
+            if error:
+                return error
+            _, error = pr_or_404(repo, pr_id)
+            if error:
+                return error
+            if request.method == "GET":
+                values = world.threads[pr_id]
+                return jsonify({"value": values, "count": len(values)})
+            body = request.get_json(silent=True)
+            comments = (body or {}).get("comments") if isinstance(body, dict) else None
+            if not comments or not isinstance(comments, list) or not comments[0].get("content"):
+                return ado_error(400, "Thread must contain at least one comment.")
+            thread = world.add_thread(pr_id, comments[0]["content"], author="bridge",
+                                      status=body.get("status", "active"))
+            return jsonify(thread)
+
     # -- dbt Cloud ---------------------------------------------------------------------------------
 
     def dbt_error(status: int, message: str):

@@ -95,6 +95,7 @@ class World:
         self.prs: dict[int, dict] = {}
         self.iterations: dict[int, list[dict]] = {}
         self.statuses: dict[int, list[dict]] = {}
+        self.threads: dict[int, list[dict]] = {}
         self.hooks: list[dict] = []
         self.dbt_webhooks: list[dict] = []
         self.jobs: dict[int, dict] = {}
@@ -201,7 +202,21 @@ class World:
             self.prs[pr_id] = pr
             self.iterations[pr_id] = [self._iteration(pr, 1)]
             self.statuses[pr_id] = []
+            self.threads[pr_id] = []
             return pr
+
+    def add_thread(self, pr_id: int, content: str, *, author: str = "Ada Developer", status: str = "active") -> dict:
+        with self.lock:
+            threads = self.threads[pr_id]
+            comment_id = sum(len(t["comments"]) for t in threads) + 1
+            thread = {"id": len(threads) + 1, "status": status, "publishedDate": now_iso(),
+                      "lastUpdatedDate": now_iso(), "isDeleted": False, "properties": {},
+                      "comments": [{"id": comment_id, "parentCommentId": 0, "author": _identity(author),
+                                    "content": content, "publishedDate": now_iso(), "lastUpdatedDate": now_iso(),
+                                    "lastContentUpdatedDate": now_iso(), "commentType": "text",
+                                    "isDeleted": False}]}
+            threads.append(thread)
+            return thread
 
     def _iteration(self, pr: dict, number: int) -> dict:
         return {"id": number, "sourceRefCommit": {"commitId": pr["head"]},
@@ -232,10 +247,8 @@ class World:
             resource = self.pr_json(pr)
             version = "1.0"
             if comment is not None:
-                resource = {"comment": {"id": 1, "parentCommentId": 0, "author": _identity("Ada Developer"),
-                                        "content": comment, "publishedDate": now_iso(),
-                                        "lastUpdatedDate": now_iso(), "commentType": "text"},
-                            "pullRequest": resource}
+                thread = self.add_thread(pr_id, comment)
+                resource = {"comment": {**thread["comments"][0], "_links": {}}, "pullRequest": resource}
                 version = "2.0"
             event = {
                 "id": str(uuid.uuid4()), "eventType": event_type, "publisherId": "tfs",

@@ -74,6 +74,10 @@ def test_clients_and_sandbox_agree_with_the_specs(sandbox):
     assert [p.pull_request_id for p in ado.list_pull_requests(repo["project_id"], repo["id"])] == [pr_id]
     with pytest.raises(AzureDevOpsNotFound):
         ado.get_pull_request(repo["project_id"], repo["id"], 9999)
+    control.act(pr_id, "comment", content="/dbt rerun", deliver=False)
+    threads = ado.call("GET", f"/{repo['project_id']}/_apis/git/repositories/{repo['id']}/pullRequests/{pr_id}"
+                              "/threads", params={"api-version": "7.1"})
+    assert threads["value"][0]["comments"][0]["content"] == "/dbt rerun"
 
     dbt = DbtCloudClient(url, 1, "sandbox-dbt-token")
     run = dbt.trigger_run(42, cause="contract", git_sha=pr.head_commit, pull_request_id=pr_id,

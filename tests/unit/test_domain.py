@@ -167,6 +167,8 @@ def test_failure_description_says_why_and_how_long():
     _, text = domain.status_for_run(DbtRun(9, RunStatus.ERROR, status_message="Database Error in model x",
                                            duration_seconds=125))
     assert text == "dbt Cloud CI failed in 2m 05s: Database Error in model x (run 9)"
+    _, text = domain.status_for_run(DbtRun(9, RunStatus.SUCCESS, git_sha="0123456789abcdef", duration_seconds=4))
+    assert text == "dbt Cloud CI passed for 01234567 in 4s (run 9)"
     _, text = domain.status_for_run(DbtRun(9, RunStatus.ERROR, status_message="None"))
     assert text == "dbt Cloud CI failed (run 9)"
 

@@ -88,6 +88,7 @@ class Proc:
     def __init__(self, name: str, argv: list[str], *, log_dir: Path, env: dict | None = None,
                  cwd: Path | None = None, user: str | None = None):
         self.name = name
+        self.argv = list(argv)
         self.log_path = log_dir / f"{name}.log"
         if user:
             argv = ["runuser", "-u", user, "--", *argv]
@@ -210,9 +211,21 @@ class Stack:
                  what="postgres", process=proc)
         with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE bridge")
-        self.pg_port = port
+        self.pg_port, self.pg_argv, self.pg_user = port, self.procs["postgres"].argv, user
         self.database_url = f"postgresql+psycopg://bridge@127.0.0.1:{port}/bridge"
         return self.database_url
+
+    def stop_postgres(self) -> None:
+        self.procs.pop("postgres").stop()
+
+    def start_postgres_again(self) -> None:
+        """Restart the same cluster on the same port (after ``stop_postgres``)."""
+        import psycopg
+
+        proc = self._start("postgres", self.pg_argv, user=self.pg_user)
+        base = f"postgresql://bridge@127.0.0.1:{self.pg_port}"
+        wait_for(lambda: psycopg.connect(f"{base}/postgres", connect_timeout=1).close() or True, timeout=30,
+                 what="postgres", process=proc)
 
     def stop_process(self, name: str) -> None:
         proc = self.procs.pop(name, None)

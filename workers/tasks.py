@@ -30,6 +30,7 @@ class BridgeTask(Task):
 
     abstract = True
     acks_late = True
+    max_retries = None  # the limit is ours (``settings.task_max_retries``); lock waits are not counted
 
     @property
     def runtime(self):
@@ -123,7 +124,7 @@ def register(app: Celery) -> None:
         rt = self.runtime
         now = utcnow()
         undispatched = now - timedelta(seconds=rt.settings.sweep_after)
-        lost = now - timedelta(seconds=rt.settings.visibility_timeout + 60)
+        lost = now - timedelta(seconds=rt.settings.redispatch_after)
         with rt.db.session() as s:
             rows = s.scalars(select(Delivery).where(or_(
                 (Delivery.state == "received") & (Delivery.received_at < undispatched),

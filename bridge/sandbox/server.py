@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
+import socket
+import struct
 import time
 import uuid
 from datetime import UTC, datetime
@@ -43,15 +46,30 @@ def create_sandbox_app(base_url: str) -> Flask:
             time.sleep(world.latency)
         fault = world.take_fault(service, request.method, request.path)
         if fault is not None:
-            return fault_response(service, fault)
+            answer = fault_response(service, fault)
+            if answer is not None:
+                return answer
         if service == "ado" and not _ado_authorized(world):
             return jsonify({"message": "TF400813: The user is not authorized to access this resource.",
                             "typeKey": "UnauthorizedRequestException"}), 401
         return None
 
-    def fault_response(service: str, fault) -> Response:
+    def fault_response(service: str, fault) -> Response | None:
+        """The faulty answer; None lets the request through (a pure delay)."""
         if fault.delay:
             time.sleep(fault.delay)
+        if fault.status == 0:
+            return None
+        if fault.status == -1:  # connection reset: close the socket under the client
+            sock = request.environ.get("werkzeug.socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.close()
+            return Response(status=500)
+        if fault.status == -2:  # an HTML page instead of JSON (seen from dbt Cloud's API)
+            return Response("<html><body>Service temporarily unavailable</body></html>", status=200,
+                            mimetype="text/html")
         body = fault.body or ({"message": f"sandbox fault {fault.status}", "typeKey": "SandboxFault"}
                               if service == "ado" else
                               {"status": {"code": fault.status, "is_success": False,
@@ -68,7 +86,7 @@ def create_sandbox_app(base_url: str) -> Flask:
         if g.get("service"):
             fault = world.take_fault(g.service, request.method, request.path, after=True)
             if fault is not None:
-                response = fault_response(g.service, fault)
+                response = fault_response(g.service, fault) or response
             try:
                 req_body = request.get_json(silent=True)
             except Exception:
@@ -311,6 +329,8 @@ def create_sandbox_app(base_url: str) -> Flask:
                 world.latency = float(body["latency_ms"]) / 1000
             if "run_defaults" in body:
                 world.run_defaults.update(body["run_defaults"])
+            if "delivery_backoff" in body:
+                world.delivery_backoff = float(body["delivery_backoff"])
             if "require_iteration_status" in body:
                 world.require_iteration_status = bool(body["require_iteration_status"])
         return jsonify({"ok": True})

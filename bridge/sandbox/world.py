@@ -105,6 +105,9 @@ class World:
         self.deliveries: list[dict] = []
         self.faults: list[Fault] = []
         self.latency = 0.0
+        # Azure DevOps resends 408/502/503/504 up to 8 times, waiting ~1, 2, 4 … 60 s; scaled down here.
+        self.delivery_attempts = 8
+        self.delivery_backoff = 0.25
         self.run_defaults = {"outcome": "success", "seconds": 2.0, "queued": 0.3, "message": ""}
         self.outcomes: dict[str, dict] = {}
         self.require_iteration_status = True
@@ -392,7 +395,7 @@ class World:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = {"Content-Type": "application/json; charset=utf-8", **headers}
         result = {"service": service, "url": url, "status": None, "attempts": 0}
-        for attempt in range(5):
+        for attempt in range(self.delivery_attempts):
             result["attempts"] = attempt + 1
             try:
                 response = requests.post(url, data=raw, headers=headers, timeout=10)
@@ -404,7 +407,7 @@ class World:
                 result["status"] >= 300 and (retry_on == "any" or result["status"] in retry_on))
             if not retry or self._stop.is_set():
                 break
-            time.sleep(0.5 * (attempt + 1))
+            time.sleep(self.delivery_backoff * (2 ** attempt))
         with self.lock:
             self.deliveries.append({**result, "body": json.loads(raw)})
         return result

@@ -66,6 +66,9 @@ class Bridge:
                   "password": HOOK_PASSWORD} for target in targets for _ in range(subscriptions)]
         self.sandbox.setup(hooks=hooks)
 
+    def ci_runs(self, pr: int) -> list[dict]:
+        return self.sandbox.runs_for(pr, CI_JOB)
+
     def dbt_hooks(self, enabled: bool = True) -> None:
         self.sandbox.setup(dbt_webhooks=[{"account_id": 1, "url": f"{self.web}/webhooks/dbt-cloud",
                                           "secret": DBT_SECRET}] if enabled else [])
@@ -88,7 +91,10 @@ def bridge(infra, redis_url, postgres_url) -> Bridge:
         "BRIDGE_QUIET_AFTER": "3",
         "BRIDGE_SWEEP_INTERVAL": "1",
         "BRIDGE_SWEEP_AFTER": "2",
-        "BRIDGE_TASK_MAX_RETRIES": "4",
+        "BRIDGE_TASK_MAX_RETRIES": "6",
+        "BRIDGE_HTTP_TIMEOUT": "3",
+        "BRIDGE_VISIBILITY_TIMEOUT": "15",
+        "BRIDGE_REDISPATCH_AFTER": "10",
         "SANDBOX_URL": sandbox_url,
         "ADO_PAT": "sandbox-pat",
         "ADO_HOOK_PASSWORD": HOOK_PASSWORD,

@@ -16,6 +16,7 @@ help:
 	@echo "make test        set up and run lint + all tests (unit, contract, integration)"
 	@echo "make unit        unit and contract tests only (fast)"
 	@echo "make lint        ruff"
+	@echo "make soak        (not in make test) sustained events with random faults; SOAK_SECONDS, SOAK_RATE, SEED"
 	@echo "make clean       remove .venv and local state"
 
 $(STAMP): pyproject.toml
@@ -47,3 +48,10 @@ demo: venv
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache .hypothesis *.egg-info bridge.db*
+
+# Not part of `make test`: a sustained stream of events with faults injected at random.
+SOAK_SECONDS ?= 120
+SOAK_RATE ?= 5
+.PHONY: soak
+soak: venv
+	$(BIN)/python -m tests.load.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) $(if $(SEED),--seed $(SEED),)

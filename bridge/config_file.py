@@ -198,7 +198,12 @@ def load(text: str, *, env: Mapping[str, str] | None = None, source: str = "conf
     _substitute(node, env, problems)
     if problems:
         raise ConfigError(f"{source}:\n  " + "\n  ".join(problems))
-    data = _construct(node)
+    try:
+        data = _construct(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source}: unsupported YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: line {lines.get(())}: the top level must be a mapping")
     try:

@@ -4,7 +4,6 @@ the pull-request stories a newcomer wants to see, with the PRs' statuses shown a
 from __future__ import annotations
 
 import shutil
-import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -15,38 +14,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .crypto import generate_key
-from .devstack import DevstackError, Stack, free_port
+from .devstack import CI_JOB, TEARDOWN_JOB, DevstackError, RunningBridge, Stack, start_bridge
 from .sandbox.control import SandboxControl, wait_until
-
-CI_JOB, TEARDOWN_JOB = 42, 43
-HOOK_USER, HOOK_PASSWORD = "ado-fabrikam", "demo-hook-password-0123456789"
-DBT_SECRET = "demo-dbt-webhook-secret"  # noqa: S105 - the sandbox's fake secret
-
-CONFIG = textwrap.dedent("""\
-    azure_devops:
-      organizations:
-        - name: fabrikam
-          url: ${SANDBOX_URL}/fabrikam
-          pat: ${ADO_PAT}
-          webhook: {username: ado-fabrikam, password: ${ADO_HOOK_PASSWORD}}
-    dbt_cloud:
-      accounts:
-        - id: 1
-          url: ${SANDBOX_URL}
-          api_token: ${DBT_CLOUD_TOKEN}
-          webhook_secret: ${DBT_CLOUD_WEBHOOK_SECRET}
-    repositories:
-      - organization: fabrikam
-        project: Fabrikam-Fiber-Git
-        repository: dbt-analytics
-        dbt_account: 1
-        ci_job: 42
-        target_branches: [refs/heads/main]
-        drafts: skip
-        status: {genre: dbt-cloud, name: ci}
-        teardown_job: 43
-    """)
 
 
 @dataclass
@@ -57,64 +26,24 @@ class Story:
     detail: str = ""
 
 
-@dataclass
-class DemoEnv:
-    stack: Stack
-    sandbox: SandboxControl
-    web_url: str
-    env: dict
-
-
-def start(workdir: Path, console: Console) -> DemoEnv:
+def start(workdir: Path, console: Console) -> RunningBridge:
     """Bring up Redis, the sandbox, the database, web, worker and beat; apply the demo configuration."""
     if workdir.exists():
         shutil.rmtree(workdir)
     stack = Stack.create(workdir.resolve())
     console.print(f"[dim]work directory {stack.workdir} (logs in {stack.logs})[/]")
-    redis_url = stack.start_redis()
-    console.print(f"• Redis      {redis_url}")
-    sandbox_url = stack.start_sandbox()
-    console.print(f"• sandbox    {sandbox_url}  (plays Azure DevOps org 'fabrikam' and dbt Cloud account 1)")
-    web_port = free_port()
-    web_url = f"http://127.0.0.1:{web_port}"
-    env = {
-        "BRIDGE_DATABASE_URL": f"sqlite:///{stack.workdir / 'bridge.db'}",
-        "BRIDGE_BROKER_URL": redis_url,
-        "BRIDGE_SECRET_KEY": generate_key(),
-        "BRIDGE_PUBLIC_URL": web_url,
-        "BRIDGE_ALLOW_INSECURE_HTTP": "1",
-        "BRIDGE_POLL_INTERVAL": "2",
-        "BRIDGE_QUIET_AFTER": "4",
-        "BRIDGE_SWEEP_INTERVAL": "3",
-        "BRIDGE_SWEEP_AFTER": "5",
-        "SANDBOX_URL": sandbox_url,
-        "ADO_PAT": "sandbox-pat",
-        "ADO_HOOK_PASSWORD": HOOK_PASSWORD,
-        "DBT_CLOUD_TOKEN": "sandbox-dbt-token",
-        "DBT_CLOUD_WEBHOOK_SECRET": DBT_SECRET,
-    }
-    for args in (("db", "upgrade"),):
-        out = stack.run_cli(env, *args)
-        if out.returncode:
-            raise DevstackError(f"bridge {' '.join(args)} failed:\n{out.stdout}{out.stderr}")
-    config = stack.workdir / "bridge.yaml"
-    config.write_text(CONFIG)
-    out = stack.run_cli(env, "config", "apply", str(config))
-    if out.returncode:
-        raise DevstackError(f"bridge config apply failed:\n{out.stdout}{out.stderr}")
-    console.print(f"• database   {env['BRIDGE_DATABASE_URL']} (migrated; {config.name} applied)")
-    sandbox = SandboxControl(sandbox_url)
-    sandbox.setup(hooks=[{"org": "fabrikam", "url": f"{web_url}/webhooks/azure-devops", "username": HOOK_USER,
-                          "password": HOOK_PASSWORD}],
-                  dbt_webhooks=[{"account_id": 1, "url": f"{web_url}/webhooks/dbt-cloud", "secret": DBT_SECRET,
-                                 "job_ids": [CI_JOB, TEARDOWN_JOB]}],
-                  run_defaults={"seconds": 2.0, "queued": 0.4, "outcome": "success"})
-    stack.start_web(env, port=web_port)
-    console.print(f"• web        {web_url}  (gunicorn; service hooks POST /webhooks/azure-devops)")
-    stack.start_worker(env, concurrency=4)
-    stack.start_beat(env)
+    try:
+        running = start_bridge(stack, worker_concurrency=4, run_seconds=2.0)
+    except BaseException:
+        stack.stop()
+        raise
+    env = running.env
+    console.print(f"• Redis      {env['BRIDGE_BROKER_URL']}")
+    console.print(f"• sandbox    {running.sandbox.url}  (plays Azure DevOps org 'fabrikam' and dbt Cloud account 1)")
+    console.print(f"• database   {env['BRIDGE_DATABASE_URL']} (migrated; {stack.workdir / 'bridge.yaml'} applied)")
+    console.print(f"• web        {running.web}  (gunicorn; service hooks POST /webhooks/azure-devops)")
     console.print("• worker + beat (Celery)")
-    return DemoEnv(stack=stack, sandbox=sandbox, web_url=web_url, env=env)
+    return running
 
 
 def _states(sandbox: SandboxControl, pr: int) -> str:
@@ -248,7 +177,7 @@ def run_demo(*, workdir: Path, once: bool) -> int:
             console.print(f"[red]failed:[/] {', '.join(s.title for s in failed)}; logs in {demo.stack.logs}")
             return 1
         if not once:
-            console.print(f"The stack keeps running: web {demo.web_url}, sandbox {demo.sandbox.url}. "
+            console.print(f"The stack keeps running: web {demo.web}, sandbox {demo.sandbox.url}. "
                           "Try `bridge status` with the same environment, or press Ctrl-C to stop.")
             try:
                 while True:

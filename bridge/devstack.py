@@ -299,3 +299,104 @@ def stack(workdir: Path | None = None) -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
+
+
+# -- the whole bridge on a stack: shared by the demo, the integration tests, the soak and the benchmark ----
+
+HOOK_USER = "ado-fabrikam"
+HOOK_PASSWORD = "local-hook-password-0123456789"  # noqa: S105 - the sandbox's fake credentials
+DBT_WEBHOOK_SECRET = "local-dbt-webhook-secret"  # noqa: S105
+CI_JOB, TEARDOWN_JOB = 42, 43
+
+SANDBOX_CONFIG = """\
+azure_devops:
+  organizations:
+    - name: fabrikam
+      url: ${SANDBOX_URL}/fabrikam
+      pat: ${ADO_PAT}
+      webhook: {username: ado-fabrikam, password: ${ADO_HOOK_PASSWORD}}
+dbt_cloud:
+  accounts:
+    - id: 1
+      url: ${SANDBOX_URL}
+      api_token: ${DBT_CLOUD_TOKEN}
+      webhook_secret: ${DBT_CLOUD_WEBHOOK_SECRET}
+repositories:
+  - organization: fabrikam
+    project: Fabrikam-Fiber-Git
+    repository: dbt-analytics
+    dbt_account: 1
+    ci_job: 42
+    target_branches: [refs/heads/main]
+    drafts: skip
+    status: {genre: dbt-cloud, name: ci}
+    teardown_job: 43
+"""
+
+
+@dataclass
+class RunningBridge:
+    stack: Stack
+    env: dict
+    web: str
+    sandbox: object  # SandboxControl
+    database_url: str
+
+    def hooks(self, *targets: str, subscriptions: int = 1) -> None:
+        """Point the sandbox's service hooks (and as many subscriptions per target) at these web URLs."""
+        self.sandbox.setup(hooks=[{"org": "fabrikam", "url": f"{t}/webhooks/azure-devops", "username": HOOK_USER,
+                                   "password": HOOK_PASSWORD} for t in targets for _ in range(subscriptions)])
+
+    def dbt_hooks(self, enabled: bool = True) -> None:
+        self.sandbox.setup(dbt_webhooks=[{"account_id": 1, "url": f"{self.web}/webhooks/dbt-cloud",
+                                          "secret": DBT_WEBHOOK_SECRET, "job_ids": [CI_JOB, TEARDOWN_JOB]}]
+                           if enabled else [])
+
+
+def start_bridge(stack: Stack, *, database_url: str | None = None, config: str = SANDBOX_CONFIG,
+                 web_workers: int = 2, worker_concurrency: int = 8, extra_env: dict | None = None,
+                 before_config=None, run_seconds: float = 1.0) -> RunningBridge:
+    """Redis (if not yet), the sandbox, the schema, the configuration, web, worker and beat."""
+    from .crypto import generate_key
+    from .sandbox.control import SandboxControl
+
+    redis_url = stack.redis_url or stack.start_redis()
+    sandbox_url = stack.start_sandbox()
+    sandbox = SandboxControl(sandbox_url)
+    port = free_port()
+    web = f"http://127.0.0.1:{port}"
+    env = {
+        "BRIDGE_DATABASE_URL": database_url or f"sqlite:///{stack.workdir / 'bridge.db'}",
+        "BRIDGE_BROKER_URL": redis_url,
+        "BRIDGE_SECRET_KEY": generate_key(),
+        "BRIDGE_PUBLIC_URL": web,
+        "BRIDGE_ALLOW_INSECURE_HTTP": "1",
+        "BRIDGE_POLL_INTERVAL": "2",
+        "BRIDGE_QUIET_AFTER": "4",
+        "BRIDGE_SWEEP_INTERVAL": "2",
+        "BRIDGE_SWEEP_AFTER": "4",
+        "SANDBOX_URL": sandbox_url,
+        "ADO_PAT": "sandbox-pat",
+        "ADO_HOOK_PASSWORD": HOOK_PASSWORD,
+        "DBT_CLOUD_TOKEN": "sandbox-dbt-token",
+        "DBT_CLOUD_WEBHOOK_SECRET": DBT_WEBHOOK_SECRET,
+        **(extra_env or {}),
+    }
+    out = stack.run_cli(env, "db", "upgrade")
+    if out.returncode:
+        raise DevstackError(f"bridge db upgrade failed:\n{out.stdout}{out.stderr}")
+    if before_config is not None:
+        before_config(sandbox)
+    path = stack.workdir / "bridge.yaml"
+    path.write_text(config)
+    out = stack.run_cli(env, "config", "apply", str(path))
+    if out.returncode:
+        raise DevstackError(f"bridge config apply failed:\n{out.stdout}{out.stderr}")
+    running = RunningBridge(stack=stack, env=env, web=web, sandbox=sandbox, database_url=env["BRIDGE_DATABASE_URL"])
+    running.hooks(web)
+    running.dbt_hooks()
+    sandbox.setup(run_defaults={"seconds": run_seconds, "queued": 0.2, "outcome": "success"})
+    stack.start_web(env, port=port, workers=web_workers)
+    stack.start_worker(env, concurrency=worker_concurrency)
+    stack.start_beat(env)
+    return running

@@ -166,3 +166,35 @@ def test_ignored_and_unknown_events_are_recorded(bridge):
     with bridge.db.session() as s:
         row = s.scalar(select(Delivery).where(Delivery.dedupe_key == "build.complete:evt-build-1"))
         assert row.state == "ignored"
+
+
+def test_urls_in_a_payload_never_receive_our_requests(bridge):
+    """A forged payload pointing every URL at another host: the worker still only talks to configured hosts."""
+    import threading
+
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    seen: list[str] = []
+
+    @Request.application
+    def evil(request):
+        seen.append(f"{request.method} {request.path} {request.headers.get('Authorization', '')}")
+        return Response("{}", mimetype="application/json")
+
+    port = free_port()
+    server = make_server("127.0.0.1", port, evil, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        body, opened = real_event(bridge)
+        evil_url = f"http://127.0.0.1:{port}"
+        text = json.dumps(body).replace(bridge.sandbox.url, evil_url)
+        forged = json.loads(text)
+        assert evil_url in text and bridge.sandbox.url not in text
+        answer = ado_post(bridge, forged)
+        assert answer.status_code == 202
+        wait_until(lambda: bridge.sandbox.latest_state(opened["pr"], 1) == "succeeded", timeout=30,
+                   what="processed against the configured host")
+        assert seen == []
+    finally:
+        server.shutdown()

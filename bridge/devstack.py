@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -144,6 +145,10 @@ class Stack:
     redis_url: str | None = None
     database_url: str | None = None
     cleanup: list[Path] = field(default_factory=list)
+    restarts: dict[str, int] = field(default_factory=dict)
+    _supervised: dict[str, object] = field(default_factory=dict)
+    _supervisor: threading.Thread | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def create(cls, workdir: Path | None = None) -> Stack:
@@ -280,7 +285,29 @@ class Stack:
         return subprocess.run([sys.executable, "-m", "bridge.cli", *args], env=self.env(env), cwd=str(ROOT),
                               capture_output=True, text=True, timeout=120, check=False)
 
+    def supervise(self, name: str, start) -> None:
+        """Restart ``name`` with ``start()`` whenever it exits on its own, as systemd's Restart=always,
+        Kubernetes or a Procfile platform would (Celery's worker can die on a broker connection race)."""
+        self._supervised[name] = start
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._watch, name="devstack-supervisor", daemon=True)
+            self._supervisor.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            for name, start in list(self._supervised.items()):
+                proc = self.procs.get(name)
+                if proc is not None and proc.poll() is not None and not self._stopping.is_set():
+                    self.procs.pop(name, None)
+                    proc.stop()
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    with contextlib.suppress(DevstackError):
+                        start()
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(5)
         for name in reversed(list(self.procs)):
             self.procs[name].stop()
         self.procs.clear()
@@ -399,4 +426,6 @@ def start_bridge(stack: Stack, *, database_url: str | None = None, config: str =
     stack.start_web(env, port=port, workers=web_workers)
     stack.start_worker(env, concurrency=worker_concurrency)
     stack.start_beat(env)
+    stack.supervise("worker", lambda: stack.start_worker(env, concurrency=worker_concurrency))
+    stack.supervise("beat", lambda: stack.start_beat(env))
     return running

@@ -110,6 +110,15 @@ class Soak:
 
     # -- reckoning ----------------------------------------------------------------------------------
 
+    def _not_green(self) -> list[tuple[int, str | None]]:
+        wrong = []
+        for pr in list(self.active):
+            data = self.sandbox.pr(pr)
+            state = self.sandbox.latest_state(pr, data["iterations"][-1]["id"])
+            if state != "succeeded":
+                wrong.append((pr, state))
+        return wrong
+
     def reckon(self, drain_seconds: float) -> dict:
         accepted_ids = {event_id for _, event_id, status in self.events if status in (200, 202)}
         deadline = time.monotonic() + drain_seconds
@@ -130,13 +139,12 @@ class Soak:
                                          if r["job_definition_id"] == CI_JOB and r["in_progress"])
         with self.db.session() as s:
             failed = s.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "failed"))
-        wrong_final = []
-        for pr in list(self.active)[:200]:
-            data = self.sandbox.pr(pr)
-            last_iteration = data["iterations"][-1]["id"]
-            state = self.sandbox.latest_state(pr, last_iteration)
-            if state != "succeeded":
-                wrong_final.append((pr, state))
+        wrong_final = self._not_green()
+        while wrong_final and time.monotonic() < deadline:
+            time.sleep(2)
+            wrong_final = self._not_green()
+        for pr, state in wrong_final[:10]:
+            console.print(f"[red]PR {pr}[/]: head iteration shows {state!r}")
         return {
             "events sent": len(self.events),
             "accepted (2xx)": len(accepted_ids),
@@ -200,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(key, str(value))
     for fault, n in sorted(soak.faults.items()):
         table.add_row(f"fault: {fault}", str(n))
+    for name, n in sorted(stack.restarts.items()):
+        table.add_row(f"{name} restarted by the supervisor after dying on its own", str(n))
     console.print(table)
     ok = report["lost"] == 0 and report["duplicate dbt runs"] == 0 and report["PRs with more than one live run"] == 0
     console.print("[green]PASS[/]" if ok else "[red]FAIL[/]: something was lost or duplicated")

@@ -144,6 +144,12 @@ class RepositoryInfo(dict):
 
 # -- client -----------------------------------------------------------------------------------------
 
+# Schemas hold no per-call state; one instance each serves every call.
+_REPOSITORYSCHEMA = _RepositorySchema()
+_PULLREQUESTSCHEMA = _PullRequestSchema()
+_ITERATIONSCHEMA = _IterationSchema()
+
+
 class AzureDevOpsClient(JsonApi):
     root_error = AzureDevOpsError
     errors_by_kind = {
@@ -189,13 +195,13 @@ class AzureDevOpsClient(JsonApi):
         return f"/{segment(project)}/_apis/git/repositories/{segment(repository_id)}"
 
     def get_repository(self, project: str, repository: str) -> RepositoryInfo:
-        data = _RepositorySchema().load(self._call("GET", self._repo_path(project, repository)))
+        data = _REPOSITORYSCHEMA.load(self._call("GET", self._repo_path(project, repository)))
         return RepositoryInfo(id=data["id"].lower(), name=data["name"], project_id=data["project"]["id"],
                               project_name=data["project"]["name"], is_disabled=data["is_disabled"])
 
     def get_pull_request(self, project: str, repository_id: str, pull_request_id: int) -> PullRequest:
         path = f"{self._repo_path(project, repository_id)}/pullrequests/{int(pull_request_id)}"
-        return _PullRequestSchema().load(self._call("GET", path))
+        return _PULLREQUESTSCHEMA.load(self._call("GET", path))
 
     def list_pull_requests(self, project: str, repository_id: str, *, status: str = "active",
                            page_size: int = 100) -> Iterator[PullRequest]:
@@ -205,7 +211,7 @@ class AzureDevOpsClient(JsonApi):
             page = self._call("GET", path, params={"searchCriteria.status": status, "$top": page_size,
                                                    "$skip": skip})
             values = (page or {}).get("value", [])
-            yield from (_PullRequestSchema().load(v) for v in values)
+            yield from (_PULLREQUESTSCHEMA.load(v) for v in values)
             if len(values) < page_size:
                 return
             skip += page_size
@@ -213,7 +219,7 @@ class AzureDevOpsClient(JsonApi):
     def list_iterations(self, project: str, repository_id: str, pull_request_id: int) -> list[Iteration]:
         path = f"{self._repo_path(project, repository_id)}/pullRequests/{int(pull_request_id)}/iterations"
         page = self._call("GET", path)
-        return [_IterationSchema().load(v) for v in (page or {}).get("value", [])]
+        return [_ITERATIONSCHEMA.load(v) for v in (page or {}).get("value", [])]
 
     def post_status(self, project: str, repository_id: str, pull_request_id: int, context: StatusContext,
                     update: StatusUpdate) -> int | None:

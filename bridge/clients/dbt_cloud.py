@@ -100,6 +100,10 @@ class _RunSchema(Schema):
                       git_sha=d.get("git_sha") or (d.get("trigger") or {}).get("git_sha"))
 
 
+# Schemas hold no per-call state; one instance each serves every call.
+_RUNSCHEMA = _RunSchema()
+
+
 class DbtCloudClient(JsonApi):
     root_error = DbtCloudError
     errors_by_kind = {
@@ -142,13 +146,13 @@ class DbtCloudClient(JsonApi):
             body["schema_override"] = schema_override
         if steps_override:
             body["steps_override"] = steps_override
-        return _RunSchema().load(self.call("POST", f"{self._account}/jobs/{int(job_id)}/run/", json=body)["data"])
+        return _RUNSCHEMA.load(self.call("POST", f"{self._account}/jobs/{int(job_id)}/run/", json=body)["data"])
 
     def get_run(self, run_id: int) -> DbtRun:
-        return _RunSchema().load(self.call("GET", f"{self._account}/runs/{int(run_id)}/")["data"])
+        return _RUNSCHEMA.load(self.call("GET", f"{self._account}/runs/{int(run_id)}/")["data"])
 
     def cancel_run(self, run_id: int) -> DbtRun:
-        return _RunSchema().load(self.call("POST", f"{self._account}/runs/{int(run_id)}/cancel/")["data"])
+        return _RUNSCHEMA.load(self.call("POST", f"{self._account}/runs/{int(run_id)}/cancel/")["data"])
 
     def list_runs(self, job_id: int, *, statuses: tuple[RunStatus, ...] = (), page_size: int = 100,
                   include_trigger: bool = True) -> Iterator[tuple[DbtRun, dict]]:
@@ -164,7 +168,7 @@ class DbtCloudClient(JsonApi):
             page = self.call("GET", f"{self._account}/runs/", params=params) or {}
             values = page.get("data") or []
             for raw in values:
-                yield _RunSchema().load(raw), (raw.get("trigger") or {})
+                yield _RUNSCHEMA.load(raw), (raw.get("trigger") or {})
             total = ((page.get("extra") or {}).get("pagination") or {}).get("total_count")
             offset += len(values)
             if not values or len(values) < page_size or (total is not None and offset >= total):

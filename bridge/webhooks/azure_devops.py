@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
 
 from ..domain import HANDLED_EVENT_TYPES, EventType, IgnoredEvent, PullRequestEvent, PullRequestStatus
 from ..errors import PayloadError
@@ -73,38 +73,30 @@ def _status(raw: str) -> PullRequestStatus:
         return PullRequestStatus.NOT_SET
 
 
-class _PullRequestEventSchema(_Envelope):
-    """A PR event: the envelope plus the pull request in ``resource`` (or ``resource.pullRequest``)."""
+def _to_event(envelope: dict, pr: dict, comment: str | None) -> PullRequestEvent:
+    repo = pr["repository"]
+    source = pr.get("last_merge_source_commit") or {}
+    return PullRequestEvent(
+        event_id=envelope["event_id"],
+        event_type=envelope["event_type"],
+        subscription_id=envelope.get("subscription_id"),
+        notification_id=envelope.get("notification_id"),
+        repository_id=repo["id"].lower(),
+        project_id=((repo.get("project") or {}).get("id") or None),
+        pull_request_id=pr["pull_request_id"],
+        status=_status(pr["status"]),
+        is_draft=bool(pr.get("is_draft")),
+        source_commit=source.get("commit_id"),
+        target_ref=pr.get("target_ref"),
+        merge_status=pr.get("merge_status"),
+        comment=comment,
+    )
 
-    @post_load
-    def _to_event(self, data, **_):
-        resource = data["resource"]
-        if not isinstance(resource, dict):
-            raise ValidationError({"resource": ["a pull-request event needs its resource"]})
-        comment = None
-        if data["event_type"] == EventType.PR_COMMENTED:
-            parsed = _CommentResource().load(resource)
-            pr = parsed["pull_request"]
-            comment = (parsed.get("comment") or {}).get("content")
-        else:
-            pr = _PullRequest().load(resource)
-        repo = pr["repository"]
-        source = pr.get("last_merge_source_commit") or {}
-        return PullRequestEvent(
-            event_id=data["event_id"],
-            event_type=data["event_type"],
-            subscription_id=data.get("subscription_id"),
-            notification_id=data.get("notification_id"),
-            repository_id=repo["id"].lower(),
-            project_id=((repo.get("project") or {}).get("id") or None),
-            pull_request_id=pr["pull_request_id"],
-            status=_status(pr["status"]),
-            is_draft=bool(pr.get("is_draft")),
-            source_commit=source.get("commit_id"),
-            target_ref=pr.get("target_ref"),
-            merge_status=pr.get("merge_status"),
-            comment=comment,
-        )
+
+# Schemas hold no per-call state; one instance each serves every request.
+_ENVELOPE = _Envelope()
+_PULL_REQUEST = _PullRequest()
+_COMMENT_RESOURCE = _CommentResource()
 
 
 def _nested_errors(exc: ValidationError) -> dict:
@@ -118,12 +110,19 @@ def parse(body: bytes) -> PullRequestEvent | IgnoredEvent:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from None
     try:
-        envelope = _Envelope().load(data)
+        envelope = _ENVELOPE.load(data)
     except ValidationError as exc:
         raise PayloadError("not an Azure DevOps service-hook event", errors=_nested_errors(exc)) from None
-    if envelope["event_type"] not in HANDLED_EVENT_TYPES:
-        return IgnoredEvent(envelope["event_id"], envelope["event_type"])
+    event_type = envelope["event_type"]
+    if event_type not in HANDLED_EVENT_TYPES:
+        return IgnoredEvent(envelope["event_id"], event_type)
+    resource = envelope.get("resource")
+    if not isinstance(resource, dict):
+        raise PayloadError(f"malformed {event_type} event", errors={"resource": ["a pull-request event needs it"]})
     try:
-        return _PullRequestEventSchema().load(data)
+        if event_type == EventType.PR_COMMENTED:
+            parsed = _COMMENT_RESOURCE.load(resource)
+            return _to_event(envelope, parsed["pull_request"], (parsed.get("comment") or {}).get("content"))
+        return _to_event(envelope, _PULL_REQUEST.load(resource), None)
     except ValidationError as exc:
-        raise PayloadError(f"malformed {envelope['event_type']} event", errors=_nested_errors(exc)) from None
+        raise PayloadError(f"malformed {event_type} event", errors=_nested_errors(exc)) from None

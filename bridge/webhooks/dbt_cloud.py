@@ -86,6 +86,9 @@ class _Event(_Lenient):
         )
 
 
+_EVENT = _Event()  # stateless; shared by every request
+
+
 def account_of(body: bytes) -> int:
     """The account a delivery claims to come from, read only to pick the secret to verify it with."""
     try:
@@ -118,7 +121,7 @@ def parse(body: bytes) -> DbtRunEvent:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from None
     try:
-        return _Event().load(data)
+        return _EVENT.load(data)
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         raise PayloadError("not a dbt Cloud run webhook", errors=messages) from None

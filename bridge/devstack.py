@@ -25,7 +25,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql", "initdb": "postgresql"}
+PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql", "initdb": "postgresql", "wrk": "wrk"}
 
 
 class DevstackError(RuntimeError):
@@ -253,14 +253,15 @@ class Stack:
         wait_for(lambda: http_ok(f"{url}/_sandbox/health"), timeout=20, what="sandbox", process=proc)
         return url
 
-    def start_web(self, env: dict, *, port: int | None = None, workers: int = 2, name: str = "web") -> str:
+    def start_web(self, env: dict, *, port: int | None = None, workers: int = 2, name: str = "web",
+                  app: str = "bridge.web:create_app()", health: str = "/healthz") -> str:
         port = port or free_port()
         bindir = Path(sys.executable).parent
         proc = self._start(name, [str(bindir / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
                                   "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-                                  "bridge.web:create_app()"], env=self.env(env))
+                                  app], env=self.env(env))
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: http_ok(f"{url}/healthz"), timeout=30, what="gunicorn", process=proc)
+        wait_for(lambda: http_ok(f"{url}{health}"), timeout=30, what="gunicorn", process=proc)
         return url
 
     def start_worker(self, env: dict, *, name: str = "worker", concurrency: int = 8) -> Proc:

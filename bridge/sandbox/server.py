@@ -95,7 +95,7 @@ def create_sandbox_app(base_url: str) -> Flask:
                 resp_body = json.loads(response.get_data()) if response.is_json else None
             except ValueError:
                 resp_body = None
-            world.log_exchange({"service": g.service, "method": request.method, "path": request.path,
+            world.log_exchange({"at": g.started, "service": g.service, "method": request.method, "path": request.path,
                                 "query": request.args.to_dict(flat=False), "body": req_body,
                                 "status": response.status_code, "response": resp_body,
                                 "elapsed": time.time() - g.started})
@@ -411,6 +411,12 @@ def create_sandbox_app(base_url: str) -> Flask:
         if event_id not in world.events:
             return jsonify({"error": "no such event"}), 404
         return jsonify({"event_id": event_id, "delivered": world.deliver_event(event_id)})
+
+    @app.get("/_sandbox/events")
+    def control_events():
+        """Every event made so far, as Azure DevOps would deliver it (for load generators)."""
+        with world.lock:
+            return jsonify([{k: v for k, v in e.items() if k != "org"} for e in world.events.values()])
 
     @app.get("/_sandbox/events/<event_id>")
     def control_event(event_id):

@@ -1,0 +1,464 @@
+"""``make bench``: the real stack measured side by side, one table, written to docs/benchmarks.md.
+
+    python -m tests.load.bench [--quick]
+
+Phases (each on a fresh stack of private processes: PostgreSQL, Redis, the sandbox, gunicorn, Celery):
+  ingest       wrk against POST /webhooks/azure-devops (unique real deliveries) and a trivial Flask endpoint
+               on the same gunicorn settings, alternated, medians of the rounds
+  end to end   20 PR events/s, zero-latency sandbox: webhook sent → pending status, dbt webhook sent → final status
+  concurrency  100 ms on every sandbox API call: queued PR events reconciled per second
+  economy      API calls per CI run (measured), next to a polling client (measured, time-scaled)
+  burst        10,000 deliveries as fast as the generator sends them: accepted, processed, lost, duplicates, drain
+  memory       peak RSS (VmHWM) of a gunicorn worker and of the Celery worker process
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import requests
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from bridge.db import Database
+from bridge.devstack import (
+    CI_JOB,
+    HOOK_PASSWORD,
+    HOOK_USER,
+    ROOT,
+    RunningBridge,
+    Stack,
+    ensure_binaries,
+    start_bridge,
+)
+from bridge.models import Delivery
+from bridge.sandbox.control import SandboxControl, wait_until
+
+console = Console()
+
+WORKER_CONCURRENCY = 32
+WEB_WORKERS = 2
+WRK = {"threads": 1, "connections": 16, "seconds": 10}
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+@dataclass
+class Row:
+    measure: str
+    value: str
+    target: str = ""
+    met: bool | None = None
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, measure: str, value: str, target: str = "", met: bool | None = None) -> None:
+        self.rows.append(Row(measure, value, target, met))
+        mark = {True: "[green]met[/]", False: "[red]NOT met[/]", None: ""}[met]
+        console.print(f"  {measure}: [bold]{value}[/] {target} {mark}")
+
+
+def fresh_stack(**kw) -> tuple[Stack, RunningBridge, Database]:
+    stack = Stack.create()
+    database_url = stack.start_postgres()
+    running = start_bridge(stack, database_url=database_url, web_workers=WEB_WORKERS,
+                           worker_concurrency=WORKER_CONCURRENCY, extra_env={"BRIDGE_QUIET_AFTER": "600"}, **kw)
+    return stack, running, Database(database_url)
+
+
+def processed_count(db: Database, source: str = "azure-devops") -> int:
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.source == source, Delivery.state.in_(("processed", "ignored", "failed")))) or 0
+
+
+# -- ingest ------------------------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  template = io.open(args[1]):read("*a")
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = args[2]
+end
+function request()
+  counter = counter + 1
+  local body = string.gsub(template, "__EVENT_ID__", tid .. "-" .. counter .. "-" .. math.random(1, 1000000000))
+  return wrk.format("POST", nil, nil, body)
+end
+"""
+
+
+def run_wrk(url: str, body_file: Path, auth: str, script: Path) -> dict:
+    out = subprocess.run([ensure_binaries("wrk")["wrk"], "-t", str(WRK["threads"]), "-c", str(WRK["connections"]),
+                          "-d", f"{WRK['seconds']}s", "--latency", "-s", str(script), url, "--", str(body_file), auth],
+                         capture_output=True, text=True, check=True)
+    text = out.stdout
+
+    def latency(label: str) -> float:
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)), "p50": latency("50%"),
+            "p99": latency("99%"), "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "requests": int(re.search(r"(\d+) requests in", text).group(1))}
+
+
+def ingest(report: Report, rounds: int) -> None:
+    console.rule("ingest")
+    stack, running, db = fresh_stack()
+    try:
+        # Web only: the worker is stopped so its CPU does not blur the comparison; deliveries queue up.
+        stack._supervised.clear()
+        stack.stop_process("worker")
+        opened = running.sandbox.open_pr(title="ingest template", deliver=False)
+        event = running.sandbox._get(f"/events/{opened['event_id']}")
+        event["id"] = "__EVENT_ID__"
+        event["subscriptionId"], event["notificationId"] = "1e1e1e1e-0000-4000-8000-000000000001", 1
+        work = Path(tempfile.mkdtemp(prefix="bench-"))
+        body_file, script = work / "body.json", work / "script.lua"
+        body_file.write_text(json.dumps(event))
+        script.write_text(WRK_SCRIPT)
+        import base64
+
+        auth = "Basic " + base64.b64encode(f"{HOOK_USER}:{HOOK_PASSWORD}".encode()).decode()
+        trivial_url = stack.start_web(running.env, workers=WEB_WORKERS, name="trivial",
+                                      app="tests.load.trivial:create_app()")
+        bridge_runs, trivial_runs = [], []
+        for i in range(rounds):
+            trivial_runs.append(run_wrk(f"{trivial_url}/trivial", body_file, auth, script))
+            bridge_runs.append(run_wrk(f"{running.web}/webhooks/azure-devops", body_file, auth, script))
+            console.print(f"  round {i + 1}: bridge {bridge_runs[-1]['rps']:.0f} req/s, "
+                          f"trivial {trivial_runs[-1]['rps']:.0f} req/s")
+        with db.session() as s:
+            stored = s.scalar(select(func.count()).select_from(Delivery))
+        accepted = sum(r["requests"] - r["non2xx"] for r in bridge_runs)
+        med = {k: statistics.median(r[k] for r in bridge_runs) for k in ("rps", "p50", "p99")}
+        tmed = {k: statistics.median(r[k] for r in trivial_runs) for k in ("rps", "p50", "p99")}
+        ratio, p99_ratio = med["rps"] / tmed["rps"], med["p99"] / tmed["p99"]
+        report.add("ingest: webhook receiver",
+                   f"{med['rps']:.0f} req/s, p50 {med['p50']:.1f} ms, p99 {med['p99']:.1f} ms")
+        report.add("ingest: trivial Flask endpoint", f"{tmed['rps']:.0f} req/s, p50 {tmed['p50']:.1f} ms, "
+                   f"p99 {tmed['p99']:.1f} ms")
+        report.add("ingest: throughput ratio", f"{ratio:.2f}", "≥ 0.5", ratio >= 0.5)
+        report.add("ingest: p99 ratio", f"{p99_ratio:.2f}", "≤ 3", p99_ratio <= 3)
+        report.add("ingest: durable acceptance", f"{stored} rows for {accepted} 2xx answers "
+                   f"({sum(r['non2xx'] for r in bridge_runs)} non-2xx)", "every 2xx stored", stored >= accepted)
+    finally:
+        stack.stop()
+
+
+# -- end to end --------------------------------------------------------------------------------------
+
+def end_to_end(report: Report, seconds: float, rate: float = 20.0) -> dict:
+    console.rule(f"end to end at {rate:.0f} PR events/s")
+    stack, running, _ = fresh_stack(run_seconds=2.0)
+    sb = running.sandbox
+    try:
+        opened: list[dict] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            result = sb.open_pr(title="e2e")
+            with lock:
+                opened.append(result)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            start = time.monotonic()
+            n = int(seconds * rate)
+            for i in range(n):
+                pool.submit(one)
+                time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
+        prs = {o["pr"] for o in opened}
+        wait_until(lambda: all(sb.latest_state(pr, 1) == "succeeded" for pr in list(prs)[-20:]), timeout=120,
+                   interval=1, what="the last PRs to finish")
+        time.sleep(3)
+        exchanges = sb.exchanges()
+        deliveries = sb.deliveries()
+        sent_at = {d["body"]["resource"]["pullRequestId"]: d["sent_at"] for d in deliveries
+                   if d["service"] == "ado" and d["body"]["eventType"] == "git.pullrequest.created"}
+        pending_at, final_at = {}, {}
+        for e in exchanges:
+            m = re.search(r"/pullRequests/(\d+)/statuses$", e["path"])
+            if e["method"] == "POST" and m and e["status"] == 200:
+                pr = int(m.group(1))
+                if e["body"]["state"] == "pending":
+                    pending_at.setdefault(pr, e["at"])
+                elif e["body"]["state"] == "succeeded":
+                    run_id = int(re.search(r"/runs/(\d+)/", e["body"]["targetUrl"]).group(1))
+                    final_at[run_id] = e["at"]
+        completed_sent = {int(d["body"]["data"]["runId"]): d["sent_at"] for d in deliveries
+                          if d["service"] == "dbt" and d["body"]["eventType"] == "job.run.completed"}
+        leg1 = [(pending_at[pr] - sent_at[pr]) * 1000 for pr in prs if pr in pending_at and pr in sent_at]
+        leg2 = [(final_at[r] - completed_sent[r]) * 1000 for r in completed_sent if r in final_at]
+        p99_1, p99_2 = percentile(leg1, 99), percentile(leg2, 99)
+        report.add("end to end: webhook → pending status",
+                   f"p50 {percentile(leg1, 50):.0f} ms, p99 {p99_1:.0f} ms over {len(leg1)} PRs", "p99 ≤ 250 ms",
+                   p99_1 <= 250 and len(leg1) == len(prs))
+        report.add("end to end: dbt webhook → final status",
+                   f"p50 {percentile(leg2, 50):.0f} ms, p99 {p99_2:.0f} ms over {len(leg2)} runs", "p99 ≤ 250 ms",
+                   p99_2 <= 250 and len(leg2) == len(prs))
+        # API economy, measured on the same runs: every call the bridge made, per CI run.
+        per_pr = collections.Counter()
+        run_pr = {}
+        for r in sb.runs():
+            run_pr[r["id"]] = r["trigger"].get("azure_pull_request_id")
+        for e in exchanges:
+            if e["service"] == "ado":
+                m = re.search(r"/pull[rR]equests/(\d+)", e["path"])
+                if m:
+                    per_pr[int(m.group(1))] += 1
+            else:
+                m = re.search(r"/runs/(\d+)/", e["path"])
+                if m and int(m.group(1)) in run_pr:
+                    per_pr[run_pr[int(m.group(1))]] += 1
+                elif e["path"].endswith("/run/") and isinstance(e["body"], dict):
+                    per_pr[e["body"].get("azure_pull_request_id")] += 1
+        calls = [per_pr[pr] for pr in prs]
+        return {"calls_per_run": statistics.median(calls) if calls else float("nan"), "max_calls": max(calls or [0])}
+    finally:
+        stack.stop()
+
+
+def economy(report: Report, measured: dict) -> None:
+    console.rule("API economy")
+    # A typical pipeline script: trigger, then GET the run every 10 s until it is done. Measured against the
+    # sandbox time-scaled 1:100 (a 10-minute run lasts 6 s, the client polls every 0.1 s).
+    stack = Stack.create()
+    try:
+        url = stack.start_sandbox()
+        sb = SandboxControl(url)
+        sb.setup(run_defaults={"seconds": 6.0, "queued": 0.0})
+        http = requests.Session()
+        headers = {"Authorization": "Token sandbox-dbt-token"}
+        before = len(sb.exchanges())
+        run = http.post(f"{url}/api/v2/accounts/1/jobs/{CI_JOB}/run/", json={"cause": "pipeline", "git_sha": "a" * 40},
+                        headers=headers, timeout=10).json()["data"]
+        while True:
+            time.sleep(0.1)
+            data = http.get(f"{url}/api/v2/accounts/1/runs/{run['id']}/", headers=headers, timeout=10).json()["data"]
+            if data["is_complete"]:
+                break
+        polling = len(sb.exchanges()) - before
+    finally:
+        stack.stop()
+    report.add("API calls per CI run: the bridge (steady state)",
+               f"{measured['calls_per_run']:.0f} (max {measured['max_calls']}), whatever the run's length",
+               "≤ 6", measured["calls_per_run"] <= 6)
+    report.add("API calls per CI run: polling client, 10-minute run", f"{polling} (trigger + GET every 10 s)")
+
+
+# -- worker I/O concurrency ----------------------------------------------------------------------------
+
+def concurrency(report: Report, events: int) -> None:
+    console.rule("worker I/O concurrency, 100 ms per API call")
+    stack, running, db = fresh_stack(run_seconds=3600.0)
+    sb = running.sandbox
+    try:
+        stack._supervised.pop("worker", None)
+        stack.stop_process("worker")
+        sb.setup(latency_ms=100)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda _: sb.open_pr(title="concurrency"), range(events)))
+        assert processed_count(db) == 0
+        start = time.monotonic()
+        stack.start_worker(running.env, concurrency=WORKER_CONCURRENCY)
+        ready = time.monotonic()
+        wait_until(lambda: processed_count(db) >= events, timeout=600, interval=0.5, what="queued events processed")
+        took = time.monotonic() - ready
+        rate = events / took
+        report.add("worker: PR events reconciled per second at 100 ms API latency",
+                   f"{rate:.1f}/s ({events} events in {took:.1f} s; threads pool, concurrency {WORKER_CONCURRENCY}; "
+                   f"worker start {ready - start:.1f} s not counted)", "≥ 50/s", rate >= 50)
+    finally:
+        stack.stop()
+
+
+# -- burst ---------------------------------------------------------------------------------------------
+
+def burst(report: Report, deliveries: int) -> None:
+    console.rule(f"burst of {deliveries} deliveries")
+    stack, running, db = fresh_stack(run_seconds=3600.0)
+    sb = running.sandbox
+    try:
+        prs = deliveries // 2
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            opened = list(pool.map(lambda _: sb.open_pr(title="burst", deliver=False), range(prs)))
+            list(pool.map(lambda o: sb.act(o["pr"], "push", deliver=False), opened))
+        bodies = [json.dumps(e).encode() for e in sb._get("/events")]
+        console.print(f"  {len(bodies)} deliveries prepared ({prs} PRs, each created + pushed)")
+        answers = collections.Counter()
+        lock = threading.Lock()
+        local = threading.local()
+
+        def send(chunk: list[bytes]) -> None:
+            http = getattr(local, "http", None) or requests.Session()
+            local.http = http
+            for body in chunk:
+                try:
+                    status = http.post(f"{running.web}/webhooks/azure-devops", data=body,
+                                       auth=(HOOK_USER, HOOK_PASSWORD), headers={"Content-Type": "application/json"},
+                                       timeout=30).status_code
+                except requests.RequestException:
+                    status = "error"
+                with lock:
+                    answers[status] += 1
+
+        chunks = [bodies[i::16] for i in range(16)]
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(send, chunks))
+        sent_in = time.monotonic() - started
+        accepted = answers[202] + answers[200]
+        wait_until(lambda: processed_count(db) >= accepted, timeout=1800, interval=2, what="the burst to drain")
+        drained = time.monotonic() - started
+        with db.session() as s:
+            stored = s.scalar(select(func.count()).select_from(Delivery).where(Delivery.source == "azure-devops"))
+            done = processed_count(db)
+        runs = [r for r in sb.runs() if r["job_definition_id"] == CI_JOB]
+        heads = collections.Counter((r["trigger"]["azure_pull_request_id"], r["trigger"]["git_sha"]) for r in runs)
+        duplicates = sum(n - 1 for n in heads.values() if n > 1)
+        lost = accepted - stored
+        report.add("burst: sent", f"{len(bodies)} in {sent_in:.1f} s ({len(bodies) / sent_in:.0f}/s); "
+                   f"answers {dict(answers)}")
+        report.add("burst: accepted / processed", f"{accepted} / {done}")
+        report.add("burst: lost", str(lost), "0", lost == 0 and done >= accepted)
+        report.add("burst: duplicate dbt runs", f"{duplicates} ({len(runs)} runs for {prs} PR heads)", "0",
+                   duplicates == 0 and len(runs) == prs)
+        report.add("burst: time to drain", f"{drained:.0f} s ({accepted / drained:.0f} deliveries/s end to end)")
+        memory(report, stack)
+    finally:
+        stack.stop()
+
+
+# -- memory -------------------------------------------------------------------------------------------
+
+def _hwm_mb(pid: int) -> float:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", text).group(1)) / 1024
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def memory(report: Report, stack: Stack) -> None:
+    web_master = stack.procs["web"].pid
+    web = max((_hwm_mb(p) for p in _children(web_master)), default=float("nan"))
+    worker = _hwm_mb(stack.procs["worker"].pid)
+    report.add("memory: gunicorn web worker peak RSS (after the burst)", f"{web:.0f} MB", "≤ 120 MB", web <= 120)
+    report.add("memory: Celery worker process peak RSS (after the burst)", f"{worker:.0f} MB", "≤ 200 MB",
+               worker <= 200)
+
+
+# -- the report ---------------------------------------------------------------------------------------
+
+def machine() -> list[str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024 // 1024
+    pg = subprocess.run([ensure_binaries("postgres")["postgres"], "--version"], capture_output=True, text=True,
+                        check=False).stdout.strip()
+    redis = subprocess.run([ensure_binaries("redis-server")["redis-server"], "--version"], capture_output=True,
+                           text=True, check=False).stdout.split()[2]
+    return [
+        f"- machine: {os.cpu_count()} cores ({cpu}), {mem} GiB, {platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}; flask {version('flask')}, gunicorn {version('gunicorn')}, "
+        f"celery {version('celery')}, kombu {version('kombu')}, SQLAlchemy {version('sqlalchemy')}, "
+        f"psycopg {version('psycopg')}, marshmallow {version('marshmallow')}; {pg}; Redis {redis}",
+        f"- gunicorn: {WEB_WORKERS} sync workers (deploy/gunicorn.conf.py); Celery: threads pool, "
+        f"concurrency {WORKER_CONCURRENCY}; load generator on the same machine: wrk -t{WRK['threads']} "
+        f"-c{WRK['connections']} -d{WRK['seconds']}s and Python threads",
+    ]
+
+
+def write(report: Report, command: str, started: datetime.datetime) -> Path:
+    lines = ["# Benchmarks", "", f"Measured {started:%Y-%m-%d %H:%M} UTC with `{command}` "
+             "(the real stack on private ports: PostgreSQL, Redis, the sandbox, gunicorn, Celery worker and beat).",
+             "", *machine(), "", "| measure | result | target | |", "| --- | --- | --- | --- |"]
+    for row in report.rows:
+        mark = {True: "met", False: "**not met**", None: ""}[row.met]
+        lines.append(f"| {row.measure} | {row.value} | {row.target} | {mark} |")
+    lines += ["", *report.notes]
+    scale = ROOT / "docs" / "scaling.md"
+    if scale.exists():
+        lines += ["", scale.read_text().strip()]
+    path = ROOT / "docs" / "benchmarks.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the harness)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        choices=["ingest", "e2e", "concurrency", "burst"], help="run only these phases")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    ensure_binaries("wrk", "redis-server", "postgres", "initdb")
+    started = datetime.datetime.now(datetime.UTC)
+    report = Report()
+    only = set(args.only or ["ingest", "e2e", "concurrency", "burst"])
+    if args.quick:
+        WRK["seconds"] = 3
+    if "ingest" in only:
+        ingest(report, rounds=1 if args.quick else 3)
+    if "e2e" in only:
+        measured = end_to_end(report, seconds=3 if args.quick else 20)
+        economy(report, measured)
+    if "concurrency" in only:
+        concurrency(report, events=100 if args.quick else 500)
+    if "burst" in only:
+        burst(report, deliveries=1000 if args.quick else 10_000)
+    table = Table(title="ado-dbt bridge benchmark")
+    for col in ("measure", "result", "target", ""):
+        table.add_column(col)
+    for row in report.rows:
+        table.add_row(row.measure, row.value, row.target,
+                      {True: "[green]met[/]", False: "[red]NOT met[/]", None: ""}[row.met])
+    console.print(table)
+    if not args.no_write:
+        command = "make bench" if not argv and not args.quick else "python -m tests.load.bench " + " ".join(argv or [])
+        console.print(f"written to {write(report, command, started)}")
+    return 0 if all(r.met is not False for r in report.rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -16,6 +16,7 @@ help:
 	@echo "make test        set up and run lint + all tests (unit, contract, integration)"
 	@echo "make unit        unit and contract tests only (fast)"
 	@echo "make lint        ruff"
+	@echo "make bench       (not in make test) the benchmark; writes docs/benchmarks.md"
 	@echo "make soak        (not in make test) sustained events with random faults; SOAK_SECONDS, SOAK_RATE, SEED"
 	@echo "make clean       remove .venv and local state"
 
@@ -55,3 +56,8 @@ SOAK_RATE ?= 5
 .PHONY: soak
 soak: venv
 	$(BIN)/python -m tests.load.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) $(if $(SEED),--seed $(SEED),)
+
+# Not part of `make test`: the real stack measured; prints a table and rewrites docs/benchmarks.md.
+.PHONY: bench
+bench: venv
+	$(BIN)/python -m tests.load.bench

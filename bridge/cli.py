@@ -12,7 +12,7 @@ from rich.table import Table
 from .errors import BridgeError, ConfigError
 from .settings import Settings
 
-console = Console(stderr=False)
+console = Console(soft_wrap=True)
 
 
 def _settings() -> Settings:
@@ -60,11 +60,19 @@ def _load_config(path: Path, settings: Settings):
                             allow_insecure_http=settings.allow_insecure_http)
 
 
+def _config_path(file: Path | None, settings: Settings) -> Path:
+    path = file or settings.config_file
+    if path is None:
+        raise click.UsageError("give FILE or set BRIDGE_CONFIG")
+    return path
+
+
 @config.command("check")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-def config_check(file: Path) -> None:
-    """Validate FILE without touching the database or calling Azure DevOps."""
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), required=False)
+def config_check(file: Path | None) -> None:
+    """Validate FILE (default: BRIDGE_CONFIG) without touching the database or calling Azure DevOps."""
     settings = _settings()
+    file = _config_path(file, settings)
     try:
         desired = _load_config(file, settings)
     except ConfigError as exc:
@@ -74,15 +82,17 @@ def config_check(file: Path) -> None:
 
 
 @config.command("apply")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-def config_apply(file: Path) -> None:
-    """Create or update what FILE describes (idempotent). Nothing changes if any part is wrong."""
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), required=False)
+def config_apply(file: Path | None) -> None:
+    """Create or update what FILE (default: BRIDGE_CONFIG) describes; idempotent, and nothing changes if
+    any part is wrong."""
     from . import config_file
     from .clients.azure_devops import AzureDevOpsClient, PersonalAccessToken
     from .crypto import SecretBox
     from .db import Database
 
     settings = _settings()
+    file = _config_path(file, settings)
     try:
         desired = _load_config(file, settings)
         box = SecretBox(settings.require_secret_keys())

@@ -15,6 +15,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 PROCESS_DELIVERY = "bridge.process_delivery"      # (delivery_id: int)
+DISPATCH_DELIVERIES = "bridge.dispatch_deliveries"  # (delivery_ids: list[int]) → one process_delivery each
 RECONCILE_PULL_REQUEST = "bridge.reconcile_pull_request"  # (repository_id: int, pull_request_id: int)
 REFRESH_RUN = "bridge.refresh_run"                # (ci_run_id: int)
 POLL_QUIET_RUNS = "bridge.poll_quiet_runs"
@@ -58,11 +59,16 @@ class Dispatcher:
         self.app = Celery("bridge-producer", set_as_current=False)
         self.app.conf.update(celery_config(settings))
 
-    def process_delivery(self, delivery_id: int) -> bool:
+    def process_deliveries(self, delivery_ids: list[int]) -> bool:
+        """One message for a batch of accepted deliveries; a worker fans it out."""
+        ids = [int(i) for i in delivery_ids]
         try:
-            self.app.send_task(PROCESS_DELIVERY, args=[int(delivery_id)], queue=QUEUE)
+            if len(ids) == 1:
+                self.app.send_task(PROCESS_DELIVERY, args=ids, queue=QUEUE)
+            else:
+                self.app.send_task(DISPATCH_DELIVERIES, args=[ids], queue=QUEUE)
         except Exception as exc:  # kombu OperationalError, redis ConnectionError, timeouts
-            log.warning("broker unavailable; delivery %s stays queued for the sweeper: %s", delivery_id,
+            log.warning("broker unavailable; %d deliveries stay stored for the sweeper: %s", len(ids),
                         type(exc).__name__)
             return False
         return True

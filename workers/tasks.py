@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 
 from bridge import retry
 from bridge.dispatch import (
+    DISPATCH_DELIVERIES,
     POLL_QUIET_RUNS,
     PROCESS_DELIVERY,
     QUEUE,
@@ -109,6 +110,13 @@ def register(app: Celery) -> None:
             _mark(rt.db, delivery_id, "failed", _safe(exc))
             rt.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
             return "failed"
+
+    @app.task(bind=True, base=BridgeTask, name=DISPATCH_DELIVERIES, queue=QUEUE)
+    def dispatch_deliveries(self, delivery_ids: list[int]) -> int:
+        """Fan a batch from the web tier's group commit out to one task per delivery."""
+        for delivery_id in delivery_ids:
+            process_delivery.apply_async(args=[int(delivery_id)])
+        return len(delivery_ids)
 
     @app.task(bind=True, base=BridgeTask, name=RECONCILE_PULL_REQUEST, queue=QUEUE)
     def reconcile_pull_request(self, repository_id: int, pull_request_id: int) -> str:

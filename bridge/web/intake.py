@@ -1,8 +1,8 @@
-"""Durable acceptance of deliveries: authenticate, dedupe, persist, enqueue.
+"""Durable acceptance of deliveries: who may deliver (cached credentials), and the outbox they go to.
 
 A delivery is stored (unique on its source event id) before the receiver answers 2xx; the broker is
-only the transport. The row is written as "dispatched" and set back to "received" if the broker cannot
-be reached, so the happy path costs a single INSERT.
+only the transport. Rows are written as "dispatched" and set back to "received" if the broker cannot be
+reached; beat re-enqueues those (``outbox.py`` does the writing).
 """
 
 from __future__ import annotations
@@ -11,22 +11,21 @@ import hmac
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
 
 from ..crypto import SecretBox
 from ..db import Database
 from ..dispatch import Dispatcher
 from ..metrics import Metrics
-from ..models import CiRun, DbtAccount, Delivery, Organization, Repository, utcnow
+from ..models import CiRun, DbtAccount, Delivery, Organization, Repository
+from .outbox import OutboxWriter
 
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 15.0
+
 _DUMMY = "x" * 32
 
 
@@ -37,13 +36,15 @@ class OrgCredentials:
 
 
 def event_record(event) -> dict:
-    """A domain event as JSON-ready primitives for the delivery row."""
-    record = asdict(event)
-    for key, value in record.items():
+    """A domain event as JSON-ready primitives for the delivery row (flat: no nested dataclasses)."""
+    record = {}
+    for f in fields(event):
+        value = getattr(event, f.name)
         if hasattr(value, "isoformat"):
-            record[key] = value.isoformat()
+            value = value.isoformat()
         elif hasattr(value, "value"):
-            record[key] = value.value
+            value = value.value
+        record[f.name] = value
     return record
 
 
@@ -58,6 +59,7 @@ class Intake:
         self._orgs: dict[str, OrgCredentials] = {}
         self._accounts: dict[int, str | None] = {}
         self._repos: dict[tuple[int, str], int] = {}
+        self.outbox = OutboxWriter(db, dispatcher, metrics)
 
     # -- credentials (cached briefly; config changes show within CACHE_SECONDS) -----------------------
 
@@ -112,31 +114,9 @@ class Intake:
 
     # -- persistence ---------------------------------------------------------------------------------
 
-    def store(self, *, source: str, dedupe_key: str, event_type: str, event: dict, state: str,
-              repository_id: int | None = None, dbt_account_id: int | None = None) -> int | None:
-        """Insert a delivery; None when it was already stored (a duplicate or a retry)."""
-        values = {"source": source, "dedupe_key": dedupe_key[:300], "event_type": event_type[:100],
-                  "event": event, "state": state, "repository_id": repository_id,
-                  "dbt_account_id": dbt_account_id, "received_at": utcnow(),
-                  "dispatched_at": utcnow() if state == "dispatched" else None, "attempts": 0}
-        insert = pg_insert if self.db.is_postgres else sqlite_insert
-        stmt = (insert(Delivery).values(**values)
-                .on_conflict_do_nothing(index_elements=["source", "dedupe_key"]).returning(Delivery.id))
-        with self.db.session() as s:
-            return s.execute(stmt).scalar()
-
-    def dispatch(self, delivery_id: int) -> bool:
-        if self.dispatcher.process_delivery(delivery_id):
-            return True
-        self.metrics.enqueue_failures.inc()
-        try:
-            with self.db.session() as s:
-                row = s.get(Delivery, delivery_id)
-                if row is not None and row.state == "dispatched":
-                    row.state, row.dispatched_at = "received", None
-        except SQLAlchemyError as exc:  # the sweeper also re-enqueues dispatched rows that never finish
-            log.warning("could not mark delivery %s undispatched: %s", delivery_id, type(exc).__name__)
-        return False
+    def store(self, **delivery) -> tuple[int | None, bool]:
+        """Commit a delivery (group commit); (id, queued), id None for a duplicate. Raises OutboxUnavailable."""
+        return self.outbox.write(**delivery)
 
     # -- read-outs -----------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from ..domain import IgnoredEvent, PullRequestEvent
 from ..errors import PayloadError
 from ..webhooks import azure_devops, dbt_cloud
 from .intake import Intake, event_record
+from .outbox import OutboxUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("receivers", __name__)
@@ -53,6 +54,7 @@ def _body(source: str):
 
 
 @bp.errorhandler(SQLAlchemyError)
+@bp.errorhandler(OutboxUnavailable)
 def _database_unavailable(exc):
     log.error("database unavailable while receiving a delivery: %s", type(exc).__name__)
     response = jsonify({"outcome": "unavailable", "error": "database unavailable; retry later"})
@@ -92,11 +94,10 @@ def azure_devops_hook():
         intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
                      event=event_record(event), state="ignored")
         return _answer(ADO, "ignored", 200, reason=f"repository {event.repository_id} is not configured")
-    delivery_id = intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
-                               event=event_record(event), state="dispatched", repository_id=repository_id)
+    delivery_id, queued = intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
+                                       event=event_record(event), state="dispatched", repository_id=repository_id)
     if delivery_id is None:
         return _answer(ADO, "duplicate", 200)
-    queued = intake.dispatch(delivery_id)
     current_app.extensions["bridge"]["metrics"].ingest_seconds.labels(source=ADO).observe(
         time.perf_counter() - started)
     return _answer(ADO, "accepted", 202, delivery=delivery_id, queued=queued)
@@ -124,11 +125,10 @@ def dbt_cloud_hook():
         intake.store(source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type,
                      event=event_record(event), state="ignored", dbt_account_id=account_id)
         return _answer(DBT, "ignored", 200, reason=f"event type {event.event_type} is not handled")
-    delivery_id = intake.store(source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type,
-                               event=event_record(event), state="dispatched", dbt_account_id=account_id)
+    delivery_id, queued = intake.store(source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type,
+                                       event=event_record(event), state="dispatched", dbt_account_id=account_id)
     if delivery_id is None:
         return _answer(DBT, "duplicate", 200)
-    queued = intake.dispatch(delivery_id)
     current_app.extensions["bridge"]["metrics"].ingest_seconds.labels(source=DBT).observe(
         time.perf_counter() - started)
     return _answer(DBT, "accepted", 202, delivery=delivery_id, queued=queued)

@@ -382,7 +382,8 @@ class RunningBridge:
 
 
 def start_bridge(stack: Stack, *, database_url: str | None = None, config: str = SANDBOX_CONFIG,
-                 web_workers: int = 2, worker_concurrency: int = 8, extra_env: dict | None = None,
+                 web_workers: int = 2, worker_concurrency: int = 8, worker_processes: int = 1,
+                 extra_env: dict | None = None,
                  before_config=None, run_seconds: float = 1.0) -> RunningBridge:
     """Redis (if not yet), the sandbox, the schema, the configuration, web, worker and beat."""
     from .crypto import generate_key
@@ -425,8 +426,10 @@ def start_bridge(stack: Stack, *, database_url: str | None = None, config: str =
     running.dbt_hooks()
     sandbox.setup(run_defaults={"seconds": run_seconds, "queued": 0.2, "outcome": "success"})
     stack.start_web(env, port=port, workers=web_workers)
-    stack.start_worker(env, concurrency=worker_concurrency)
+    for n in range(worker_processes):
+        name = "worker" if n == 0 else f"worker{n + 1}"
+        stack.start_worker(env, concurrency=worker_concurrency, name=name)
+        stack.supervise(name, lambda name=name: stack.start_worker(env, concurrency=worker_concurrency, name=name))
     stack.start_beat(env)
-    stack.supervise("worker", lambda: stack.start_worker(env, concurrency=worker_concurrency))
     stack.supervise("beat", lambda: stack.start_beat(env))
     return running

@@ -34,7 +34,7 @@ def celery_config(settings: Settings) -> dict:
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
+        "worker_prefetch_multiplier": settings.worker_prefetch,
         "task_default_queue": QUEUE,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2,

@@ -45,6 +45,8 @@ class Settings:
     lock_timeout: float = 15.0      # lease of a per-PR lock; renewed while held, so only a dead holder lets it lapse
     visibility_timeout: float = 300.0
     task_max_retries: int = 8
+    worker_prefetch: int = 1         # tasks a worker reserves per thread beyond the running ones
+    worker_db_pool: int = 32         # database connections a worker process may hold (≥ its thread count)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -69,6 +71,8 @@ class Settings:
             lock_timeout=_number(env, "BRIDGE_LOCK_TIMEOUT", 15.0),
             visibility_timeout=_number(env, "BRIDGE_VISIBILITY_TIMEOUT", 300.0),
             task_max_retries=int(_number(env, "BRIDGE_TASK_MAX_RETRIES", 8)),
+            worker_db_pool=int(_number(env, "BRIDGE_WORKER_DB_POOL", 32)),
+            worker_prefetch=int(_number(env, "BRIDGE_WORKER_PREFETCH", 1)),
         )
 
     def require_secret_keys(self) -> tuple[str, ...]:

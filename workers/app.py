@@ -72,7 +72,9 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         "sweep-deliveries": {"task": SWEEP_DELIVERIES, "schedule": settings.sweep_interval},
         "poll-quiet-runs": {"task": POLL_QUIET_RUNS, "schedule": settings.poll_interval},
     }
-    db = Database(settings.database_url, pool_size=10)
+    # No ping per checkout (a round trip each, several per reconcile): a connection the database dropped
+    # fails its task with OperationalError, which is retried like any transient error.
+    db = Database(settings.database_url, pool_size=settings.worker_db_pool // 2, pre_ping=False)
     metrics = Metrics()
     lock_client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5)
     connections = Connections(settings, SecretBox(settings.require_secret_keys()))

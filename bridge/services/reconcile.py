@@ -145,13 +145,18 @@ class Reconciler:
             record_id = record.id
             in_doubt = [r.id for r in record.runs
                         if r.dbt_run_id is None and r.start_error is None]
-        for run_id in in_doubt:
-            self._resolve_in_doubt(run_id, dbt, pull_request_id)
-
-        with self.db.session() as s:
-            record = s.get(PullRequestRecord, record_id)
             runs = [recorded(r) for r in record.runs]
-        plan = domain.plan(pr, runs, settings, rerun=rerun)
+            if not in_doubt:  # the common case: decide and record the decision in the same transaction
+                plan = domain.plan(pr, runs, settings, rerun=rerun)
+                record.last_reason, record.reconciled_at = plan.reason, utcnow()
+        if in_doubt:
+            for run_id in in_doubt:
+                self._resolve_in_doubt(run_id, dbt, pull_request_id)
+            with self.db.session() as s:
+                record = s.get(PullRequestRecord, record_id)
+                runs = [recorded(r) for r in record.runs]
+                plan = domain.plan(pr, runs, settings, rerun=rerun)
+                record.last_reason, record.reconciled_at = plan.reason, utcnow()
         outcome = Outcome(plan.reason)
 
         target = Target(ado, project, ado_repo, pull_request_id, settings.status_context)
@@ -166,10 +171,6 @@ class Reconciler:
             outcome.posted += self._trigger(target, dbt, record_id, pr, settings=settings, trigger=trigger)
             outcome.triggered += 1
 
-        with self.db.session() as s:
-            record = s.get(PullRequestRecord, record_id)
-            record.last_reason = plan.reason
-            record.reconciled_at = utcnow()
         log.info("reconciled PR %s of repository %s: %s (triggered %d, cancelled %d, posted %d)",
                  pull_request_id, repository_id, plan.reason, outcome.triggered, outcome.cancelled, outcome.posted)
         return outcome

@@ -83,16 +83,20 @@ def azure_devops_hook():
         return _answer(ADO, "malformed", 400, error=str(exc), details=exc.errors)
 
     if isinstance(event, IgnoredEvent):
-        intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
-                     event=event_record(event), state="ignored")
+        stored, _ = intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
+                                 event=event_record(event), state="ignored")
+        if stored is None:
+            return _answer(ADO, "duplicate", 200)
         return _answer(ADO, "ignored", 200, reason=f"event type {event.event_type} is not handled")
     assert isinstance(event, PullRequestEvent)
     if event.is_sample:
         return _answer(ADO, "test", 200, reason="test delivery received; the subscription works")
     repository_id = intake.repository_for(organization_id, event.repository_id)
     if repository_id is None:
-        intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
-                     event=event_record(event), state="ignored")
+        stored, _ = intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
+                                 event=event_record(event), state="ignored")
+        if stored is None:
+            return _answer(ADO, "duplicate", 200)
         return _answer(ADO, "ignored", 200, reason=f"repository {event.repository_id} is not configured")
     delivery_id, queued = intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
                                        event=event_record(event), state="dispatched", repository_id=repository_id)
@@ -121,10 +125,12 @@ def dbt_cloud_hook():
         event = dbt_cloud.parse(body)
     except PayloadError as exc:
         return _answer(DBT, "malformed", 400, error=str(exc), details=exc.errors)
-    if event.event_type not in dbt_cloud.RUN_EVENT_TYPES:
-        intake.store(source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type,
-                     event=event_record(event), state="ignored", dbt_account_id=account_id)
-        return _answer(DBT, "ignored", 200, reason=f"event type {event.event_type} is not handled")
+    if event.event_type not in dbt_cloud.SETTLING_EVENT_TYPES:
+        stored, _ = intake.store(source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type,
+                                 event=event_record(event), state="ignored", dbt_account_id=account_id)
+        if stored is None:
+            return _answer(DBT, "duplicate", 200)
+        return _answer(DBT, "ignored", 200, reason=f"event type {event.event_type} needs no action")
     delivery_id, queued = intake.store(source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type,
                                        event=event_record(event), state="dispatched", dbt_account_id=account_id)
     if delivery_id is None:

@@ -17,6 +17,9 @@ from ..domain import DbtRunEvent, RunStatus
 from ..errors import PayloadError
 
 RUN_EVENT_TYPES = frozenset({"job.run.started", "job.run.completed", "job.run.errored"})
+# What the bridge acts on: a finished run. "started" changes nothing a developer sees (the PR already
+# shows pending), so it is recorded and answered 200 without costing a worker task.
+SETTLING_EVENT_TYPES = frozenset({"job.run.completed", "job.run.errored"})
 
 _STATUS_WORDS = {"queued": 1, "starting": 2, "running": 3, "success": 10, "error": 20, "errored": 20,
                  "cancelled": 30, "canceled": 30}

@@ -122,6 +122,14 @@ def create_sandbox_app(base_url: str) -> Flask:
                                    "GitPullRequestNotFoundException")
         return pr, None
 
+    def find_pr(org: str, project: str, repository: str, pr_id: int):
+        """(pull request, None) or (None, the 404 answer)."""
+        repo, error = repo_or_404(org, project, repository)
+        return (None, error) if error else pr_or_404(repo, pr_id)
+
+    def listing(values: list) -> Response:
+        return jsonify({"value": values, "count": len(values)})
+
     @app.get("/<org>/<project>/_apis/git/repositories/<repository>")
     def ado_get_repository(org, project, repository):
         with world.lock:
@@ -131,10 +139,7 @@ def create_sandbox_app(base_url: str) -> Flask:
     @app.get("/<org>/<project>/_apis/git/repositories/<repository>/pullrequests/<int:pr_id>")
     def ado_get_pr(org, project, repository, pr_id):
         with world.lock:
-            repo, error = repo_or_404(org, project, repository)
-            if error:
-                return error
-            pr, error = pr_or_404(repo, pr_id)
+            pr, error = find_pr(org, project, repository, pr_id)
             return error or jsonify(world.pr_json(pr))
 
     @app.get("/<org>/<project>/_apis/git/repositories/<repository>/pullrequests")
@@ -147,34 +152,21 @@ def create_sandbox_app(base_url: str) -> Flask:
             prs = [world.pr_json(p) for p in world.prs.values()
                    if p["repository_id"] == repo["id"] and (status == "all" or p["status"] == status)]
             skip, top = int(request.args.get("$skip", 0)), int(request.args.get("$top", 100))
-            page = prs[skip:skip + top]
-            return jsonify({"value": page, "count": len(page)})
+            return listing(prs[skip:skip + top])
 
     @app.get("/<org>/<project>/_apis/git/repositories/<repository>/pullRequests/<int:pr_id>/iterations")
     def ado_iterations(org, project, repository, pr_id):
         with world.lock:
-            repo, error = repo_or_404(org, project, repository)
-            if error:
-                return error
-            _, error = pr_or_404(repo, pr_id)
-            if error:
-                return error
-            values = world.iterations[pr_id]
-            return jsonify({"value": values, "count": len(values)})
+            _, error = find_pr(org, project, repository, pr_id)
+            return error or listing(world.iterations[pr_id])
 
     @app.route("/<org>/<project>/_apis/git/repositories/<repository>/pullRequests/<int:pr_id>/statuses",
                methods=["GET", "POST"])
     def ado_statuses(org, project, repository, pr_id):
         with world.lock:
-            repo, error = repo_or_404(org, project, repository)
-            if error:
-                return error
-            _, error = pr_or_404(repo, pr_id)
-            if error:
-                return error
-            if request.method == "GET":
-                values = world.statuses[pr_id]
-                return jsonify({"value": values, "count": len(values)})
+            _, error = find_pr(org, project, repository, pr_id)
+            if error or request.method == "GET":
+                return error or listing(world.statuses[pr_id])
             body = request.get_json(silent=True)
             if not isinstance(body, dict) or not (body.get("context") or {}).get("name"):
                 return ado_error(400, "The status context name is required.")
@@ -205,15 +197,9 @@ def create_sandbox_app(base_url: str) -> Flask:
                methods=["GET", "POST"])
     def ado_threads(org, project, repository, pr_id):
         with world.lock:
-            repo, error = repo_or_404(org, project, repository)
-            if error:
-                return error
-            _, error = pr_or_404(repo, pr_id)
-            if error:
-                return error
-            if request.method == "GET":
-                values = world.threads[pr_id]
-                return jsonify({"value": values, "count": len(values)})
+            _, error = find_pr(org, project, repository, pr_id)
+            if error or request.method == "GET":
+                return error or listing(world.threads[pr_id])
             body = request.get_json(silent=True)
             comments = (body or {}).get("comments") if isinstance(body, dict) else None
             if not comments or not isinstance(comments, list) or not comments[0].get("content"):

@@ -21,6 +21,16 @@ def ci_runs(bridge, pr):
     return bridge.sandbox.runs_for(pr, CI_JOB)
 
 
+def open_with_long_run(bridge, seconds: float) -> tuple[dict, int]:
+    """Open a PR whose CI run lasts ``seconds`` and wait until it has started."""
+    sb = bridge.sandbox
+    opened = sb.open_pr(deliver=False)
+    sb.outcome(sha=opened["head"], seconds=seconds)
+    sb.deliver(opened["event_id"])
+    wait_until(lambda: ci_runs(bridge, opened["pr"]), what="run started")
+    return opened, opened["pr"]
+
+
 def test_pr_opens_and_passes(bridge):
     sb = bridge.sandbox
     opened = sb.open_pr(title="Add orders model")
@@ -97,11 +107,7 @@ def test_target_branch_filter(bridge):
 
 def test_abandoning_cancels_the_live_run_and_tears_down_once(bridge):
     sb = bridge.sandbox
-    opened = sb.open_pr(deliver=False)
-    pr = opened["pr"]
-    sb.outcome(sha=opened["head"], seconds=30)
-    sb.deliver(opened["event_id"])
-    wait_until(lambda: ci_runs(bridge, pr), what="run started")
+    _, pr = open_with_long_run(bridge, 30)
     abandoned = sb.act(pr, "abandon")
     teardown = wait_until(lambda: sb.runs_for(pr, TEARDOWN_JOB), timeout=20, what="teardown run")
     assert teardown[0]["trigger"]["schema_override"] == f"dbt_cloud_pr_{CI_JOB}_{pr}"
@@ -175,12 +181,8 @@ def test_rerun_comment_starts_a_fresh_run(bridge):
 
 def test_run_cancelled_by_a_person_is_settled_by_the_poller(bridge):
     sb = bridge.sandbox
-    opened = sb.open_pr(deliver=False)
-    pr = opened["pr"]
-    sb.outcome(sha=opened["head"], seconds=60)
-    sb.deliver(opened["event_id"])
-    run = wait_until(lambda: ci_runs(bridge, pr), what="run")[0]
-    sb.cancel_run(run["id"])
+    _, pr = open_with_long_run(bridge, 60)
+    sb.cancel_run(ci_runs(bridge, pr)[0]["id"])
     wait_until(lambda: sb.latest_state(pr, 1) == "error", timeout=30, what="error status from the poller")
     assert "cancelled in dbt Cloud" in sb.statuses(pr)[-1]["description"]
 
@@ -246,11 +248,7 @@ def test_dead_azure_devops_credential_fails_visibly_without_retrying(bridge, cle
 
 def test_deleted_pr_cancels_its_live_run(bridge):
     sb = bridge.sandbox
-    opened = sb.open_pr(deliver=False)
-    pr = opened["pr"]
-    sb.outcome(sha=opened["head"], seconds=60)
-    sb.deliver(opened["event_id"])
-    wait_until(lambda: ci_runs(bridge, pr), what="run")
+    _, pr = open_with_long_run(bridge, 60)
     sb.act(pr, "delete")  # the event goes out; reading the PR then answers 404
     wait_until(lambda: ci_runs(bridge, pr)[0]["status_humanized"] == "Cancelled", timeout=20,
                what="run cancelled")

@@ -183,6 +183,26 @@ def demo(once: bool, workdir: Path) -> None:
     sys.exit(run_demo(workdir=workdir, once=once))
 
 
+# -- pull requests -------------------------------------------------------------------------------
+
+@main.group()
+def prs() -> None:
+    """Pull requests."""
+
+
+@prs.command("sweep")
+def prs_sweep() -> None:
+    """Reconcile now every PR whose state Azure DevOps and the bridge disagree on (beat does this every
+    BRIDGE_PR_SWEEP_INTERVAL seconds)."""
+    from .dispatch import Dispatcher
+
+    try:
+        Dispatcher(_settings()).sweep_pull_requests()
+    except Exception as exc:  # the broker is the only thing this touches
+        raise click.ClickException(f"could not reach the broker: {type(exc).__name__}") from None
+    console.print("sweep queued; the workers reconcile what differs")
+
+
 # -- read-outs ----------------------------------------------------------------------------------------
 
 @main.command()

@@ -20,6 +20,7 @@ RECONCILE_PULL_REQUEST = "bridge.reconcile_pull_request"  # (repository_id: int,
 REFRESH_RUN = "bridge.refresh_run"                # (ci_run_id: int)
 POLL_QUIET_RUNS = "bridge.poll_quiet_runs"
 SWEEP_DELIVERIES = "bridge.sweep_deliveries"
+SWEEP_PULL_REQUESTS = "bridge.sweep_pull_requests"  # (): compare Azure DevOps' active PRs with ours
 
 QUEUE = "bridge"
 
@@ -58,6 +59,10 @@ class Dispatcher:
     def __init__(self, settings: Settings):
         self.app = Celery("bridge-producer", set_as_current=False)
         self.app.conf.update(celery_config(settings))
+
+    def sweep_pull_requests(self) -> None:
+        """Ask the workers to compare every repository's active PRs with what the bridge knows (now)."""
+        self.app.send_task(SWEEP_PULL_REQUESTS, queue=QUEUE)
 
     def process_deliveries(self, delivery_ids: list[int]) -> bool:
         """One message for a batch of accepted deliveries; a worker fans it out."""

@@ -41,6 +41,7 @@ class Settings:
     quiet_after: float = 60.0        # a live run with no news for this long is polled
     sweep_interval: float = 10.0     # beat: how often to re-enqueue undispatched deliveries
     sweep_after: float = 15.0        # a delivery undispatched for this long is re-enqueued
+    pr_sweep_interval: float = 300.0  # beat: how often to catch up with PR changes no delivery told us of (0: off)
     redispatch_after: float = 600.0  # a dispatched delivery not finished after this long was lost: resend
     lock_timeout: float = 15.0      # lease of a per-PR lock; renewed while held, so only a dead holder lets it lapse
     visibility_timeout: float = 300.0
@@ -67,6 +68,7 @@ class Settings:
             quiet_after=_number(env, "BRIDGE_QUIET_AFTER", 60.0),
             sweep_interval=_number(env, "BRIDGE_SWEEP_INTERVAL", 10.0),
             sweep_after=_number(env, "BRIDGE_SWEEP_AFTER", 15.0),
+            pr_sweep_interval=_number(env, "BRIDGE_PR_SWEEP_INTERVAL", 300.0),
             redispatch_after=_number(env, "BRIDGE_REDISPATCH_AFTER", 600.0),
             lock_timeout=_number(env, "BRIDGE_LOCK_TIMEOUT", 15.0),
             visibility_timeout=_number(env, "BRIDGE_VISIBILITY_TIMEOUT", 300.0),

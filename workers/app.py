@@ -12,7 +12,7 @@ from celery import Celery
 
 from bridge.crypto import SecretBox
 from bridge.db import Database
-from bridge.dispatch import POLL_QUIET_RUNS, SWEEP_DELIVERIES, celery_config
+from bridge.dispatch import POLL_QUIET_RUNS, SWEEP_DELIVERIES, SWEEP_PULL_REQUESTS, celery_config
 from bridge.metrics import Metrics
 from bridge.retry import LockBusy
 from bridge.services.connections import Connections
@@ -72,6 +72,9 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         "sweep-deliveries": {"task": SWEEP_DELIVERIES, "schedule": settings.sweep_interval},
         "poll-quiet-runs": {"task": POLL_QUIET_RUNS, "schedule": settings.poll_interval},
     }
+    if settings.pr_sweep_interval > 0:
+        app.conf.beat_schedule["sweep-pull-requests"] = {"task": SWEEP_PULL_REQUESTS,
+                                                         "schedule": settings.pr_sweep_interval}
     # No ping per checkout (a round trip each, several per reconcile): a connection the database dropped
     # fails its task with OperationalError, which is retried like any transient error.
     db = Database(settings.database_url, pool_size=settings.worker_db_pool // 2, pre_ping=False)

@@ -17,10 +17,11 @@ from bridge.dispatch import (
     RECONCILE_PULL_REQUEST,
     REFRESH_RUN,
     SWEEP_DELIVERIES,
+    SWEEP_PULL_REQUESTS,
 )
 from bridge.domain import DbtRun, RunStatus, is_rerun_command
 from bridge.errors import ApiError, ConfigError
-from bridge.models import CiRun, Delivery, utcnow
+from bridge.models import CiRun, Delivery, Repository, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,26 @@ def register(app: Celery) -> None:
         if ids:
             log.info("sweeper re-enqueued %d deliveries", len(ids))
         return len(ids)
+
+    @app.task(bind=True, base=BridgeTask, name=SWEEP_PULL_REQUESTS, queue=QUEUE)
+    def sweep_pull_requests(self) -> int:
+        """Reconcile every PR whose state Azure DevOps and the bridge disagree on (one list call a repository)."""
+        rt = self.runtime
+        with rt.db.session() as s:
+            repositories = s.scalars(select(Repository.id)).all()
+        count = 0
+        for repository_id in repositories:
+            try:
+                stale = rt.reconciler.stale_pull_requests(repository_id)
+            except (ApiError, ConfigError) as exc:
+                log.warning("PR sweep of repository %s failed: %s", repository_id, _safe(exc))
+                continue
+            for pull_request_id in stale:
+                reconcile_pull_request.apply_async(args=[repository_id, pull_request_id])
+            count += len(stale)
+        if count:
+            log.info("PR sweep found %d pull requests to reconcile", count)
+        return count
 
     @app.task(bind=True, base=BridgeTask, name=POLL_QUIET_RUNS, queue=QUEUE)
     def poll_quiet_runs(self) -> int:

@@ -122,6 +122,23 @@ class Reconciler:
         with self.lock(key):
             return self._settle(ci_run_id, dbt_run)
 
+    def stale_pull_requests(self, repository_id: int) -> list[int]:
+        """Pull requests of a repository whose state Azure DevOps and the bridge disagree on: active ones
+        with a head the bridge has not reconciled, and ones the bridge thinks active that no longer are.
+        The safety net for deliveries that never came (a disabled hook, an outage longer than the retries)."""
+        with self.db.session() as s:
+            repo = s.get(Repository, repository_id)
+            if repo is None:
+                return []
+            org, project, ado_repo = repo.organization, repo.ado_project_id, repo.ado_repository_id
+            known = {r.pull_request_id: (r.status, r.head_commit) for r in s.scalars(
+                select(PullRequestRecord).where(PullRequestRecord.repository_id == repository_id))}
+        active = {pr.pull_request_id: pr for pr in
+                  self.connections.azure_devops(org).list_pull_requests(project, ado_repo, status="active")}
+        stale = [n for n, pr in active.items() if known.get(n) != ("active", pr.head_commit)]
+        stale += [n for n, (status, _) in known.items() if status == "active" and n not in active]
+        return sorted(set(stale))
+
     # -- internals ----------------------------------------------------------------------------------
 
     def _reconcile(self, repository_id: int, pull_request_id: int, *, rerun: bool) -> Outcome:

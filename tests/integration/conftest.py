@@ -80,7 +80,8 @@ def bridge(infra, redis_url, postgres_url) -> Bridge:
                                "BRIDGE_POLL_INTERVAL": "1", "BRIDGE_QUIET_AFTER": "3",
                                "BRIDGE_SWEEP_INTERVAL": "1", "BRIDGE_SWEEP_AFTER": "2",
                                "BRIDGE_TASK_MAX_RETRIES": "6", "BRIDGE_HTTP_TIMEOUT": "3",
-                               "BRIDGE_VISIBILITY_TIMEOUT": "15", "BRIDGE_REDISPATCH_AFTER": "10"})
+                               "BRIDGE_VISIBILITY_TIMEOUT": "15", "BRIDGE_REDISPATCH_AFTER": "10",
+                               "BRIDGE_PR_SWEEP_INTERVAL": "0"})  # tests run it on demand
     return Bridge(running=running, db=Database(postgres_url), http=requests.Session())
 
 

@@ -253,3 +253,17 @@ def test_deleted_pr_cancels_its_live_run(bridge):
     wait_until(lambda: ci_runs(bridge, pr)[0]["status_humanized"] == "Cancelled", timeout=20,
                what="run cancelled")
     assert sb.runs_for(pr, TEARDOWN_JOB) == []
+
+
+def test_pr_sweep_catches_up_with_events_that_never_came(bridge):
+    sb = bridge.sandbox
+    silent = sb.open_pr(title="no delivery ever", deliver=False)   # Azure DevOps never tells the bridge
+    closing = sb.open_pr(title="its closing is missed")
+    wait_until(lambda: sb.latest_state(closing["pr"], 1) == "succeeded", timeout=30, what="CI passes")
+    sb.act(closing["pr"], "abandon", deliver=False)
+    settle(1)
+    assert ci_runs(bridge, silent["pr"]) == [] and sb.runs_for(closing["pr"], TEARDOWN_JOB) == []
+    out = bridge.stack.run_cli(bridge.env, "prs", "sweep")
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: sb.latest_state(silent["pr"], 1) == "succeeded", timeout=40, what="silent PR built")
+    wait_until(lambda: sb.runs_for(closing["pr"], TEARDOWN_JOB), timeout=30, what="missed close torn down")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from flask import Flask, Response, g, jsonify, request
 
+from .identity import IdentityState, create_identity_blueprint
 from .world import DEFAULT_ORG, World, now_iso
 
 ADO_PREFIX = re.compile(r"^/[^/_][^/]*/")
@@ -25,6 +26,9 @@ def create_sandbox_app(base_url: str) -> Flask:
     app = Flask("bridge-sandbox")
     world = World(base_url)
     app.extensions["world"] = world
+    identity = IdentityState()
+    app.extensions["identity"] = identity
+    app.register_blueprint(create_identity_blueprint(identity))
 
     # -- plumbing: latency, faults, auth, the exchange log ------------------------------------------
 
@@ -49,7 +53,7 @@ def create_sandbox_app(base_url: str) -> Flask:
             answer = fault_response(service, fault)
             if answer is not None:
                 return answer
-        if service == "ado" and not _ado_authorized(world):
+        if service == "ado" and not _ado_authorized(world, identity):
             return jsonify({"message": "TF400813: The user is not authorized to access this resource.",
                             "typeKey": "UnauthorizedRequestException"}), 401
         return None
@@ -207,6 +211,35 @@ def create_sandbox_app(base_url: str) -> Flask:
             thread = world.add_thread(pr_id, comments[0]["content"], author="bridge",
                                       status=body.get("status", "active"))
             return jsonify(thread)
+
+    # -- who am I and where (app.vssps.visualstudio.com, served under /vssps) ---------------------------
+
+    def bearer_identity() -> dict | None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        return identity.who(value) if scheme.lower() == "bearer" else None
+
+    @app.get("/vssps/_apis/profile/profiles/<profile_id>")
+    def ado_profile(profile_id):
+        who = bearer_identity()
+        if who is None:
+            return ado_error(401, "TF400813: The user is not authorized to access this resource.",
+                             "UnauthorizedRequestException")
+        if profile_id not in ("me", who["oid"]):
+            return ado_error(404, "Profile not found.", "ProfileNotFoundException")
+        return jsonify({"id": who["oid"], "displayName": who["upn"].split("@")[0], "publicAlias": who["oid"],
+                        "emailAddress": who["upn"], "coreRevision": 1, "timeStamp": now_iso(), "revision": 1})
+
+    @app.get("/vssps/_apis/accounts")
+    def ado_accounts():
+        who = bearer_identity()
+        if who is None:
+            return ado_error(401, "TF400813: The user is not authorized to access this resource.",
+                             "UnauthorizedRequestException")
+        if request.args.get("memberId") not in (who["oid"],) and not request.args.get("ownerId"):
+            return ado_error(400, "One of the following parameters is required: ownerId, memberId.")
+        orgs = sorted({p["org"] for p in world.projects.values()})
+        return listing([{"accountId": str(uuid.uuid5(uuid.NAMESPACE_URL, org)), "accountName": org,
+                         "accountUri": f"{world.base_url}/{org}/", "organizationName": org} for org in orgs])
 
     # -- dbt Cloud ---------------------------------------------------------------------------------
 
@@ -474,9 +507,12 @@ def create_sandbox_app(base_url: str) -> Flask:
     return app
 
 
-def _ado_authorized(world: World) -> bool:
+def _ado_authorized(world: World, identity: IdentityState) -> bool:
+    """A PAT (Basic, any user name) or an Entra access token from the fake identity platform (Bearer)."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return identity.who(value) is not None
     if scheme.lower() != "basic":
         return False
     try:

@@ -36,6 +36,11 @@ def _answer(source: str, outcome: str, status: int, **extra):
     return jsonify({"outcome": outcome, **extra}), status
 
 
+def _too_large(source: str):
+    """413 without reading the body (gunicorn discards the rest before the next request)."""
+    return _answer(source, "too-large", 413, error="body too large")
+
+
 def _is_json() -> bool:
     return (request.mimetype or "").lower() in ("application/json", "text/json") or (
         request.mimetype or "").lower().endswith("+json")
@@ -44,13 +49,13 @@ def _is_json() -> bool:
 def _body(source: str):
     """The raw body, or an error answer for a body that is too large or not JSON."""
     if request.content_length is not None and request.content_length > current_app.config["MAX_CONTENT_LENGTH"]:
-        return None, _answer(source, "too-large", 413, error="body too large")
+        return None, _too_large(source)
     if not _is_json():
         return None, _answer(source, "not-json", 415, error="Content-Type must be application/json")
     try:
         return request.get_data(cache=True), None
     except RequestEntityTooLarge:
-        return None, _answer(source, "too-large", 413, error="body too large")
+        return None, _too_large(source)
 
 
 @bp.errorhandler(SQLAlchemyError)

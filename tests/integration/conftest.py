@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from bridge.db import Database
 from bridge.devstack import (
@@ -82,7 +84,17 @@ def bridge(infra, redis_url, postgres_url) -> Bridge:
                                "BRIDGE_TASK_MAX_RETRIES": "6", "BRIDGE_HTTP_TIMEOUT": "3",
                                "BRIDGE_VISIBILITY_TIMEOUT": "15", "BRIDGE_REDISPATCH_AFTER": "10",
                                "BRIDGE_PR_SWEEP_INTERVAL": "0"})  # tests run it on demand
-    return Bridge(running=running, db=Database(postgres_url), http=requests.Session())
+    return Bridge(running=running, db=Database(postgres_url), http=_client())
+
+
+def _client() -> requests.Session:
+    """The tests' HTTP client. A kept-alive connection can be closed by the server just as a request is
+    sent on it (its keep-alive timeout); like any production client, retry that — deliveries are deduped."""
+    session = requests.Session()
+    retry = Retry(total=2, connect=2, read=2, status=0, allowed_methods=None, backoff_factor=0.1,
+                  respect_retry_after_header=False, raise_on_status=False)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
 
 
 @pytest.fixture

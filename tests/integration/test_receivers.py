@@ -59,6 +59,8 @@ def test_non_json_gets_415_and_malformed_json_gets_400(bridge):
 def test_too_large_gets_413(bridge):
     answer = ado_post(bridge, b"{" + b" " * (1_048_576 + 10) + b"}")
     assert answer.status_code == 413
+    body, _ = real_event(bridge)
+    assert ado_post(bridge, body).status_code == 202  # the same client session goes on working
 
 
 @pytest.mark.parametrize("path", [p for p in ADO_FIXTURES if not p.name.startswith("zulip__")],

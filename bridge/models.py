@@ -154,3 +154,36 @@ class CiRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     pull_request: Mapped[PullRequestRecord] = relationship(back_populates="runs")
+
+
+class Connection(Base):
+    """An Azure DevOps identity connected through Entra ID: whose tokens, which organizations, how healthy."""
+
+    __tablename__ = "connections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    home_account_id: Mapped[str] = mapped_column(String(200), unique=True)   # MSAL's "{oid}.{tid}"
+    oid: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    upn: Mapped[str] = mapped_column(String(320), index=True)
+    display_name: Mapped[str] = mapped_column(String(300), default="")
+    profile_id: Mapped[str | None] = mapped_column(String(64))
+    organizations: Mapped[list] = mapped_column(JSON, default=list)
+    token_cache_enc: Mapped[str | None] = mapped_column(Text)               # Fernet(MSAL cache JSON)
+    status: Mapped[str] = mapped_column(String(20), default="ok")           # ok | needs_reauth
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    connected_by: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class AuthFlow(Base):
+    """A connect flow in progress, kept server-side (any web worker or host can finish it), keyed by its
+    OAuth state, bound to whoever started it, short-lived and single-use."""
+
+    __tablename__ = "auth_flows"
+
+    state: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(320))
+    flow_enc: Mapped[str] = mapped_column(Text)                              # Fernet(MSAL flow incl. PKCE verifier)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

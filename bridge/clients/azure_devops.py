@@ -166,7 +166,7 @@ class AzureDevOpsClient(JsonApi):
 
     def __init__(self, organization_url: str, credentials: Credentials, *,
                  session: requests.Session | None = None, timeout: float = 10.0):
-        super().__init__(organization_url, credentials.authorization(), session=session, timeout=timeout)
+        super().__init__(organization_url, "", session=session, timeout=timeout)  # asked per request
         self._credentials = credentials
 
     def _headers(self) -> dict[str, str]:
@@ -235,3 +235,25 @@ class AzureDevOpsClient(JsonApi):
     def list_statuses(self, project: str, repository_id: str, pull_request_id: int) -> list[dict]:
         path = f"{self._repo_path(project, repository_id)}/pullRequests/{int(pull_request_id)}/statuses"
         return (self._call("GET", path) or {}).get("value", [])
+
+
+# -- who the user is and where (app.vssps.visualstudio.com) ----------------------------------------------
+
+PROFILE_HOST = "https://app.vssps.visualstudio.com"
+
+
+class ProfileClient(AzureDevOpsClient):
+    """The user's own profile and organizations, always with that user's own token."""
+
+    def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
+                 timeout: float = 10.0):
+        super().__init__(PROFILE_HOST, credentials, session=session, timeout=timeout)
+
+    def me(self) -> dict:
+        data = self._call("GET", "/_apis/profile/profiles/me") or {}
+        return {"id": data.get("id"), "display_name": data.get("displayName", ""),
+                "email": data.get("emailAddress", "")}
+
+    def organizations(self, member_id: str) -> list[str]:
+        page = self._call("GET", "/_apis/accounts", params={"memberId": member_id}) or {}
+        return sorted(a["accountName"] for a in page.get("value", []) if a.get("accountName"))

@@ -159,3 +159,78 @@ def test_settings_fail_closed(sandbox):
     with pytest.raises(Exception, match="local testing only"):
         EntraSettings.from_env({"BRIDGE_ENTRA_CLIENT_ID": "x", "BRIDGE_ENTRA_CLIENT_SECRET": "y",
                                 "BRIDGE_ENTRA_TEST_BASE": sandbox}, allow_insecure_http=False)
+
+
+# -- connections: flows kept server-side, encrypted caches, worker credentials ----------------------------
+
+@pytest.fixture
+def store(identity, tmp_path):
+    from bridge.crypto import SecretBox, generate_key
+    from bridge.db import Database, upgrade
+    from bridge.services.entra import ConnectionStore
+
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    upgrade(url)
+    return ConnectionStore(Database(url), SecretBox((generate_key(),)), identity)
+
+
+def consent_to(store, auth_uri: str) -> dict:
+    page = http_session(store.identity.settings).get(auth_uri, timeout=5)
+    return {name: unescape(value) for name, value in re.findall(r'name="([^"]+)" value="([^"]*)"', page.text)}
+
+
+def test_connect_stores_an_encrypted_cache_and_who_the_user_is(store, sandbox):
+    answer = consent_to(store, store.start(owner="admin"))
+    connection = store.complete("admin", answer)
+    assert connection.upn == ADA["upn"] and connection.organizations == ["fabrikam"]
+    assert connection.profile_id == ADA["oid"] and connection.status == "ok"
+    with store.db.engine.connect() as conn:
+        raw = conn.exec_driver_sql("SELECT token_cache_enc FROM connections").scalar()
+    assert raw.startswith("gAAAA") and "refresh" not in raw.lower() and "access_token" not in raw
+    ado = AzureDevOpsClient(f"{sandbox}/fabrikam", store.credentials(connection.id))
+    assert ado.get_repository("Fabrikam-Fiber-Git", "dbt-analytics")["name"] == "dbt-analytics"
+
+
+def test_flow_is_single_use_owned_and_survives_other_processes(store, identity):
+    from bridge.services.entra import ConnectionStore
+
+    auth_uri = store.start(owner="alice")
+    answer = consent_to(store, auth_uri)
+    with pytest.raises(FlowRejected, match="someone else"):
+        store.complete("mallory", answer)   # the flow is gone now: a stolen answer is spent, not reusable
+    auth_uri = store.start(owner="alice")
+    answer = consent_to(store, auth_uri)
+    elsewhere = Identity(identity.settings, redirect_uri=identity.redirect_uri)
+    other_process = ConnectionStore(store.db, store.box, elsewhere)
+    assert other_process.complete("alice", answer).upn == ADA["upn"]  # any worker or host can finish it
+    with pytest.raises(FlowRejected, match="no connect flow"):
+        other_process.complete("alice", answer)  # replay
+
+
+def test_dead_tokens_mark_the_connection_and_reconnecting_heals_it(store, sandbox):
+    requests.post(f"{sandbox}/_sandbox/idp/setup", json={"token_lifetime": 60}, timeout=5)
+    try:
+        connection = store.complete("admin", consent_to(store, store.start(owner="admin")))
+        store.token(connection.id)
+        requests.post(f"{sandbox}/_sandbox/idp/revoke", json={"oid": ADA["oid"]}, timeout=5)
+        with pytest.raises(ReauthRequired):
+            store.token(connection.id)
+        with store.db.session() as s:
+            from bridge.models import Connection
+
+            row = s.get(Connection, connection.id)
+            assert row.status == "needs_reauth" and "AADSTS700082" in row.status_reason
+        with pytest.raises(ReauthRequired, match="700082"):
+            store.token(connection.id)   # no retry storm: refused without asking Entra again
+        again = store.complete("admin", consent_to(store, store.start(owner="admin")))
+        assert again.id == connection.id and again.status == "ok"
+        assert store.token(connection.id)
+    finally:
+        requests.post(f"{sandbox}/_sandbox/idp/setup", json={"token_lifetime": 3600}, timeout=5)
+
+
+def test_disconnect_deletes_the_tokens(store):
+    connection = store.complete("admin", consent_to(store, store.start(owner="admin")))
+    assert store.disconnect(connection.id)
+    with pytest.raises(ReauthRequired, match="disconnected"):
+        store.token(connection.id)

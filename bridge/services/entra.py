@@ -1,25 +1,19 @@
-"""Entra ID connections: the connect flow kept server-side, encrypted token caches, and the credentials
-workers use to act as a connected person."""
+"""Entra ID connections on the worker side: tokens from the encrypted caches (refreshed silently, under a
+per-connection lock), who the person is and where, disconnecting, and the credentials workers act with."""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from datetime import timedelta
-
-from sqlalchemy import delete, select
 
 from ..clients.azure_devops import ProfileClient
 from ..crypto import SecretBox
 from ..db import Database
-from ..identity import FlowRejected, Identity, ReauthRequired, http_session
-from ..models import AuthFlow, Connection, utcnow
+from ..identity import Identity, ReauthRequired, http_session
+from ..models import Connection
 
 log = logging.getLogger(__name__)
-
-FLOW_TTL = timedelta(minutes=10)
 
 
 class _Bearer:
@@ -42,55 +36,19 @@ class ConnectionStore:
         self.lock = lock or (lambda _key: nullcontext())
         self._http = http_session(identity.settings)
 
-    # -- the connect flow -------------------------------------------------------------------------------
-
-    def start(self, owner: str) -> str:
-        """Begin connecting for ``owner`` (the signed-in person); returns where to send their browser."""
-        flow = self.identity.begin_connect()
-        with self.db.session() as s:
-            s.execute(delete(AuthFlow).where(AuthFlow.expires_at < utcnow()))
-            s.add(AuthFlow(state=flow["state"], owner=owner, flow_enc=self.box.encrypt(json.dumps(flow)),
-                           expires_at=utcnow() + FLOW_TTL))
-        return flow["auth_uri"]
-
-    def complete(self, owner: str, auth_response: Mapping[str, str]) -> Connection:
-        """Finish the flow named by the answer's state: only once, only in time, only for its owner."""
-        state = auth_response.get("state") or ""
-        with self.db.session() as s:
-            row = s.get(AuthFlow, state)
-            if row is None:
-                raise FlowRejected("this sign-in answer belongs to no connect flow in progress "
-                                   "(already used, expired, or forged)")
-            s.delete(row)  # single use, whatever happens next
-            expired = row.expires_at.replace(tzinfo=row.expires_at.tzinfo or utcnow().tzinfo) < utcnow()
-            started_by, flow = row.owner, json.loads(self.box.decrypt(row.flow_enc))
-        if started_by != owner:
-            raise FlowRejected("this connect flow was started by someone else")
-        if expired:
-            raise FlowRejected("the connect flow expired; start again")
-        blob, claims = self.identity.finish_connect(flow, auth_response)
-        token, refreshed = self.identity.user_token(blob)
-        blob = refreshed or blob  # a refresh rotates the refresh token: keep the cache that holds the new one
+    def refresh_profile(self, connection_id: int) -> list[str]:
+        """Read who the connected person is and which organizations they belong to, with their own token."""
+        token = self.token(connection_id)
         profile = ProfileClient(_Bearer(token), session=self._http)
         me = profile.me()
         organizations = profile.organizations(me["id"]) if me.get("id") else []
-        home = f"{claims.get('oid')}.{claims.get('tid')}"
         with self.db.session() as s:
-            connection = s.scalar(select(Connection).where(Connection.home_account_id == home))
-            if connection is None:
-                connection = Connection(home_account_id=home)
-                s.add(connection)
-            connection.oid, connection.tenant_id = claims.get("oid", ""), claims.get("tid", "")
-            connection.upn = claims.get("preferred_username") or me.get("email") or ""
-            connection.display_name = claims.get("name") or me.get("display_name") or ""
-            connection.profile_id, connection.organizations = me.get("id"), organizations
-            connection.token_cache_enc = self.box.encrypt(blob)
-            connection.status, connection.status_reason = "ok", None
-            connection.connected_by = owner
-            s.flush()
-            s.expunge(connection)
-        log.info("connected %s (%d organizations)", connection.upn, len(organizations))
-        return connection
+            connection = s.get(Connection, connection_id)
+            if connection is not None:
+                connection.profile_id, connection.organizations = me.get("id"), organizations
+                connection.display_name = connection.display_name or me.get("display_name", "")
+        log.info("connection %s reaches %d organizations", connection_id, len(organizations))
+        return organizations
 
     # -- using and ending a connection --------------------------------------------------------------------
 

@@ -165,13 +165,18 @@ def test_settings_fail_closed(sandbox):
 
 @pytest.fixture
 def store(identity, tmp_path):
+    """The worker side (tokens, profile, disconnect); ``store.flows`` is the web side (connect flow)."""
+    from bridge.connect import ConnectFlows
     from bridge.crypto import SecretBox, generate_key
     from bridge.db import Database, upgrade
     from bridge.services.entra import ConnectionStore
 
     url = f"sqlite:///{tmp_path / 'bridge.db'}"
     upgrade(url)
-    return ConnectionStore(Database(url), SecretBox((generate_key(),)), identity)
+    db, box = Database(url), SecretBox((generate_key(),))
+    store = ConnectionStore(db, box, identity)
+    store.flows = ConnectFlows(db, box, identity)
+    return store
 
 
 def consent_to(store, auth_uri: str) -> dict:
@@ -180,10 +185,10 @@ def consent_to(store, auth_uri: str) -> dict:
 
 
 def test_connect_stores_an_encrypted_cache_and_who_the_user_is(store, sandbox):
-    answer = consent_to(store, store.start(owner="admin"))
-    connection = store.complete("admin", answer)
-    assert connection.upn == ADA["upn"] and connection.organizations == ["fabrikam"]
-    assert connection.profile_id == ADA["oid"] and connection.status == "ok"
+    answer = consent_to(store, store.flows.start(owner="admin"))
+    connection = store.flows.complete("admin", answer)
+    assert connection.upn == ADA["upn"] and connection.status == "ok" and connection.connected_by == "admin"
+    assert store.refresh_profile(connection.id) == ["fabrikam"]  # a worker reads it with the user's token
     with store.db.engine.connect() as conn:
         raw = conn.exec_driver_sql("SELECT token_cache_enc FROM connections").scalar()
     assert raw.startswith("gAAAA") and "refresh" not in raw.lower() and "access_token" not in raw
@@ -192,16 +197,16 @@ def test_connect_stores_an_encrypted_cache_and_who_the_user_is(store, sandbox):
 
 
 def test_flow_is_single_use_owned_and_survives_other_processes(store, identity):
-    from bridge.services.entra import ConnectionStore
+    from bridge.connect import ConnectFlows
 
-    auth_uri = store.start(owner="alice")
+    auth_uri = store.flows.start(owner="alice")
     answer = consent_to(store, auth_uri)
     with pytest.raises(FlowRejected, match="someone else"):
-        store.complete("mallory", answer)   # the flow is gone now: a stolen answer is spent, not reusable
-    auth_uri = store.start(owner="alice")
+        store.flows.complete("mallory", answer)   # the flow is gone now: a stolen answer is spent, not reusable
+    auth_uri = store.flows.start(owner="alice")
     answer = consent_to(store, auth_uri)
     elsewhere = Identity(identity.settings, redirect_uri=identity.redirect_uri)
-    other_process = ConnectionStore(store.db, store.box, elsewhere)
+    other_process = ConnectFlows(store.db, store.box, elsewhere)
     assert other_process.complete("alice", answer).upn == ADA["upn"]  # any worker or host can finish it
     with pytest.raises(FlowRejected, match="no connect flow"):
         other_process.complete("alice", answer)  # replay
@@ -210,7 +215,7 @@ def test_flow_is_single_use_owned_and_survives_other_processes(store, identity):
 def test_dead_tokens_mark_the_connection_and_reconnecting_heals_it(store, sandbox):
     requests.post(f"{sandbox}/_sandbox/idp/setup", json={"token_lifetime": 60}, timeout=5)
     try:
-        connection = store.complete("admin", consent_to(store, store.start(owner="admin")))
+        connection = store.flows.complete("admin", consent_to(store, store.flows.start(owner="admin")))
         store.token(connection.id)
         requests.post(f"{sandbox}/_sandbox/idp/revoke", json={"oid": ADA["oid"]}, timeout=5)
         with pytest.raises(ReauthRequired):
@@ -222,7 +227,7 @@ def test_dead_tokens_mark_the_connection_and_reconnecting_heals_it(store, sandbo
             assert row.status == "needs_reauth" and "AADSTS700082" in row.status_reason
         with pytest.raises(ReauthRequired, match="700082"):
             store.token(connection.id)   # no retry storm: refused without asking Entra again
-        again = store.complete("admin", consent_to(store, store.start(owner="admin")))
+        again = store.flows.complete("admin", consent_to(store, store.flows.start(owner="admin")))
         assert again.id == connection.id and again.status == "ok"
         assert store.token(connection.id)
     finally:
@@ -230,7 +235,7 @@ def test_dead_tokens_mark_the_connection_and_reconnecting_heals_it(store, sandbo
 
 
 def test_disconnect_deletes_the_tokens(store):
-    connection = store.complete("admin", consent_to(store, store.start(owner="admin")))
+    connection = store.flows.complete("admin", consent_to(store, store.flows.start(owner="admin")))
     assert store.disconnect(connection.id)
     with pytest.raises(ReauthRequired, match="disconnected"):
         store.token(connection.id)

@@ -1,0 +1,70 @@
+"""The connect flow kept server-side: start it for a signed-in person, finish it from any web worker.
+
+Used by the web tier; it talks to Entra ID only (never to Azure DevOps: who the user is and which
+organizations they reach is read by a worker afterwards, ``services.entra.ConnectionStore.refresh_profile``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+
+from .crypto import SecretBox
+from .db import Database
+from .identity import FlowRejected, Identity
+from .models import AuthFlow, Connection, utcnow
+
+FLOW_TTL = timedelta(minutes=10)
+
+
+class ConnectFlows:
+    def __init__(self, db: Database, box: SecretBox, identity: Identity):
+        self.db = db
+        self.box = box
+        self.identity = identity
+
+    def start(self, owner: str, *, started_by: str | None = None) -> str:
+        """Begin connecting; ``owner`` is what must be presented to finish (the signed-in person, or a
+        secret bound to their browser); returns where to send the browser."""
+        flow = self.identity.begin_connect()
+        with self.db.session() as s:
+            s.execute(delete(AuthFlow).where(AuthFlow.expires_at < utcnow()))
+            s.add(AuthFlow(state=flow["state"], owner=owner, started_by=started_by or owner,
+                           flow_enc=self.box.encrypt(json.dumps(flow)), expires_at=utcnow() + FLOW_TTL))
+        return flow["auth_uri"]
+
+    def complete(self, owner: str, auth_response: Mapping[str, str]) -> Connection:
+        """Finish the flow named by the answer's state: only once, only in time, only for its owner."""
+        state = auth_response.get("state") or ""
+        with self.db.session() as s:
+            row = s.get(AuthFlow, state)
+            if row is None:
+                raise FlowRejected("this sign-in answer belongs to no connect flow in progress "
+                                   "(already used, expired, or forged)")
+            s.delete(row)  # single use, whatever happens next
+            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=utcnow().tzinfo)
+            bound_to, started_by = row.owner, row.started_by
+            flow = json.loads(self.box.decrypt(row.flow_enc))
+        if bound_to != owner:
+            raise FlowRejected("this connect flow was started by someone else")
+        if expires < utcnow():
+            raise FlowRejected("the connect flow expired; start again")
+        blob, claims = self.identity.finish_connect(flow, auth_response)
+        home = f"{claims.get('oid')}.{claims.get('tid')}"
+        with self.db.session() as s:
+            connection = s.scalar(select(Connection).where(Connection.home_account_id == home))
+            if connection is None:
+                connection = Connection(home_account_id=home, organizations=[])
+                s.add(connection)
+            connection.oid, connection.tenant_id = claims.get("oid", ""), claims.get("tid", "")
+            connection.upn = claims.get("preferred_username") or ""
+            connection.display_name = claims.get("name") or ""
+            connection.token_cache_enc = self.box.encrypt(blob)
+            connection.status, connection.status_reason = "ok", None
+            connection.connected_by = started_by
+            s.flush()
+            s.expunge(connection)
+        return connection

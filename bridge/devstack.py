@@ -335,6 +335,11 @@ HOOK_USER = "ado-fabrikam"
 HOOK_PASSWORD = "local-hook-password-0123456789"  # noqa: S105 - the sandbox's fake credentials
 DBT_WEBHOOK_SECRET = "local-dbt-webhook-secret"  # noqa: S105
 CI_JOB, TEARDOWN_JOB = 42, 43
+ENTRA_CLIENT_ID = "11111111-aaaa-4bbb-8ccc-000000000001"
+ENTRA_CLIENT_SECRET = "local-entra-client-secret"  # noqa: S105 - the fake identity platform's
+ADMIN_TOKEN = "local-admin-token-for-the-sandbox-only"  # noqa: S105
+ENTRA_USER = {"oid": "0a0a0a0a-0000-4000-8000-00000000ada1", "tid": "7e7e7e7e-0000-4000-8000-000000000001",
+              "upn": "ada@fabrikam.example", "name": "Ada"}
 
 SANDBOX_CONFIG = """\
 azure_devops:
@@ -384,7 +389,7 @@ class RunningBridge:
 def start_bridge(stack: Stack, *, database_url: str | None = None, config: str = SANDBOX_CONFIG,
                  web_workers: int = 2, worker_concurrency: int = 8, worker_processes: int = 1,
                  extra_env: dict | None = None,
-                 before_config=None, run_seconds: float = 1.0) -> RunningBridge:
+                 before_config=None, run_seconds: float = 1.0, entra: bool = False) -> RunningBridge:
     """Redis (if not yet), the sandbox, the schema, the configuration, web, worker and beat."""
     from .crypto import generate_key
     from .sandbox.control import SandboxControl
@@ -411,6 +416,11 @@ def start_bridge(stack: Stack, *, database_url: str | None = None, config: str =
         "DBT_CLOUD_WEBHOOK_SECRET": DBT_WEBHOOK_SECRET,
         **(extra_env or {}),
     }
+    if entra:  # Entra ID against the sandbox's fake identity platform, and the local admin sign-in
+        env.update({"BRIDGE_ENTRA_CLIENT_ID": ENTRA_CLIENT_ID, "BRIDGE_ENTRA_CLIENT_SECRET": ENTRA_CLIENT_SECRET,
+                    "BRIDGE_ENTRA_TEST_BASE": sandbox_url, "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN})
+        sandbox._post("/idp/setup", {"clients": {ENTRA_CLIENT_ID: ENTRA_CLIENT_SECRET}, "users": [ENTRA_USER],
+                                     "sign_in": ENTRA_USER["oid"]})
     out = stack.run_cli(env, "db", "upgrade")
     if out.returncode:
         raise DevstackError(f"bridge db upgrade failed:\n{out.stdout}{out.stderr}")

@@ -21,6 +21,7 @@ REFRESH_RUN = "bridge.refresh_run"                # (ci_run_id: int)
 POLL_QUIET_RUNS = "bridge.poll_quiet_runs"
 SWEEP_DELIVERIES = "bridge.sweep_deliveries"
 SWEEP_PULL_REQUESTS = "bridge.sweep_pull_requests"  # (): compare Azure DevOps' active PRs with ours
+REFRESH_CONNECTION = "bridge.refresh_connection"    # (connection_id: int): read who it is and where
 
 QUEUE = "bridge"
 
@@ -59,6 +60,15 @@ class Dispatcher:
     def __init__(self, settings: Settings):
         self.app = Celery("bridge-producer", set_as_current=False)
         self.app.conf.update(celery_config(settings))
+
+    def refresh_connection(self, connection_id: int) -> bool:
+        try:
+            self.app.send_task(REFRESH_CONNECTION, args=[int(connection_id)], queue=QUEUE)
+        except Exception as exc:  # the console shows the profile once a worker has read it
+            log.warning("broker unavailable; connection %s profile not refreshed: %s", connection_id,
+                        type(exc).__name__)
+            return False
+        return True
 
     def sweep_pull_requests(self) -> None:
         """Ask the workers to compare every repository's active PRs with what the bridge knows (now)."""

@@ -48,12 +48,20 @@ class Settings:
     task_max_retries: int = 8
     worker_prefetch: int = 1         # tasks a worker reserves per thread beyond the running ones
     worker_db_pool: int = 32         # database connections a worker process may hold (≥ its thread count)
+    entra: object | None = None       # identity.EntraSettings when BRIDGE_ENTRA_CLIENT_ID is set
+    admin_token: str | None = None    # local-only sign-in for first set-up and the demo (off unless set)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        from .identity import EntraSettings
+
         keys = tuple(k.strip() for k in env.get("BRIDGE_SECRET_KEY", "").split(",") if k.strip())
+        insecure = _flag(env.get("BRIDGE_ALLOW_INSECURE_HTTP"))
+        admin_token = env.get("BRIDGE_ADMIN_TOKEN") or None
+        if admin_token is not None and len(admin_token) < 24:
+            raise ConfigError("BRIDGE_ADMIN_TOKEN must be at least 24 characters long")
         config = env.get("BRIDGE_CONFIG")
         return cls(
             database_url=env.get("BRIDGE_DATABASE_URL") or DEFAULT_DATABASE_URL,
@@ -61,7 +69,9 @@ class Settings:
             secret_keys=keys,
             public_url=(env.get("BRIDGE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             config_file=Path(config) if config else None,
-            allow_insecure_http=_flag(env.get("BRIDGE_ALLOW_INSECURE_HTTP")),
+            allow_insecure_http=insecure,
+            entra=EntraSettings.from_env(env, allow_insecure_http=insecure),
+            admin_token=admin_token,
             max_body_bytes=int(_number(env, "BRIDGE_MAX_BODY_BYTES", 1_048_576)),
             http_timeout=_number(env, "BRIDGE_HTTP_TIMEOUT", 10.0),
             poll_interval=_number(env, "BRIDGE_POLL_INTERVAL", 15.0),

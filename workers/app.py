@@ -13,9 +13,11 @@ from celery import Celery
 from bridge.crypto import SecretBox
 from bridge.db import Database
 from bridge.dispatch import POLL_QUIET_RUNS, SWEEP_DELIVERIES, SWEEP_PULL_REQUESTS, celery_config
+from bridge.identity import REDIRECT_PATH, Identity
 from bridge.metrics import Metrics
 from bridge.retry import LockBusy
 from bridge.services.connections import Connections
+from bridge.services.entra import ConnectionStore
 from bridge.services.reconcile import Reconciler
 from bridge.settings import Settings
 
@@ -28,6 +30,7 @@ class Runtime:
     db: Database
     reconciler: Reconciler
     metrics: Metrics
+    connections: ConnectionStore | None = None  # Entra ID connections, when Entra ID is configured
 
 
 def redis_lock_factory(client: redis.Redis, timeout: float):
@@ -80,9 +83,15 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     db = Database(settings.database_url, pool_size=settings.worker_db_pool // 2, pre_ping=False)
     metrics = Metrics()
     lock_client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5)
-    connections = Connections(settings, SecretBox(settings.require_secret_keys()))
-    reconciler = Reconciler(db, connections, redis_lock_factory(lock_client, settings.lock_timeout), metrics)
-    app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics)
+    box = SecretBox(settings.require_secret_keys())
+    lock = redis_lock_factory(lock_client, settings.lock_timeout)
+    connections = Connections(settings, box)
+    reconciler = Reconciler(db, connections, lock, metrics)
+    store = None
+    if settings.entra is not None:
+        identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}")
+        store = ConnectionStore(db, box, identity, lock)
+    app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=store)
 
     from . import tasks
 

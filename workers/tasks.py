@@ -15,12 +15,14 @@ from bridge.dispatch import (
     PROCESS_DELIVERY,
     QUEUE,
     RECONCILE_PULL_REQUEST,
+    REFRESH_CONNECTION,
     REFRESH_RUN,
     SWEEP_DELIVERIES,
     SWEEP_PULL_REQUESTS,
 )
 from bridge.domain import DbtRun, RunStatus, is_rerun_command
 from bridge.errors import ApiError, ConfigError
+from bridge.identity import IdentityError
 from bridge.models import CiRun, Delivery, Repository, utcnow
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,18 @@ def register(app: Celery) -> None:
         if ids:
             log.info("sweeper re-enqueued %d deliveries", len(ids))
         return len(ids)
+
+    @app.task(bind=True, base=BridgeTask, name=REFRESH_CONNECTION, queue=QUEUE)
+    def refresh_connection(self, connection_id: int) -> str:
+        """Read a new connection's profile and organizations with its own token."""
+        store = self.runtime.connections
+        if store is None:
+            return "Entra ID is not configured"
+        try:
+            return ", ".join(store.refresh_profile(connection_id))
+        except IdentityError as exc:  # marked on the connection (needs_reauth) when a person must act
+            log.warning("connection %s: %s", connection_id, exc.reason)
+            return "failed"
 
     @app.task(bind=True, base=BridgeTask, name=SWEEP_PULL_REQUESTS, queue=QUEUE)
     def sweep_pull_requests(self) -> int:

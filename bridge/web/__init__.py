@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 
 from flask import Flask
 
+from ..connect import ConnectFlows
 from ..crypto import SecretBox
 from ..db import Database
 from ..dispatch import Dispatcher
+from ..identity import REDIRECT_PATH, Identity
 from ..metrics import DatabaseCollector, Metrics
 from ..settings import Settings
 from .intake import Intake
@@ -24,12 +28,25 @@ def create_app(settings: Settings | None = None) -> Flask:
     db = Database(settings.database_url)
     metrics = Metrics()
     box = SecretBox(settings.secret_keys) if settings.secret_keys else None
-    intake = Intake(db=db, box=box, dispatcher=Dispatcher(settings), metrics=metrics)
+    dispatcher = Dispatcher(settings)
+    intake = Intake(db=db, box=box, dispatcher=dispatcher, metrics=metrics)
     metrics.registry.register(DatabaseCollector(intake.counts))
-    app.extensions["bridge"] = {"settings": settings, "db": db, "metrics": metrics, "intake": intake}
+    flows = None
+    if settings.entra is not None and box is not None:
+        identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}")
+        flows = ConnectFlows(db, box, identity)
+    app.extensions["bridge"] = {"settings": settings, "db": db, "metrics": metrics, "intake": intake,
+                                "dispatcher": dispatcher, "flows": flows}
+    # Console sessions: signed with a key derived from the encryption key, never readable by scripts.
+    app.secret_key = hashlib.sha256(b"bridge-session:" + (settings.secret_keys or ("",))[0].encode()).digest() \
+        if settings.secret_keys else secrets.token_bytes(32)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+                      SESSION_COOKIE_NAME="bridge_session")
 
-    from . import health, receivers
+    from . import console, health, receivers
 
     app.register_blueprint(receivers.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(console.bp)
     return app

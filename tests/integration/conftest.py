@@ -77,7 +77,7 @@ def bridge(infra, redis_url, postgres_url) -> Bridge:
     def add_marts_repo(sandbox: SandboxControl) -> None:
         sandbox._post("/repos", {"project": "Fabrikam-Fiber-Git", "name": "dbt-marts", "id": MARTS_REPO})
 
-    running = start_bridge(infra, database_url=postgres_url, config=CONFIG, worker_concurrency=8,
+    running = start_bridge(infra, database_url=postgres_url, config=CONFIG, worker_concurrency=8, entra=True,
                            before_config=add_marts_repo, extra_env={
                                "BRIDGE_POLL_INTERVAL": "1", "BRIDGE_QUIET_AFTER": "3",
                                "BRIDGE_SWEEP_INTERVAL": "1", "BRIDGE_SWEEP_AFTER": "2",

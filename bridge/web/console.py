@@ -1,0 +1,171 @@
+"""The console's first pages: sign in, connect or disconnect Azure DevOps through Entra ID, see connections.
+
+Sign-in here is the local admin token (``BRIDGE_ADMIN_TOKEN``, off unless set) for first set-up and the
+demo; Entra ID sign-in for people comes next. Session cookies are HttpOnly, SameSite=Lax and Secure on
+https; every form carries a CSRF token. The connect flow is bound to the browser that started it by a
+secret cookie (SameSite=None on https, because Entra answers with a cross-site form POST that would not
+carry a Lax cookie), and is finished server-side by whichever web worker receives the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from functools import wraps
+
+from flask import Blueprint, abort, current_app, redirect, render_template_string, request, session, url_for
+from sqlalchemy import select
+
+from ..identity import REDIRECT_PATH, FlowRejected, IdentityError
+from ..models import Connection
+
+bp = Blueprint("console", __name__)
+
+BINDING_COOKIE = "bridge_connect"
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ado-dbt bridge — {{ title }}</title>
+<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}table{border-collapse:collapse}
+td,th{border-bottom:1px solid #ddd;padding:.4rem .8rem;text-align:left}.bad{color:#b00}.ok{color:#070}
+form.inline{display:inline}</style></head>
+<body><h1>ado-dbt bridge</h1>
+{% if message %}<p role="status" class="{{ 'bad' if error else 'ok' }}">{{ message }}</p>{% endif %}
+{{ body | safe }}</body></html>"""
+
+
+def _ext():
+    return current_app.extensions["bridge"]
+
+
+def _csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def _check_csrf() -> None:
+    sent = request.form.get("csrf", "")
+    if not sent or not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()):
+        abort(400, "missing or wrong CSRF token")
+
+
+def _page(title: str, body: str, *, message: str = "", error: bool = False, status: int = 200):
+    return render_template_string(PAGE, title=title, body=body, message=message, error=error), status
+
+
+def signed_in(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not session.get("user"):
+            return redirect(url_for("console.sign_in", next=request.path))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@bp.get("/console/sign-in")
+def sign_in():
+    if not _ext()["settings"].admin_token:
+        return _page("sign in", "<p>No sign-in is configured. Set <code>BRIDGE_ADMIN_TOKEN</code> for first set-up "
+                     "(Entra ID sign-in for people is coming).</p>", status=503)
+    body = render_template_string(
+        '<form method="post"><input type="hidden" name="csrf" value="{{ csrf }}">'
+        '<label>Admin token <input type="password" name="token" autocomplete="off"></label> '
+        '<button>Sign in</button></form>', csrf=_csrf_token())
+    return _page("sign in", body)
+
+
+@bp.post("/console/sign-in")
+def sign_in_submit():
+    _check_csrf()
+    expected = _ext()["settings"].admin_token
+    given = request.form.get("token", "")
+    if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+        return _page("sign in", "", message="Wrong admin token.", error=True, status=401)
+    session.clear()
+    session["user"] = "admin"
+    session["csrf"] = secrets.token_urlsafe(32)  # a new session, a new CSRF token
+    return redirect(url_for("console.home"))
+
+
+@bp.post("/console/sign-out")
+def sign_out():
+    _check_csrf()
+    session.clear()
+    return redirect(url_for("console.sign_in"))
+
+
+@bp.get("/console")
+@signed_in
+def home():
+    with _ext()["db"].session() as s:
+        connections = s.scalars(select(Connection).order_by(Connection.id)).all()
+    body = render_template_string("""
+<p>Signed in as {{ user }}.
+<form class="inline" method="post" action="/console/sign-out"><input type="hidden" name="csrf" value="{{ csrf }}">
+<button>Sign out</button></form></p>
+<h2>Azure DevOps connections</h2>
+{% if connect %}<p><a href="/login/azure-active-directory">Connect Azure DevOps (Microsoft Entra ID)</a></p>
+{% else %}<p class="bad">Entra ID is not configured (BRIDGE_ENTRA_CLIENT_ID / _SECRET).</p>{% endif %}
+<table><tr><th>user</th><th>organizations</th><th>health</th><th>connected by</th><th></th></tr>
+{% for c in connections %}<tr><td>{{ c.upn }}</td><td>{{ c.organizations | join(", ") or "…" }}</td>
+<td class="{{ 'ok' if c.status == 'ok' else 'bad' }}">{{ c.status }}{% if c.status_reason %}: {{ c.status_reason }}
+ — <a href="/login/azure-active-directory">reconnect</a>{% endif %}</td><td>{{ c.connected_by }}</td>
+<td><form method="post" action="/console/connections/{{ c.id }}/disconnect">
+<input type="hidden" name="csrf" value="{{ csrf }}"><button>Disconnect</button></form></td></tr>
+{% else %}<tr><td colspan="5">No connection yet.</td></tr>{% endfor %}</table>""",
+        user=session["user"], csrf=_csrf_token(), connections=connections, connect=_ext().get("flows") is not None)
+    return _page("console", body, message=request.args.get("message", ""))
+
+
+@bp.post("/console/connections/<int:connection_id>/disconnect")
+@signed_in
+def disconnect(connection_id: int):
+    _check_csrf()
+    with _ext()["db"].session() as s:
+        connection = s.get(Connection, connection_id)
+        if connection is None:
+            abort(404)
+        s.delete(connection)  # the tokens go with it
+    return redirect(url_for("console.home", message="Disconnected; its tokens were deleted."))
+
+
+# -- the Entra ID connect flow --------------------------------------------------------------------------
+
+def _binding_hash(binding: str) -> str:
+    return hashlib.sha256(binding.encode()).hexdigest()
+
+
+@bp.get("/login/azure-active-directory")
+@signed_in
+def connect_start():
+    flows = _ext().get("flows")
+    if flows is None:
+        return _page("connect", "", message="Entra ID is not configured.", error=True, status=503)
+    binding = secrets.token_urlsafe(32)
+    auth_uri = flows.start(_binding_hash(binding), started_by=session["user"])
+    response = redirect(auth_uri)
+    https = _ext()["settings"].public_url.startswith("https://")
+    response.set_cookie(BINDING_COOKIE, binding, max_age=600, httponly=True, secure=https,
+                        samesite="None" if https else "Lax", path=REDIRECT_PATH)
+    return response
+
+
+@bp.route(REDIRECT_PATH, methods=["GET", "POST"])
+def connect_complete():
+    flows = _ext().get("flows")
+    if flows is None:
+        abort(503)
+    answer = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
+    binding = request.cookies.get(BINDING_COOKIE, "")
+    try:
+        connection = flows.complete(_binding_hash(binding), answer)
+    except FlowRejected as exc:
+        return _page("connect", "", message=f"Connection refused: {exc.reason}", error=True, status=400)
+    except IdentityError as exc:
+        return _page("connect", "", message=f"Microsoft Entra ID refused: {exc.reason}", error=True, status=400)
+    _ext()["dispatcher"].refresh_connection(connection.id)
+    response = redirect(url_for("console.home", message=f"Connected {connection.upn}."))
+    response.delete_cookie(BINDING_COOKIE, path=REDIRECT_PATH)
+    return response

@@ -41,11 +41,37 @@ class _Webhook(_Strict):
                                                                  error="must be 16 to 256 characters long"))
 
 
+class _Identity(_Strict):
+    """Who workers act as in the organization (default: the PAT)."""
+
+    kind = fields.Str(required=True, validate=validate.OneOf(["pat", "user", "service_principal"]))
+    upn = fields.Str(load_default=None)             # user: the connected person (see /console)
+    tenant = fields.Str(load_default=None)          # service_principal: the organization's Entra tenant
+    client_id = fields.Str(load_default=None)
+    client_secret = fields.Str(load_default=None)
+
+    @validates_schema
+    def _complete(self, data, **_):
+        if data["kind"] == "user" and not data.get("upn"):
+            raise ValidationError({"upn": ["required when kind is user"]})
+        if data["kind"] == "service_principal":
+            missing = [k for k in ("tenant", "client_id", "client_secret") if not data.get(k)]
+            if missing:
+                raise ValidationError({k: ["required when kind is service_principal"] for k in missing})
+
+
 class _Organization(_Strict):
     name = fields.Str(required=True, validate=validate.Length(1, 200))
     url = fields.Str(required=True)
     pat = fields.Str(load_default=None, validate=validate.Length(min=1))
     webhook = fields.Nested(_Webhook, load_default=None)
+    identity = fields.Nested(_Identity, load_default=None)
+
+    @validates_schema
+    def _pat_for_pat(self, data, **_):
+        if (data.get("identity") or {}).get("kind", "pat") == "pat" and not data.get("pat") \
+                and data.get("identity") is not None:
+            raise ValidationError({"pat": ["required when identity.kind is pat"]})
 
 
 class _AzureDevOps(_Strict):
@@ -287,9 +313,14 @@ def apply(session: Session, desired: Desired, box: SecretBox, resolve: Repositor
             org = Organization(name=entry["name"], url=entry["url"])
             session.add(org)
         webhook = entry.get("webhook") or {}
+        identity = entry.get("identity") or {"kind": "pat"}
         changed = [_set(org, "url", entry["url"]), _set_secret(box, org, "pat_enc", entry.get("pat")),
                    _set(org, "webhook_username", webhook.get("username")),
-                   _set_secret(box, org, "webhook_password_enc", webhook.get("password"))]
+                   _set_secret(box, org, "webhook_password_enc", webhook.get("password")),
+                   _set(org, "identity_kind", identity["kind"]), _set(org, "identity_upn", identity.get("upn")),
+                   _set(org, "sp_tenant_id", identity.get("tenant")),
+                   _set(org, "sp_client_id", identity.get("client_id")),
+                   _set_secret(box, org, "sp_secret_enc", identity.get("client_secret"))]
         orgs[entry["name"]] = org
         changes.append(Change("organization", entry["name"], _action(created, any(changed))))
     session.flush()

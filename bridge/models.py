@@ -37,6 +37,12 @@ class Organization(Base):
     pat_enc: Mapped[str | None] = mapped_column(Text)
     webhook_username: Mapped[str | None] = mapped_column(String(256), unique=True)
     webhook_password_enc: Mapped[str | None] = mapped_column(Text)
+    # Who workers act as here: "pat", "user" (a connected person, by UPN) or "service_principal".
+    identity_kind: Mapped[str] = mapped_column(String(20), default="pat", server_default="pat")
+    identity_upn: Mapped[str | None] = mapped_column(String(320))
+    sp_tenant_id: Mapped[str | None] = mapped_column(String(64))
+    sp_client_id: Mapped[str | None] = mapped_column(String(64))
+    sp_secret_enc: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

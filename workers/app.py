@@ -85,12 +85,12 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     lock_client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5)
     box = SecretBox(settings.require_secret_keys())
     lock = redis_lock_factory(lock_client, settings.lock_timeout)
-    connections = Connections(settings, box)
-    reconciler = Reconciler(db, connections, lock, metrics)
     store = None
     if settings.entra is not None:
         identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}")
         store = ConnectionStore(db, box, identity, lock)
+    connections = Connections(settings, box, db=db, entra=store)
+    reconciler = Reconciler(db, connections, lock, metrics)
     app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=store)
 
     from . import tasks

@@ -106,7 +106,7 @@ def register(app: Celery) -> None:
                 _mark(rt.db, delivery_id, "processed", None)
                 return outcome.reason
             return _dbt_event(rt, delivery_id, account_id, event)
-        except (ApiError, ConfigError) as exc:
+        except (ApiError, ConfigError, IdentityError) as exc:
             if retry.is_retryable(exc):
                 raise
             log.warning("delivery %s failed: %s", delivery_id, _safe(exc))

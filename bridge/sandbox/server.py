@@ -100,6 +100,7 @@ def create_sandbox_app(base_url: str) -> Flask:
             except ValueError:
                 resp_body = None
             world.log_exchange({"at": g.started, "service": g.service, "method": request.method, "path": request.path,
+                                "as": _acting_as(identity),
                                 "query": request.args.to_dict(flat=False), "body": req_body,
                                 "status": response.status_code, "response": resp_body,
                                 "elapsed": time.time() - g.started})
@@ -505,6 +506,15 @@ def create_sandbox_app(base_url: str) -> Flask:
 
     world.start()
     return app
+
+
+def _acting_as(identity: IdentityState) -> str:
+    """Who a request acted as, for the exchange log: "pat", "token" (dbt), "user:<oid>" or "anonymous"."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        who = identity.who(value)
+        return f"user:{who['oid']}" if who else "bearer:invalid"
+    return {"basic": "pat", "token": "token"}.get(scheme.lower(), "anonymous")
 
 
 def _ado_authorized(world: World, identity: IdentityState) -> bool:

@@ -5,22 +5,43 @@ from __future__ import annotations
 import threading
 
 import requests
+from sqlalchemy import func, select
 
 from ..clients.azure_devops import AzureDevOpsClient, Credentials, PersonalAccessToken
 from ..clients.dbt_cloud import DbtCloudClient
 from ..clients.http import check_base_url
 from ..crypto import SecretBox
+from ..db import Database
 from ..errors import ConfigError
-from ..models import DbtAccount, Organization
+from ..identity import Identity, ReauthRequired
+from ..models import Connection, DbtAccount, Organization
 from ..settings import Settings
+from .entra import ConnectionStore
+
+
+class ServicePrincipalCredentials:
+    """An Entra service principal added to the organization: client credentials in the org's tenant."""
+
+    def __init__(self, identity: Identity, *, tenant: str, client_id: str, secret: str):
+        self._identity, self._tenant, self._client_id, self._secret = identity, tenant, client_id, secret
+
+    def authorization(self) -> str:
+        token = self._identity.app_token(tenant=self._tenant, client_id=self._client_id, secret=self._secret)
+        return f"Bearer {token}"
+
+    def __repr__(self) -> str:
+        return f"ServicePrincipalCredentials({self._client_id}@{self._tenant})"
 
 
 class Connections:
     """One per process. HTTP sessions are kept per thread, so keep-alive works in a threaded worker."""
 
-    def __init__(self, settings: Settings, box: SecretBox):
+    def __init__(self, settings: Settings, box: SecretBox, *, db: Database | None = None,
+                 entra: ConnectionStore | None = None):
         self.settings = settings
         self.box = box
+        self.db = db
+        self.entra = entra
         self._local = threading.local()
 
     def _session(self) -> requests.Session:
@@ -34,10 +55,32 @@ class Connections:
         return session
 
     def credentials_for(self, org: Organization) -> Credentials:
-        """The identity workers act as in ``org``; fails closed when none is configured."""
+        """The identity workers act as in ``org`` (a PAT, a connected person, a service principal); fails
+        closed when none is configured."""
+        kind = org.identity_kind or "pat"
+        if kind == "user":
+            return self._connected_user(org)
+        if kind == "service_principal":
+            if self.entra is None or not (org.sp_tenant_id and org.sp_client_id and org.sp_secret_enc):
+                raise ConfigError(f"organization {org.name!r} acts as a service principal, but Entra ID or the "
+                                  "principal's tenant/client_id/client_secret is not configured")
+            return ServicePrincipalCredentials(self.entra.identity, tenant=org.sp_tenant_id,
+                                               client_id=org.sp_client_id,
+                                               secret=self.box.decrypt(org.sp_secret_enc))
         if not org.pat_enc:
             raise ConfigError(f"organization {org.name!r} has no identity for API calls (set `pat`)")
         return PersonalAccessToken(self.box.decrypt(org.pat_enc))
+
+    def _connected_user(self, org: Organization) -> Credentials:
+        if self.entra is None or self.db is None:
+            raise ConfigError(f"organization {org.name!r} acts as a connected user, but Entra ID is not configured")
+        upn = (org.identity_upn or "").lower()
+        with self.db.session() as s:
+            connection_id = s.scalar(select(Connection.id).where(func.lower(Connection.upn) == upn))
+        if connection_id is None:
+            raise ReauthRequired(f"no Azure DevOps account of {upn} is connected; connect it in the console "
+                                 "(/console → Connect Azure DevOps)")
+        return self.entra.credentials(connection_id)
 
     def azure_devops(self, org: Organization) -> AzureDevOpsClient:
         url = check_base_url(org.url, allow_insecure_http=self.settings.allow_insecure_http,

@@ -90,3 +90,43 @@ def test_console_forms_need_csrf_and_sign_in(bridge):
                           timeout=10).status_code == 401
     cookie = page.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_workers_act_as_the_connected_user_and_stop_when_its_tokens_die(bridge):
+    from .conftest import CONFIG
+
+    sb = bridge.sandbox
+    config = bridge.stack.workdir / "bridge.yaml"
+    as_user = CONFIG.replace("      pat: ${ADO_PAT}\n",
+                             "      pat: ${ADO_PAT}\n      identity: {kind: user, upn: ada@fabrikam.example}\n", 1)
+    sb._post("/idp/setup", {"token_lifetime": 60})  # below MSAL's 5-minute margin: every use refreshes
+    try:
+        browser = signed_in_browser(bridge)
+        fields, action = consent(bridge, browser)
+        assert browser.post(action, data=fields, timeout=10).status_code == 200
+        config.write_text(as_user)
+        out = bridge.stack.run_cli(bridge.env, "config", "apply", str(config))
+        assert out.returncode == 0, out.stdout + out.stderr
+
+        before = len(sb.exchanges())
+        pr = sb.open_pr(title="as Ada")["pr"]
+        wait_until(lambda: sb.latest_state(pr, 1) == "succeeded", timeout=30, what="CI as the connected user")
+        ado_calls = [e for e in sb.exchanges()[before:] if e["service"] == "ado" and f"/{pr}" in e["path"]]
+        assert ado_calls and {e["as"] for e in ado_calls} == {f"user:{ENTRA_USER['oid']}"}
+
+        sb._post("/idp/revoke", {"oid": ENTRA_USER["oid"]})  # an admin revokes Ada's sessions
+        opened = sb.open_pr(title="after revocation")
+
+        def connection():
+            with bridge.db.session() as s:
+                return s.scalar(select(Connection).where(Connection.upn == ENTRA_USER["upn"]))
+
+        dead = wait_until(lambda: (c := connection()) and c.status == "needs_reauth" and c, timeout=30,
+                          what="the connection marked as needing re-authorization")
+        assert "AADSTS700082" in dead.status_reason
+        assert "needs_reauth" in browser.get(f"{bridge.web}/console", timeout=10).text
+        assert sb.statuses(opened["pr"]) == []  # nothing posted, nothing retried in a loop
+    finally:
+        config.write_text(CONFIG)
+        bridge.stack.run_cli(bridge.env, "config", "apply", str(config))
+        sb._post("/idp/setup", {"token_lifetime": 3600})

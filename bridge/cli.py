@@ -203,6 +203,40 @@ def prs_sweep() -> None:
     console.print("sweep queued; the workers reconcile what differs")
 
 
+# -- connections -------------------------------------------------------------------------------------
+
+@main.group()
+def connections() -> None:
+    """Azure DevOps accounts connected through Microsoft Entra ID."""
+
+
+@connections.command("list")
+def connections_list() -> None:
+    """Who is connected, which organizations they reach, and what to do about a dead connection."""
+    from sqlalchemy import select
+
+    from .db import Database
+    from .models import Connection
+
+    settings = _settings()
+    with Database(settings.database_url).session() as s:
+        rows = s.scalars(select(Connection).order_by(Connection.id)).all()
+    table = Table(title="connections")
+    for col in ("id", "user", "organizations", "health"):
+        table.add_column(col)
+    for c in rows:
+        table.add_row(str(c.id), c.upn, ", ".join(c.organizations or []) or "…",
+                      "ok" if c.status == "ok" else f"[red]needs re-authorization[/]: {c.status_reason}")
+    console.print(table)
+    dead = [c for c in rows if c.status != "ok"]
+    for c in dead:
+        console.print(f"To fix {c.upn}: open {settings.public_url}/console, choose [bold]Connect Azure DevOps[/] "
+                      f"and sign in as {c.upn} (work for organizations acting as {c.upn} resumes with the next "
+                      "event or PR sweep).")
+    if dead:
+        sys.exit(1)
+
+
 # -- read-outs ----------------------------------------------------------------------------------------
 
 @main.command()

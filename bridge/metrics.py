@@ -59,3 +59,9 @@ class DatabaseCollector:
         live = GaugeMetricFamily("bridge_live_dbt_runs", "dbt runs started by the bridge and not finished")
         live.add_metric([], counts["live_runs"])
         yield live
+        connections = GaugeMetricFamily("bridge_entra_connections",
+                                        "Entra ID connections by health (needs_reauth: their work is stopped)",
+                                        labels=["status"])
+        for status in ("ok", "needs_reauth"):
+            connections.add_metric([status], counts.get("connections", {}).get(status, 0))
+        yield connections

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy import select, text
+
+from ..models import Connection
 
 bp = Blueprint("health", __name__)
 
@@ -27,7 +29,16 @@ def readyz():
         checks["database"] = f"unavailable: {type(exc).__name__}"
     checks["secret_key"] = "ok" if ext["settings"].secret_keys else "missing: set BRIDGE_SECRET_KEY"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify({"status": "ready" if ready else "not ready", "checks": checks}), 200 if ready else 503
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    if checks["database"] == "ok":
+        # Not a readiness failure (webhooks are still accepted), but work for these identities is stopped.
+        with ext["db"].session() as s:
+            dead = s.execute(select(Connection.upn, Connection.status_reason)
+                             .where(Connection.status == "needs_reauth")).all()
+        if dead:
+            body["warnings"] = [f"Azure DevOps connection {upn} needs re-authorization ({reason}); reconnect it "
+                                f"at {ext['settings'].public_url}/console" for upn, reason in dead]
+    return jsonify(body), 200 if ready else 503
 
 
 @bp.get("/metrics")

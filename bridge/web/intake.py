@@ -19,7 +19,7 @@ from ..crypto import SecretBox
 from ..db import Database
 from ..dispatch import Dispatcher
 from ..metrics import Metrics
-from ..models import CiRun, DbtAccount, Delivery, Organization, Repository
+from ..models import CiRun, Connection, DbtAccount, Delivery, Organization, Repository
 from .outbox import OutboxWriter
 
 log = logging.getLogger(__name__)
@@ -126,4 +126,5 @@ class Intake:
                 Delivery.source, Delivery.state)).all()
             live = s.scalar(select(func.count()).select_from(CiRun).where(
                 CiRun.dbt_run_id.is_not(None), (CiRun.status.is_(None)) | (CiRun.status < 10))) or 0
-        return {"deliveries": {(src, st): n for src, st, n in rows}, "live_runs": live}
+            connections = dict(s.execute(select(Connection.status, func.count()).group_by(Connection.status)).all())
+        return {"deliveries": {(src, st): n for src, st, n in rows}, "live_runs": live, "connections": connections}

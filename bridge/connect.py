@@ -26,22 +26,27 @@ class ConnectFlows:
         self.box = box
         self.identity = identity
 
-    def start(self, owner: str, *, started_by: str | None = None) -> str:
-        """Begin connecting; ``owner`` is what must be presented to finish (the signed-in person, or a
-        secret bound to their browser); returns where to send the browser."""
-        flow = self.identity.begin_connect()
+    def start(self, owner: str, *, started_by: str | None = None, purpose: str = "connect") -> str:
+        """Begin connecting (or, with purpose "sign-in", signing in to the console); ``owner`` is what must
+        be presented to finish (a secret bound to the browser); returns where to send the browser."""
+        flow = self.identity.begin_connect(sign_in_only=purpose == "sign-in")
         with self.db.session() as s:
             s.execute(delete(AuthFlow).where(AuthFlow.expires_at < utcnow()))
-            s.add(AuthFlow(state=flow["state"], owner=owner, started_by=started_by or owner,
+            s.add(AuthFlow(state=flow["state"], owner=owner, started_by=started_by or owner, purpose=purpose,
                            flow_enc=self.box.encrypt(json.dumps(flow)), expires_at=utcnow() + FLOW_TTL))
         return flow["auth_uri"]
 
-    def complete(self, owner: str, auth_response: Mapping[str, str]) -> Connection:
-        """Finish the flow named by the answer's state: only once, only in time, only for its owner."""
+    def purpose_of(self, auth_response: Mapping[str, str]) -> str | None:
+        with self.db.session() as s:
+            row = s.get(AuthFlow, auth_response.get("state") or "")
+            return row.purpose if row is not None else None
+
+    def _take(self, owner: str, auth_response: Mapping[str, str], purpose: str) -> tuple[dict, str]:
+        """The flow named by the answer's state: only once, only in time, only for its owner."""
         state = auth_response.get("state") or ""
         with self.db.session() as s:
             row = s.get(AuthFlow, state)
-            if row is None:
+            if row is None or row.purpose != purpose:
                 raise FlowRejected("this sign-in answer belongs to no connect flow in progress "
                                    "(already used, expired, or forged)")
             s.delete(row)  # single use, whatever happens next
@@ -52,6 +57,17 @@ class ConnectFlows:
             raise FlowRejected("this connect flow was started by someone else")
         if expires < utcnow():
             raise FlowRejected("the connect flow expired; start again")
+        return flow, started_by
+
+    def complete_sign_in(self, owner: str, auth_response: Mapping[str, str]) -> dict:
+        """Finish an OpenID Connect sign-in; returns the person's ID token claims (tokens are not kept)."""
+        flow, _ = self._take(owner, auth_response, "sign-in")
+        _, claims = self.identity.finish_connect(flow, auth_response)
+        return claims
+
+    def complete(self, owner: str, auth_response: Mapping[str, str]) -> Connection:
+        """Finish a connect flow and store the connection's encrypted token cache."""
+        flow, started_by = self._take(owner, auth_response, "connect")
         blob, claims = self.identity.finish_connect(flow, auth_response)
         home = f"{claims.get('oid')}.{claims.get('tid')}"
         with self.db.session() as s:

@@ -418,7 +418,8 @@ def start_bridge(stack: Stack, *, database_url: str | None = None, config: str =
     }
     if entra:  # Entra ID against the sandbox's fake identity platform, and the local admin sign-in
         env.update({"BRIDGE_ENTRA_CLIENT_ID": ENTRA_CLIENT_ID, "BRIDGE_ENTRA_CLIENT_SECRET": ENTRA_CLIENT_SECRET,
-                    "BRIDGE_ENTRA_TEST_BASE": sandbox_url, "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN})
+                    "BRIDGE_ENTRA_TEST_BASE": sandbox_url, "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
+                    "BRIDGE_ADMINS": ENTRA_USER["upn"]})
         sandbox._post("/idp/setup", {"clients": {ENTRA_CLIENT_ID: ENTRA_CLIENT_SECRET}, "users": [ENTRA_USER],
                                      "sign_in": ENTRA_USER["oid"]})
     out = stack.run_cli(env, "db", "upgrade")

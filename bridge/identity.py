@@ -133,9 +133,11 @@ class Identity:
 
     # -- connecting a user ------------------------------------------------------------------------------
 
-    def begin_connect(self, *, login_hint: str | None = None) -> dict:
-        """Start MSAL's auth-code flow (PKCE S256, state, nonce). The flow must be kept server-side."""
-        return self._app().initiate_auth_code_flow(USER_SCOPES, redirect_uri=self.redirect_uri,
+    def begin_connect(self, *, login_hint: str | None = None, sign_in_only: bool = False) -> dict:
+        """Start MSAL's auth-code flow (PKCE S256, state, nonce). The flow must be kept server-side.
+        ``sign_in_only`` asks for no API access: OpenID Connect sign-in to the console."""
+        return self._app().initiate_auth_code_flow([] if sign_in_only else USER_SCOPES,
+                                                   redirect_uri=self.redirect_uri,
                                                    state=secrets.token_urlsafe(32), login_hint=login_hint,
                                                    response_mode="form_post")
 

@@ -192,5 +192,6 @@ class AuthFlow(Base):
     state: Mapped[str] = mapped_column(String(128), primary_key=True)
     owner: Mapped[str] = mapped_column(String(320))          # what must present itself to finish the flow
     started_by: Mapped[str] = mapped_column(String(320), default="")  # the signed-in person who started it
+    purpose: Mapped[str] = mapped_column(String(20), default="connect")  # connect | sign-in
     flow_enc: Mapped[str] = mapped_column(Text)                              # Fernet(MSAL flow incl. PKCE verifier)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

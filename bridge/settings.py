@@ -50,6 +50,7 @@ class Settings:
     worker_db_pool: int = 32         # database connections a worker process may hold (≥ its thread count)
     entra: object | None = None       # identity.EntraSettings when BRIDGE_ENTRA_CLIENT_ID is set
     admin_token: str | None = None    # local-only sign-in for first set-up and the demo (off unless set)
+    admins: tuple[str, ...] = ()      # who may use the console after Entra ID sign-in: UPNs or object ids
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -72,6 +73,7 @@ class Settings:
             allow_insecure_http=insecure,
             entra=EntraSettings.from_env(env, allow_insecure_http=insecure),
             admin_token=admin_token,
+            admins=tuple(a.strip().lower() for a in env.get("BRIDGE_ADMINS", "").split(",") if a.strip()),
             max_body_bytes=int(_number(env, "BRIDGE_MAX_BODY_BYTES", 1_048_576)),
             http_timeout=_number(env, "BRIDGE_HTTP_TIMEOUT", 10.0),
             poll_interval=_number(env, "BRIDGE_POLL_INTERVAL", 15.0),

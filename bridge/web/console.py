@@ -66,14 +66,38 @@ def signed_in(view):
 
 @bp.get("/console/sign-in")
 def sign_in():
-    if not _ext()["settings"].admin_token:
-        return _page("sign in", "<p>No sign-in is configured. Set <code>BRIDGE_ADMIN_TOKEN</code> for first set-up "
-                     "(Entra ID sign-in for people is coming).</p>", status=503)
+    entra, token = _ext().get("flows") is not None, bool(_ext()["settings"].admin_token)
+    if not entra and not token:
+        return _page("sign in", "<p>No sign-in is configured: set up Entra ID (<code>BRIDGE_ENTRA_CLIENT_ID</code>, "
+                     "<code>BRIDGE_ADMINS</code>) or, for first set-up only, <code>BRIDGE_ADMIN_TOKEN</code>.</p>",
+                     status=503)
     body = render_template_string(
-        '<form method="post"><input type="hidden" name="csrf" value="{{ csrf }}">'
+        '{% if entra %}<p><a href="/console/sign-in/entra">Sign in with Microsoft</a></p>{% endif %}'
+        '{% if token %}<form method="post"><input type="hidden" name="csrf" value="{{ csrf }}">'
         '<label>Admin token <input type="password" name="token" autocomplete="off"></label> '
-        '<button>Sign in</button></form>', csrf=_csrf_token())
+        '<button>Sign in</button></form>{% endif %}', csrf=_csrf_token(), entra=entra, token=token)
     return _page("sign in", body)
+
+
+@bp.get("/console/sign-in/entra")
+def sign_in_entra():
+    flows = _ext().get("flows")
+    if flows is None:
+        abort(404)
+    return _start_flow(flows, purpose="sign-in", started_by="")
+
+
+def _finish_sign_in(flows, owner: str, answer: dict):
+    claims = flows.complete_sign_in(owner, answer)
+    upn = (claims.get("preferred_username") or "").lower()
+    admins = _ext()["settings"].admins
+    if upn not in admins and (claims.get("oid") or "").lower() not in admins:
+        return _page("sign in", "", message=f"{upn or 'This account'} is not a bridge admin: ask an admin to add it "
+                     "to BRIDGE_ADMINS.", error=True, status=403)
+    session.clear()
+    session["user"] = upn
+    session["csrf"] = secrets.token_urlsafe(32)
+    return redirect(url_for("console.home"))
 
 
 @bp.post("/console/sign-in")
@@ -137,19 +161,23 @@ def _binding_hash(binding: str) -> str:
     return hashlib.sha256(binding.encode()).hexdigest()
 
 
+def _start_flow(flows, *, purpose: str, started_by: str):
+    binding = secrets.token_urlsafe(32)
+    auth_uri = flows.start(_binding_hash(binding), started_by=started_by, purpose=purpose)
+    response = redirect(auth_uri)
+    https = _ext()["settings"].public_url.startswith("https://")
+    response.set_cookie(BINDING_COOKIE, binding, max_age=600, httponly=True, secure=https,
+                        samesite="None" if https else "Lax", path=REDIRECT_PATH)
+    return response
+
+
 @bp.get("/login/azure-active-directory")
 @signed_in
 def connect_start():
     flows = _ext().get("flows")
     if flows is None:
         return _page("connect", "", message="Entra ID is not configured.", error=True, status=503)
-    binding = secrets.token_urlsafe(32)
-    auth_uri = flows.start(_binding_hash(binding), started_by=session["user"])
-    response = redirect(auth_uri)
-    https = _ext()["settings"].public_url.startswith("https://")
-    response.set_cookie(BINDING_COOKIE, binding, max_age=600, httponly=True, secure=https,
-                        samesite="None" if https else "Lax", path=REDIRECT_PATH)
-    return response
+    return _start_flow(flows, purpose="connect", started_by=session["user"])
 
 
 @bp.route(REDIRECT_PATH, methods=["GET", "POST"])
@@ -160,6 +188,14 @@ def connect_complete():
     answer = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
     binding = request.cookies.get(BINDING_COOKIE, "")
     try:
+        if flows.purpose_of(answer) == "sign-in":
+            response = _finish_sign_in(flows, _binding_hash(binding), answer)
+            if isinstance(response, tuple):
+                return response
+            response.delete_cookie(BINDING_COOKIE, path=REDIRECT_PATH)
+            return response
+        # No session check here: Entra answers with a cross-site POST that carries no SameSite=Lax cookie;
+        # the binding cookie, set only for a signed-in person, is the proof.
         connection = flows.complete(_binding_hash(binding), answer)
     except FlowRejected as exc:
         return _page("connect", "", message=f"Connection refused: {exc.reason}", error=True, status=400)

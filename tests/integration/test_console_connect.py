@@ -130,3 +130,29 @@ def test_workers_act_as_the_connected_user_and_stop_when_its_tokens_die(bridge):
         config.write_text(CONFIG)
         bridge.stack.run_cli(bridge.env, "config", "apply", str(config))
         sb._post("/idp/setup", {"token_lifetime": 3600})
+
+
+def test_entra_sign_in_for_admins_only(bridge):
+    sb = bridge.sandbox
+    bob = {"oid": "0b0b0b0b-0000-4000-8000-000000000b0b", "tid": ENTRA_USER["tid"], "upn": "bob@fabrikam.example",
+           "name": "Bob"}
+
+    def sign_in_as(user: dict) -> requests.Response:
+        sb._post("/idp/setup", {"users": [user], "sign_in": user["oid"]})
+        browser = requests.Session()
+        start = browser.get(f"{bridge.web}/console/sign-in/entra", allow_redirects=False, timeout=10)
+        auth_uri = start.headers["Location"]
+        assert "user_impersonation" not in auth_uri  # sign-in asks for no Azure DevOps access
+        idp = http_session(EntraSettings(client_id="-", client_secret="-", test_base=sb.url))
+        page = idp.get(auth_uri, timeout=10).text
+        fields = {k: unescape(v) for k, v in re.findall(r'name="([^"]+)" value="([^"]*)"', page)}
+        return browser.post(f"{bridge.web}/complete/azure-active-directory", data=fields, timeout=10)
+
+    try:
+        assert "Sign in with Microsoft" in requests.get(f"{bridge.web}/console/sign-in", timeout=10).text
+        admin = sign_in_as(ENTRA_USER)
+        assert admin.status_code == 200 and f"Signed in as {ENTRA_USER['upn']}" in admin.text
+        refused = sign_in_as(bob)
+        assert refused.status_code == 403 and "not a bridge admin" in refused.text
+    finally:
+        sb._post("/idp/setup", {"sign_in": ENTRA_USER["oid"]})

@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=128), nullable=False),
     sa.Column('owner', sa.String(length=320), nullable=False),
     sa.Column('started_by', sa.String(length=320), nullable=False),
+    sa.Column('purpose', sa.String(length=20), nullable=False),
     sa.Column('flow_enc', sa.Text(), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('state')

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
@@ -51,7 +51,6 @@ class Settings:
     entra: object | None = None       # identity.EntraSettings when BRIDGE_ENTRA_CLIENT_ID is set
     admin_token: str | None = None    # local-only sign-in for first set-up and the demo (off unless set)
     admins: tuple[str, ...] = ()      # who may use the console after Entra ID sign-in: UPNs or object ids
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

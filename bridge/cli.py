@@ -196,10 +196,8 @@ def prs_sweep() -> None:
     BRIDGE_PR_SWEEP_INTERVAL seconds)."""
     from .dispatch import Dispatcher
 
-    try:
-        Dispatcher(_settings()).sweep_pull_requests()
-    except Exception as exc:  # the broker is the only thing this touches
-        raise click.ClickException(f"could not reach the broker: {type(exc).__name__}") from None
+    if not Dispatcher(_settings()).sweep_pull_requests():
+        raise click.ClickException("could not reach the broker (BRIDGE_BROKER_URL)")
     console.print("sweep queued; the workers reconcile what differs")
 
 

@@ -69,8 +69,8 @@ class _Organization(_Strict):
 
     @validates_schema
     def _pat_for_pat(self, data, **_):
-        if (data.get("identity") or {}).get("kind", "pat") == "pat" and not data.get("pat") \
-                and data.get("identity") is not None:
+        identity = data.get("identity")
+        if identity is not None and identity["kind"] == "pat" and not data.get("pat"):
             raise ValidationError({"pat": ["required when identity.kind is pat"]})
 
 

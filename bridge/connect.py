@@ -36,6 +36,16 @@ class ConnectFlows:
                            flow_enc=self.box.encrypt(json.dumps(flow)), expires_at=utcnow() + FLOW_TTL))
         return flow["auth_uri"]
 
+    def disconnect(self, connection_id: int) -> bool:
+        """Delete a connection and its tokens (Entra has no refresh-token revocation; the user can also
+        remove consent in My Apps)."""
+        with self.db.session() as s:
+            connection = s.get(Connection, connection_id)
+            if connection is None:
+                return False
+            s.delete(connection)
+        return True
+
     def purpose_of(self, auth_response: Mapping[str, str]) -> str | None:
         with self.db.session() as s:
             row = s.get(AuthFlow, auth_response.get("state") or "")

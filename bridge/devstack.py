@@ -232,7 +232,10 @@ class Stack:
         wait_for(lambda: psycopg.connect(f"{base}/postgres", connect_timeout=1).close() or True, timeout=30,
                  what="postgres", process=proc)
 
-    def stop_process(self, name: str) -> None:
+    def stop_process(self, name: str, *, for_good: bool = False) -> None:
+        """Stop ``name``; ``for_good`` also ends its supervision (else the supervisor would restart it)."""
+        if for_good:
+            self._supervised.pop(name, None)
         proc = self.procs.pop(name, None)
         if proc:
             proc.stop()

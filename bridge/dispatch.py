@@ -61,29 +61,28 @@ class Dispatcher:
         self.app = Celery("bridge-producer", set_as_current=False)
         self.app.conf.update(celery_config(settings))
 
-    def refresh_connection(self, connection_id: int) -> bool:
+    def _send(self, task: str, args: list, *, what: str) -> bool:
         try:
-            self.app.send_task(REFRESH_CONNECTION, args=[int(connection_id)], queue=QUEUE)
-        except Exception as exc:  # the console shows the profile once a worker has read it
-            log.warning("broker unavailable; connection %s profile not refreshed: %s", connection_id,
-                        type(exc).__name__)
+            self.app.send_task(task, args=args, queue=QUEUE)
+        except Exception as exc:  # kombu OperationalError, redis ConnectionError, timeouts
+            log.warning("broker unavailable; %s: %s", what, type(exc).__name__)
             return False
         return True
-
-    def sweep_pull_requests(self) -> None:
-        """Ask the workers to compare every repository's active PRs with what the bridge knows (now)."""
-        self.app.send_task(SWEEP_PULL_REQUESTS, queue=QUEUE)
 
     def process_deliveries(self, delivery_ids: list[int]) -> bool:
-        """One message for a batch of accepted deliveries; a worker fans it out."""
+        """One message for a batch of accepted deliveries (a worker fans it out); False leaves them stored
+        for the sweeper."""
         ids = [int(i) for i in delivery_ids]
-        try:
-            if len(ids) == 1:
-                self.app.send_task(PROCESS_DELIVERY, args=ids, queue=QUEUE)
-            else:
-                self.app.send_task(DISPATCH_DELIVERIES, args=[ids], queue=QUEUE)
-        except Exception as exc:  # kombu OperationalError, redis ConnectionError, timeouts
-            log.warning("broker unavailable; %d deliveries stay stored for the sweeper: %s", len(ids),
-                        type(exc).__name__)
-            return False
-        return True
+        what = f"{len(ids)} deliveries stay stored for the sweeper"
+        if len(ids) == 1:
+            return self._send(PROCESS_DELIVERY, ids, what=what)
+        return self._send(DISPATCH_DELIVERIES, [ids], what=what)
+
+    def refresh_connection(self, connection_id: int) -> bool:
+        """Have a worker read a new connection's profile; the console shows it once read."""
+        return self._send(REFRESH_CONNECTION, [int(connection_id)],
+                          what=f"connection {connection_id} profile not refreshed")
+
+    def sweep_pull_requests(self) -> bool:
+        """Ask the workers to compare every repository's active PRs with what the bridge knows (now)."""
+        return self._send(SWEEP_PULL_REQUESTS, [], what="PR sweep not queued")

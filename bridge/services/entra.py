@@ -80,15 +80,6 @@ class ConnectionStore:
                 connection.status, connection.status_reason = "needs_reauth", reason
         log.warning("connection %s needs re-authorization: %s", connection_id, reason)
 
-    def disconnect(self, connection_id: int) -> bool:
-        """Delete the tokens (Entra has no refresh-token revocation; the user can also remove consent)."""
-        with self.db.session() as s:
-            connection = s.get(Connection, connection_id)
-            if connection is None:
-                return False
-            s.delete(connection)
-        return True
-
     def credentials(self, connection_id: int) -> UserCredentials:
         return UserCredentials(self, connection_id)
 

@@ -14,7 +14,18 @@ import hmac
 import secrets
 from functools import wraps
 
-from flask import Blueprint, abort, current_app, redirect, render_template_string, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template_string,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import select
 
 from ..identity import REDIRECT_PATH, FlowRejected, IdentityError
@@ -87,13 +98,13 @@ def sign_in_entra():
     return _start_flow(flows, purpose="sign-in", started_by="")
 
 
-def _finish_sign_in(flows, owner: str, answer: dict):
+def _finish_sign_in(flows, owner: str, answer: dict) -> Response:
     claims = flows.complete_sign_in(owner, answer)
     upn = (claims.get("preferred_username") or "").lower()
     admins = _ext()["settings"].admins
     if upn not in admins and (claims.get("oid") or "").lower() not in admins:
-        return _page("sign in", "", message=f"{upn or 'This account'} is not a bridge admin: ask an admin to add it "
-                     "to BRIDGE_ADMINS.", error=True, status=403)
+        return make_response(_page("sign in", "", message=f"{upn or 'This account'} is not a bridge admin: ask an "
+                                   "admin to add it to BRIDGE_ADMINS.", error=True, status=403))
     session.clear()
     session["user"] = upn
     session["csrf"] = secrets.token_urlsafe(32)
@@ -147,11 +158,9 @@ def home():
 @signed_in
 def disconnect(connection_id: int):
     _check_csrf()
-    with _ext()["db"].session() as s:
-        connection = s.get(Connection, connection_id)
-        if connection is None:
-            abort(404)
-        s.delete(connection)  # the tokens go with it
+    flows = _ext().get("flows")
+    if flows is None or not flows.disconnect(connection_id):
+        abort(404)
     return redirect(url_for("console.home", message="Disconnected; its tokens were deleted."))
 
 
@@ -190,8 +199,6 @@ def connect_complete():
     try:
         if flows.purpose_of(answer) == "sign-in":
             response = _finish_sign_in(flows, _binding_hash(binding), answer)
-            if isinstance(response, tuple):
-                return response
             response.delete_cookie(BINDING_COOKIE, path=REDIRECT_PATH)
             return response
         # No session check here: Entra answers with a cross-site POST that carries no SameSite=Lax cookie;

@@ -236,6 +236,6 @@ def test_dead_tokens_mark_the_connection_and_reconnecting_heals_it(store, sandbo
 
 def test_disconnect_deletes_the_tokens(store):
     connection = store.flows.complete("admin", consent_to(store, store.flows.start(owner="admin")))
-    assert store.disconnect(connection.id)
+    assert store.flows.disconnect(connection.id)
     with pytest.raises(ReauthRequired, match="disconnected"):
         store.token(connection.id)

@@ -148,9 +148,8 @@ def ingest(report: Report, rounds: int) -> None:
     stack, running, db = fresh_stack()
     try:
         # Web only: the worker is stopped so its CPU does not blur the comparison; deliveries queue up.
-        stack._supervised.clear()
         for name in [n for n in list(stack.procs) if n.startswith("worker")]:
-            stack.stop_process(name)
+            stack.stop_process(name, for_good=True)
         opened = running.sandbox.open_pr(title="ingest template", deliver=False)
         event = running.sandbox._get(f"/events/{opened['event_id']}")
         event["id"] = "__EVENT_ID__"
@@ -299,8 +298,7 @@ def concurrency(report: Report, events: int) -> None:
     try:
         workers = [name for name in list(stack.procs) if name.startswith("worker")]
         for name in workers:
-            stack._supervised.pop(name, None)
-            stack.stop_process(name)
+            stack.stop_process(name, for_good=True)
         sb.setup(latency_ms=100)
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda _: sb.open_pr(title="concurrency"), range(events)))

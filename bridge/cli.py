@@ -67,6 +67,18 @@ def _config_path(file: Path | None, settings: Settings) -> Path:
     return path
 
 
+def _connections(settings: Settings, database, box):
+    """API clients as the workers build them; Entra token refreshes take the same Redis lock they do."""
+    import redis
+
+    from .locks import redis_lock_factory
+    from .services.connections import Connections
+
+    lock = redis_lock_factory(redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5),
+                              settings.lock_timeout)
+    return Connections.from_settings(settings, database, box, lock)
+
+
 @config.command("check")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False), required=False)
 def config_check(file: Path | None) -> None:
@@ -87,7 +99,6 @@ def config_apply(file: Path | None) -> None:
     """Create or update what FILE (default: BRIDGE_CONFIG) describes; idempotent, and nothing changes if
     any part is wrong."""
     from . import config_file
-    from .clients.azure_devops import AzureDevOpsClient, PersonalAccessToken
     from .crypto import SecretBox
     from .db import Database
 
@@ -99,15 +110,14 @@ def config_apply(file: Path | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
-    def resolve(org: dict, repo: dict) -> dict:
-        if not org.get("pat"):
-            raise ConfigError(f"organization {org['name']!r} has no pat to resolve repository "
-                              f"{repo['repository']!r} with")
-        client = AzureDevOpsClient(org["url"], PersonalAccessToken(org["pat"]), timeout=settings.http_timeout)
-        info = client.get_repository(repo["project"], repo["repository"])
-        return info
-
     database = Database(settings.database_url)
+    # Repository names are resolved as the identity each organization acts as (a PAT, a connected user, a
+    # service principal), exactly as the workers will call Azure DevOps.
+    clients = _connections(settings, database, box)
+
+    def resolve(org, repo: dict) -> dict:
+        return clients.azure_devops(org).get_repository(repo["project"], repo["repository"])
+
     try:
         with database.session() as session:
             changes = config_file.apply(session, desired, box, resolve)
@@ -233,6 +243,147 @@ def connections_list() -> None:
                       "event or PR sweep).")
     if dead:
         sys.exit(1)
+
+
+# -- organizations -------------------------------------------------------------------------------------
+
+@main.group()
+def orgs() -> None:
+    """Azure DevOps organizations and the identity workers act as in each."""
+
+
+@orgs.command("list")
+def orgs_list() -> None:
+    """Organizations and who reads their PRs and posts their statuses."""
+    from sqlalchemy import select
+
+    from .db import Database
+    from .models import Organization
+
+    with Database(_settings().database_url).session() as s:
+        rows = s.scalars(select(Organization).order_by(Organization.name)).all()
+    table = Table(title="organizations")
+    for col in ("name", "url", "acts as"):
+        table.add_column(col)
+    for org in rows:
+        table.add_row(org.name, org.url, _acts_as(org))
+    console.print(table)
+
+
+def _acts_as(org) -> str:
+    kind = org.identity_kind or "pat"
+    if kind == "user":
+        return f"connected user {org.identity_upn}"
+    if kind == "service_principal":
+        return f"service principal {org.sp_client_id} in tenant {org.sp_tenant_id}"
+    return "personal access token" if org.pat_enc else "[red]nothing configured[/]"
+
+
+def _secret(env_name: str | None, prompt: str) -> str:
+    """Secrets come from an environment variable or a hidden prompt, never from the command line (which
+    other users of the machine can read in the process list)."""
+    import os
+
+    if env_name:
+        value = os.environ.get(env_name, "")
+        if not value:
+            raise click.UsageError(f"environment variable {env_name} is empty or not set")
+        return value
+    return click.prompt(prompt, hide_input=True)
+
+
+@orgs.command("identity")
+@click.argument("organization")
+@click.option("--kind", type=click.Choice(["pat", "user", "service-principal"]), required=True,
+              help="pat: a personal access token; user: a person connected through Entra ID; "
+                   "service-principal: an Entra app added to the organization.")
+@click.option("--upn", help="user: the connected person's sign-in name (user@example.com).")
+@click.option("--tenant", help="service-principal: the organization's Entra tenant id.")
+@click.option("--client-id", help="service-principal: the application (client) id.")
+@click.option("--secret-env", metavar="VAR",
+              help="Read the PAT or client secret from this environment variable instead of prompting.")
+def orgs_identity(*, organization: str, kind: str, upn: str | None, tenant: str | None, client_id: str | None,
+                  secret_env: str | None) -> None:
+    """Choose who reads ORGANIZATION's pull requests and posts their statuses. (A config file applied later
+    sets it again: keep the file's `identity` in step if you manage organizations with one.)"""
+    from sqlalchemy import func, select
+
+    from .crypto import SecretBox
+    from .db import Database
+    from .models import Connection, Organization
+
+    settings = _settings()
+    if kind == "user" and not upn:
+        raise click.UsageError("--kind user needs --upn")
+    if kind == "service-principal" and not (tenant and client_id):
+        raise click.UsageError("--kind service-principal needs --tenant and --client-id")
+    if kind != "pat" and settings.entra is None:
+        raise click.ClickException(f"--kind {kind} needs Entra ID: set BRIDGE_ENTRA_CLIENT_ID and "
+                                   "BRIDGE_ENTRA_CLIENT_SECRET first")
+    try:
+        box = SecretBox(settings.require_secret_keys())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    with Database(settings.database_url).session() as s:
+        org = s.scalar(select(Organization).where(func.lower(Organization.name) == organization.lower()))
+        if org is None:
+            known = ", ".join(s.scalars(select(Organization.name).order_by(Organization.name))) or "none"
+            raise click.ClickException(f"no organization {organization!r} (known: {known}); add it with "
+                                       "`bridge config apply`")
+        if kind == "pat":
+            org.pat_enc = box.encrypt(_secret(secret_env, f"Personal access token for {org.name}"))
+            org.identity_kind, org.identity_upn = "pat", None
+        elif kind == "user":
+            org.identity_kind, org.identity_upn = "user", upn.lower()
+            connected = s.scalar(select(Connection.status).where(func.lower(Connection.upn) == upn.lower()))
+        else:
+            secret = _secret(secret_env, f"Client secret of {client_id}")
+            org.identity_kind, org.identity_upn = "service_principal", None
+            org.sp_tenant_id, org.sp_client_id, org.sp_secret_enc = tenant, client_id, box.encrypt(secret)
+        acts_as = _acts_as(org)
+    console.print(f"{organization}: workers now act as {acts_as}")
+    if kind == "user" and connected is None:
+        console.print(f"[yellow]{upn} has not connected yet[/]: until they do (console → Connect Azure DevOps), "
+                      "work for this organization waits.")
+    elif kind == "user" and connected != "ok":
+        console.print(f"[yellow]{upn}'s connection needs re-authorization[/]: reconnect it in the console.")
+
+
+# -- deliveries ---------------------------------------------------------------------------------------
+
+@main.group()
+def deliveries() -> None:
+    """Stored webhook deliveries."""
+
+
+@deliveries.command("retry")
+@click.option("--state", "states", type=click.Choice(["blocked", "failed"]), multiple=True,
+              default=("blocked",), show_default=True,
+              help="blocked: waited for a dead identity; failed: gave up (after fixing the cause).")
+@click.option("--id", "ids", type=int, multiple=True, help="Only these deliveries.")
+def deliveries_retry(states: tuple[str, ...], ids: tuple[int, ...]) -> None:
+    """Run deliveries again. Safe: processing is idempotent, so a delivery already acted on changes nothing."""
+    from sqlalchemy import select
+
+    from .db import Database
+    from .dispatch import Dispatcher
+    from .models import Delivery, utcnow
+
+    settings = _settings()
+    with Database(settings.database_url).session() as s:
+        query = select(Delivery).where(Delivery.state.in_(states))
+        if ids:
+            query = query.where(Delivery.id.in_(ids))
+        rows = s.scalars(query.order_by(Delivery.id)).all()
+        chosen = [r.id for r in rows]
+        for r in rows:
+            r.state, r.dispatched_at, r.processed_at = "dispatched", utcnow(), None
+    if not chosen:
+        console.print(f"no {'/'.join(states)} deliveries" + (" with those ids" if ids else ""))
+        return
+    sent = Dispatcher(settings).process_deliveries(chosen)
+    console.print(f"{len(chosen)} deliveries queued again" + ("" if sent else
+                  " (broker unreachable: the sweeper sends them within BRIDGE_REDISPATCH_AFTER seconds)"))
 
 
 # -- read-outs ----------------------------------------------------------------------------------------

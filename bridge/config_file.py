@@ -277,8 +277,9 @@ class Change:
     action: str  # created | updated | unchanged
 
 
-RepositoryResolver = Callable[[dict, dict], dict]
-"""(organization entry, repository entry) -> {id, name, project_id, project_name}; may call Azure DevOps."""
+RepositoryResolver = Callable[[Organization, dict], dict]
+"""(organization as just updated, repository entry) -> {id, name, project_id, project_name}; asks Azure DevOps
+as the identity the organization is configured to act as."""
 
 
 def _set_secret(box: SecretBox, obj, attr: str, value: str | None) -> bool:
@@ -337,11 +338,10 @@ def apply(session: Session, desired: Desired, box: SecretBox, resolve: Repositor
         changes.append(Change("dbt account", str(entry["id"]), _action(created, any(changed))))
     session.flush()
 
-    org_entries = {o["name"]: o for o in desired.organizations}
     for entry in desired.repositories:
         org = orgs[entry["organization"]]
         try:
-            info = resolve(org_entries[entry["organization"]], entry)
+            info = resolve(org, entry)
         except ApiError as exc:
             raise ConfigError(f"repository {entry['organization']}/{entry['project']}/{entry['repository']}: "
                               f"Azure DevOps could not resolve it: {exc}") from None

@@ -7,6 +7,7 @@ organizations they reach is read by a worker afterwards, ``services.entra.Connec
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -18,6 +19,8 @@ from .identity import FlowRejected, Identity
 from .models import AuthFlow, Connection, utcnow
 
 FLOW_TTL = timedelta(minutes=10)
+TENANT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+                    r"|(?=.{3,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+")
 
 
 class ConnectFlows:
@@ -26,14 +29,19 @@ class ConnectFlows:
         self.box = box
         self.identity = identity
 
-    def start(self, owner: str, *, started_by: str | None = None, purpose: str = "connect") -> str:
+    def start(self, owner: str, *, started_by: str | None = None, purpose: str = "connect",
+              tenant: str | None = None) -> str:
         """Begin connecting (or, with purpose "sign-in", signing in to the console); ``owner`` is what must
-        be presented to finish (a secret bound to the browser); returns where to send the browser."""
-        flow = self.identity.begin_connect(sign_in_only=purpose == "sign-in")
+        be presented to finish (a secret bound to the browser); ``tenant`` signs in to that Entra tenant
+        (a guest of the tenant an organization is connected to); returns where to send the browser."""
+        if tenant is not None and not TENANT.fullmatch(tenant):
+            raise FlowRejected("a tenant is a directory id (GUID) or a domain such as contoso.onmicrosoft.com")
+        flow = self.identity.begin_connect(sign_in_only=purpose == "sign-in", tenant=tenant)
+        kept = {"msal": flow, "tenant": tenant}
         with self.db.session() as s:
             s.execute(delete(AuthFlow).where(AuthFlow.expires_at < utcnow()))
             s.add(AuthFlow(state=flow["state"], owner=owner, started_by=started_by or owner, purpose=purpose,
-                           flow_enc=self.box.encrypt(json.dumps(flow)), expires_at=utcnow() + FLOW_TTL))
+                           flow_enc=self.box.encrypt(json.dumps(kept)), expires_at=utcnow() + FLOW_TTL))
         return flow["auth_uri"]
 
     def disconnect(self, connection_id: int) -> bool:
@@ -71,14 +79,14 @@ class ConnectFlows:
 
     def complete_sign_in(self, owner: str, auth_response: Mapping[str, str]) -> dict:
         """Finish an OpenID Connect sign-in; returns the person's ID token claims (tokens are not kept)."""
-        flow, _ = self._take(owner, auth_response, "sign-in")
-        _, claims = self.identity.finish_connect(flow, auth_response)
+        kept, _ = self._take(owner, auth_response, "sign-in")
+        _, claims = self.identity.finish_connect(kept["msal"], auth_response, tenant=kept["tenant"])
         return claims
 
     def complete(self, owner: str, auth_response: Mapping[str, str]) -> Connection:
         """Finish a connect flow and store the connection's encrypted token cache."""
-        flow, started_by = self._take(owner, auth_response, "connect")
-        blob, claims = self.identity.finish_connect(flow, auth_response)
+        kept, started_by = self._take(owner, auth_response, "connect")
+        blob, claims = self.identity.finish_connect(kept["msal"], auth_response, tenant=kept["tenant"])
         home = f"{claims.get('oid')}.{claims.get('tid')}"
         with self.db.session() as s:
             connection = s.scalar(select(Connection).where(Connection.home_account_id == home))
@@ -91,6 +99,7 @@ class ConnectFlows:
             connection.token_cache_enc = self.box.encrypt(blob)
             connection.status, connection.status_reason = "ok", None
             connection.connected_by = started_by
+            connection.sign_in_tenant = kept["tenant"]
             s.flush()
             s.expunge(connection)
         return connection

@@ -14,8 +14,18 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .devstack import CI_JOB, TEARDOWN_JOB, DevstackError, RunningBridge, Stack, start_bridge
+from .devstack import (
+    ADMIN_TOKEN,
+    CI_JOB,
+    ENTRA_USER,
+    TEARDOWN_JOB,
+    DevstackError,
+    RunningBridge,
+    Stack,
+    start_bridge,
+)
 from .sandbox.control import SandboxControl, wait_until
+from .sandbox.person import Person
 
 
 @dataclass
@@ -33,7 +43,7 @@ def start(workdir: Path, console: Console) -> RunningBridge:
     stack = Stack.create(workdir.resolve())
     console.print(f"[dim]work directory {stack.workdir} (logs in {stack.logs})[/]")
     try:
-        running = start_bridge(stack, worker_concurrency=4, run_seconds=2.0)
+        running = start_bridge(stack, worker_concurrency=4, run_seconds=2.0, entra=True)
     except BaseException:
         stack.stop()
         raise
@@ -43,6 +53,8 @@ def start(workdir: Path, console: Console) -> RunningBridge:
     console.print(f"• database   {env['BRIDGE_DATABASE_URL']} (migrated; {stack.workdir / 'bridge.yaml'} applied)")
     console.print(f"• web        {running.web}  (gunicorn; service hooks POST /webhooks/azure-devops)")
     console.print("• worker + beat (Celery)")
+    console.print(f"• console    {running.web}/console (local admin token: {ADMIN_TOKEN}; Entra ID is the "
+                  "sandbox's fake identity platform, signed in as ada@fabrikam.example)")
     return running
 
 
@@ -56,7 +68,9 @@ def _states(sandbox: SandboxControl, pr: int) -> str:
     return f"{pr_state}: {its}"
 
 
-def stories(sandbox: SandboxControl) -> list[tuple[Story, Callable[[Story], None]]]:
+def stories(running: RunningBridge) -> list[tuple[Story, Callable[[Story], None]]]:
+    sandbox = running.sandbox
+
     def passes(story: Story) -> None:
         opened = sandbox.open_pr(title="Add orders model")
         pr = opened["pr"]
@@ -116,12 +130,32 @@ def stories(sandbox: SandboxControl) -> list[tuple[Story, Callable[[Story], None
             raise AssertionError(f"teardown should target the PR schema, got {schema!r}")
         story.detail = f"teardown run {teardown[0]['id']} drops {schema}"
 
+    def connected(story: Story) -> None:
+        admin = Person(running.web, sandbox.url)
+        admin.sign_in_with_token(ADMIN_TOKEN)
+        answer = admin.connect_azure_devops()  # console → Connect Azure DevOps → consent at "Microsoft"
+        if f"Connected {ENTRA_USER['upn']}" not in answer.text:
+            raise AssertionError(f"the connect flow did not finish: {answer.status_code}")
+        out = running.stack.run_cli(running.env, "orgs", "identity", "fabrikam", "--kind", "user",
+                                    "--upn", ENTRA_USER["upn"])
+        if out.returncode:
+            raise AssertionError(out.stdout + out.stderr)
+        before = len(sandbox.exchanges())
+        pr = sandbox.open_pr(title="Posted as a connected person")["pr"]
+        story.prs.append(pr)
+        wait_until(lambda: sandbox.latest_state(pr, 1) == "succeeded", timeout=40, what="status as Ada")
+        acted_as = {e["as"] for e in sandbox.exchanges()[before:] if e["service"] == "ado" and f"/{pr}" in e["path"]}
+        if acted_as != {f"user:{ENTRA_USER['oid']}"}:
+            raise AssertionError(f"Azure DevOps calls should act as Ada, they acted as {acted_as}")
+        story.detail = f"{ENTRA_USER['upn']} connected through Entra ID; the bridge acts with her permissions"
+
     return [
         (Story("A PR opens and passes"), passes),
         (Story("A new push mid-run supersedes the old run"), superseded),
         (Story("A PR fails and its status says why"), fails),
         (Story("A draft is skipped until published"), draft),
         (Story("An abandoned PR gets its schema torn down"), abandoned),
+        (Story("Azure DevOps connected through Entra ID (OAuth)"), connected),
     ]
 
 
@@ -151,7 +185,7 @@ def run_demo(*, workdir: Path, once: bool) -> int:
         console.print(f"[red]could not start the demo:[/] {exc}")
         return 2
     try:
-        items = stories(demo.sandbox)
+        items = stories(demo)
         done = threading.Event()
 
         def play() -> None:

@@ -343,6 +343,7 @@ ENTRA_CLIENT_SECRET = "local-entra-client-secret"  # noqa: S105 - the fake ident
 ADMIN_TOKEN = "local-admin-token-for-the-sandbox-only"  # noqa: S105
 ENTRA_USER = {"oid": "0a0a0a0a-0000-4000-8000-00000000ada1", "tid": "7e7e7e7e-0000-4000-8000-000000000001",
               "upn": "ada@fabrikam.example", "name": "Ada"}
+ADMIN_GROUP = "a0a0a0a0-0000-4000-8000-0000000000ad"  # an Entra group whose members are console admins
 
 SANDBOX_CONFIG = """\
 azure_devops:
@@ -422,7 +423,8 @@ def start_bridge(stack: Stack, *, database_url: str | None = None, config: str =
     if entra:  # Entra ID against the sandbox's fake identity platform, and the local admin sign-in
         env.update({"BRIDGE_ENTRA_CLIENT_ID": ENTRA_CLIENT_ID, "BRIDGE_ENTRA_CLIENT_SECRET": ENTRA_CLIENT_SECRET,
                     "BRIDGE_ENTRA_TEST_BASE": sandbox_url, "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
-                    "BRIDGE_ADMINS": ENTRA_USER["upn"]})
+                    "BRIDGE_ADMINS": ENTRA_USER["upn"], "BRIDGE_ADMIN_GROUPS": ADMIN_GROUP,
+                    "BRIDGE_CONSOLE_TENANTS": ENTRA_USER["tid"]})
         sandbox._post("/idp/setup", {"clients": {ENTRA_CLIENT_ID: ENTRA_CLIENT_SECRET}, "users": [ENTRA_USER],
                                      "sign_in": ENTRA_USER["oid"]})
     out = stack.run_cli(env, "db", "upgrade")

@@ -9,6 +9,7 @@ with the reason, so the work stops instead of retrying uselessly.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from collections.abc import Mapping
@@ -101,9 +102,15 @@ def http_session(settings: EntraSettings) -> requests.Session:
     return _LocalRedirect(settings.test_base) if settings.test_base else requests.Session()
 
 
+def local_session(base: str) -> requests.Session:
+    """A session whose requests to Microsoft's hosts go to the local fake at ``base`` (tests, the demo)."""
+    return _LocalRedirect(base)
+
+
 def _reason(result: Mapping) -> tuple[str, bool]:
     """(a reason without secrets, whether a person must sign in again) for an MSAL error dict."""
-    codes = result.get("error_codes") or []
+    codes = result.get("error_codes") or [
+        int(c) for c in re.findall(r"AADSTS(\d+)", str(result.get("error_description") or ""))[:1]]
     for code in codes:
         if code in REAUTH_CODES:
             return f"{REAUTH_CODES[code]} (AADSTS{code})", True
@@ -133,19 +140,30 @@ class Identity:
 
     # -- connecting a user ------------------------------------------------------------------------------
 
-    def begin_connect(self, *, login_hint: str | None = None, sign_in_only: bool = False) -> dict:
+    def authority_for(self, tenant: str | None) -> str:
+        """The configured authority, or the same host with a specific tenant (a guest signing in there)."""
+        if not tenant:
+            return self.settings.authority
+        parts = urlsplit(self.settings.authority)
+        return f"{parts.scheme}://{parts.netloc}/{tenant}"
+
+    def begin_connect(self, *, login_hint: str | None = None, sign_in_only: bool = False,
+                      tenant: str | None = None) -> dict:
         """Start MSAL's auth-code flow (PKCE S256, state, nonce). The flow must be kept server-side.
-        ``sign_in_only`` asks for no API access: OpenID Connect sign-in to the console."""
-        return self._app().initiate_auth_code_flow([] if sign_in_only else USER_SCOPES,
+        ``sign_in_only`` asks for no API access: OpenID Connect sign-in to the console. ``tenant`` signs in
+        to that tenant instead of the configured authority's."""
+        return self._app(self.authority_for(tenant)).initiate_auth_code_flow([] if sign_in_only else USER_SCOPES,
                                                    redirect_uri=self.redirect_uri,
                                                    state=secrets.token_urlsafe(32), login_hint=login_hint,
                                                    response_mode="form_post")
 
-    def finish_connect(self, flow: dict, auth_response: Mapping[str, str]) -> tuple[str, dict]:
+    def finish_connect(self, flow: dict, auth_response: Mapping[str, str], *,
+                       tenant: str | None = None) -> tuple[str, dict]:
         """Redeem the code. Returns (serialized token cache, id token claims)."""
         cache = msal.SerializableTokenCache()
         try:
-            result = self._app(cache=cache).acquire_token_by_auth_code_flow(flow, dict(auth_response))
+            result = self._app(self.authority_for(tenant), cache=cache).acquire_token_by_auth_code_flow(
+                flow, dict(auth_response))
         except ValueError:
             raise FlowRejected("the sign-in answer does not match the connect flow (state)") from None
         except RuntimeError:
@@ -157,7 +175,7 @@ class Identity:
 
     # -- tokens for work --------------------------------------------------------------------------------
 
-    def user_token(self, cache_blob: str) -> tuple[str, str | None]:
+    def user_token(self, cache_blob: str, *, tenant: str | None = None) -> tuple[str, str | None]:
         """An access token for Azure DevOps from a connection's cache, refreshed silently when due.
 
         Returns (access token, the cache to store again or None if unchanged). Raises ReauthRequired
@@ -165,7 +183,7 @@ class Identity:
         """
         cache = msal.SerializableTokenCache()
         cache.deserialize(cache_blob)
-        app = self._app(cache=cache)
+        app = self._app(self.authority_for(tenant), cache=cache)
         accounts = app.get_accounts()
         if not accounts:
             raise ReauthRequired("no account in the stored token cache")
@@ -179,7 +197,7 @@ class Identity:
 
     def app_token(self, *, tenant: str, client_id: str, secret: str) -> str:
         """A service principal's token (client credentials) against the organization's own tenant."""
-        authority = f"{urlsplit(self.settings.authority).scheme}://{urlsplit(self.settings.authority).netloc}/{tenant}"
+        authority = self.authority_for(tenant)
         key = f"{authority}|{client_id}"
         with self._lock:  # one application object (and its in-memory token cache) per tenant and client
             app = self._apps.get(key)

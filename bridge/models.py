@@ -179,6 +179,9 @@ class Connection(Base):
     status: Mapped[str] = mapped_column(String(20), default="ok")           # ok | needs_reauth
     status_reason: Mapped[str | None] = mapped_column(Text)
     connected_by: Mapped[str | None] = mapped_column(String(320))
+    # The Entra tenant signed in through, when not the configured authority's: a guest of the tenant an
+    # organization is connected to signs in there, and tokens are refreshed there.
+    sign_in_tenant: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .access import ConsoleAccess
 from .errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///bridge.db"
@@ -50,7 +51,7 @@ class Settings:
     worker_db_pool: int = 32         # database connections a worker process may hold (≥ its thread count)
     entra: object | None = None       # identity.EntraSettings when BRIDGE_ENTRA_CLIENT_ID is set
     admin_token: str | None = None    # local-only sign-in for first set-up and the demo (off unless set)
-    admins: tuple[str, ...] = ()      # who may use the console after Entra ID sign-in: UPNs or object ids
+    access: ConsoleAccess = field(default_factory=ConsoleAccess)  # who may use the console after Entra ID sign-in
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,7 +73,7 @@ class Settings:
             allow_insecure_http=insecure,
             entra=EntraSettings.from_env(env, allow_insecure_http=insecure),
             admin_token=admin_token,
-            admins=tuple(a.strip().lower() for a in env.get("BRIDGE_ADMINS", "").split(",") if a.strip()),
+            access=ConsoleAccess.from_env(env),
             max_body_bytes=int(_number(env, "BRIDGE_MAX_BODY_BYTES", 1_048_576)),
             http_timeout=_number(env, "BRIDGE_HTTP_TIMEOUT", 10.0),
             poll_interval=_number(env, "BRIDGE_POLL_INTERVAL", 15.0),

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
@@ -13,9 +11,8 @@ from celery import Celery
 from bridge.crypto import SecretBox
 from bridge.db import Database
 from bridge.dispatch import POLL_QUIET_RUNS, SWEEP_DELIVERIES, SWEEP_PULL_REQUESTS, celery_config
-from bridge.identity import REDIRECT_PATH, Identity
+from bridge.locks import redis_lock_factory
 from bridge.metrics import Metrics
-from bridge.retry import LockBusy
 from bridge.services.connections import Connections
 from bridge.services.entra import ConnectionStore
 from bridge.services.reconcile import Reconciler
@@ -30,41 +27,12 @@ class Runtime:
     db: Database
     reconciler: Reconciler
     metrics: Metrics
-    connections: ConnectionStore | None = None  # Entra ID connections, when Entra ID is configured
+    connections: Connections
 
-
-def redis_lock_factory(client: redis.Redis, timeout: float):
-    """Per-PR locks that expire quickly if their holder dies (SIGKILL, lost machine) but never while it
-    works: a watchdog thread renews the lease every third of ``timeout``."""
-
-    @contextmanager
-    def lock(key: str):
-        handle = client.lock(f"bridge:lock:{key}", timeout=timeout, blocking_timeout=5)
-        if not handle.acquire():
-            raise LockBusy(key)
-        done = threading.Event()
-
-        def renew() -> None:
-            while not done.wait(timeout / 3):
-                try:
-                    handle.reacquire()
-                except (redis.exceptions.LockError, redis.exceptions.RedisError) as exc:
-                    log.warning("could not renew lock %s: %s", key, type(exc).__name__)
-                    return
-
-        watchdog = threading.Thread(target=renew, name=f"lock-{key}", daemon=True)
-        watchdog.start()
-        try:
-            yield
-        finally:
-            done.set()
-            watchdog.join()
-            try:
-                handle.release()
-            except redis.exceptions.LockError:
-                log.warning("lock %s was lost before release", key)
-
-    return lock
+    @property
+    def entra(self) -> ConnectionStore | None:
+        """Entra ID connections, when Entra ID is configured."""
+        return self.connections.entra
 
 
 def create_celery_app(settings: Settings | None = None) -> Celery:
@@ -85,13 +53,9 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     lock_client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5)
     box = SecretBox(settings.require_secret_keys())
     lock = redis_lock_factory(lock_client, settings.lock_timeout)
-    store = None
-    if settings.entra is not None:
-        identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}")
-        store = ConnectionStore(db, box, identity, lock)
-    connections = Connections(settings, box, db=db, entra=store)
+    connections = Connections.from_settings(settings, db, box, lock)
     reconciler = Reconciler(db, connections, lock, metrics)
-    app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=store)
+    app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections)
 
     from . import tasks
 

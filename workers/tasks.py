@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from celery import Celery, Task
@@ -22,7 +23,7 @@ from bridge.dispatch import (
 )
 from bridge.domain import DbtRun, RunStatus, is_rerun_command
 from bridge.errors import ApiError, ConfigError
-from bridge.identity import IdentityError
+from bridge.identity import IdentityError, ReauthRequired
 from bridge.models import CiRun, Delivery, Repository, utcnow
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,13 @@ def register(app: Celery) -> None:
                 _mark(rt.db, delivery_id, "processed", None)
                 return outcome.reason
             return _dbt_event(rt, delivery_id, account_id, event)
+        except ReauthRequired as exc:
+            # Not a failure of this delivery: it waits (state "blocked") and is re-run when someone
+            # reconnects, instead of retrying uselessly against dead tokens.
+            log.warning("delivery %s blocked: %s", delivery_id, exc.reason)
+            _mark(rt.db, delivery_id, "blocked", exc.reason)
+            rt.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
+            return "blocked"
         except (ApiError, ConfigError, IdentityError) as exc:
             if retry.is_retryable(exc):
                 raise
@@ -153,14 +161,16 @@ def register(app: Celery) -> None:
     @app.task(bind=True, base=BridgeTask, name=REFRESH_CONNECTION, queue=QUEUE)
     def refresh_connection(self, connection_id: int) -> str:
         """Read a new connection's profile and organizations with its own token."""
-        store = self.runtime.connections
+        store = self.runtime.entra
         if store is None:
             return "Entra ID is not configured"
         try:
-            return ", ".join(store.refresh_profile(connection_id))
+            organizations = store.refresh_profile(connection_id)
         except IdentityError as exc:  # marked on the connection (needs_reauth) when a person must act
             log.warning("connection %s: %s", connection_id, exc.reason)
             return "failed"
+        resumed = resume_blocked(self.runtime.db, lambda i: process_delivery.apply_async(args=[i]))
+        return f"{', '.join(organizations)}; {resumed} blocked deliveries resumed"
 
     @app.task(bind=True, base=BridgeTask, name=SWEEP_PULL_REQUESTS, queue=QUEUE)
     def sweep_pull_requests(self) -> int:
@@ -198,6 +208,22 @@ def register(app: Celery) -> None:
         for ci_run_id in ids:
             refresh_run.apply_async(args=[ci_run_id])
         return len(ids)
+
+
+def resume_blocked(db, send: Callable[[int], object]) -> int:
+    """Re-run the deliveries that waited for a dead identity (a connection came back). Those whose identity
+    is still dead block again; nothing is lost either way."""
+    with db.session() as s:
+        rows = s.scalars(select(Delivery).where(Delivery.state == "blocked").order_by(Delivery.id)
+                         .limit(5000).with_for_update(skip_locked=True)).all()
+        ids = [r.id for r in rows]
+        for r in rows:
+            r.state, r.dispatched_at = "dispatched", utcnow()
+    for delivery_id in ids:
+        send(delivery_id)
+    if ids:
+        log.info("resumed %d blocked deliveries", len(ids))
+    return len(ids)
 
 
 def _dbt_event(rt, delivery_id: int, account_id: int | None, event: dict) -> str:

@@ -17,12 +17,14 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from html import escape
 from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify, redirect, request
 
 AUTHORITY_HOST = "https://login.microsoftonline.com"
 ADO_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"
+GROUPS_LIMIT = 200  # groups a JWT carries before Entra switches to an overage claim
 
 
 def _b64(data: dict) -> str:
@@ -36,6 +38,8 @@ class User:
     upn: str
     name: str
     mfa_required: bool = False
+    groups: tuple[str, ...] = ()
+    guest_in: tuple[str, ...] = ()   # other tenants this person was invited to (Entra B2B guest)
 
 
 @dataclass
@@ -65,6 +69,29 @@ def _error(code: str, aadsts: int, description: str, status: int = 400, **extra)
                     "trace_id": secrets.token_hex(8), "correlation_id": secrets.token_hex(8), **extra}), status
 
 
+def _specific(tenant: str) -> bool:
+    return tenant not in ("organizations", "common", "consumers")
+
+
+def _signed_in_tenant(user: User, tenant: str) -> str | None:
+    """The tenant a sign-in through ``/<tenant>/`` lands in: the home tenant for the multi-tenant endpoints,
+    the named one when the person is at home or a guest there, and None (AADSTS50020) otherwise."""
+    if not _specific(tenant):
+        return user.tid
+    return tenant if tenant in (user.tid, *user.guest_in) else None
+
+
+def _refused_at_authorize(args, aadsts: int, description: str):
+    """Entra sends the browser back with an error instead of a code."""
+    query = {"error": "access_denied", "error_description": f"AADSTS{aadsts}: {description}",
+             "state": args.get("state", "")}
+    if args.get("response_mode") == "form_post":
+        fields = "".join(f'<input type="hidden" name="{k}" value="{escape(v)}">' for k, v in query.items())
+        return (f'<html><body onload="document.forms[0].submit()"><form method="post" '
+                f'action="{args.get("redirect_uri")}">{fields}</form></body></html>')
+    return redirect(f"{args.get('redirect_uri')}?{urlencode(query)}")
+
+
 def create_identity_blueprint(state: IdentityState) -> Blueprint:
     bp = Blueprint("idp", __name__)
 
@@ -84,10 +111,16 @@ def create_identity_blueprint(state: IdentityState) -> Blueprint:
             user = state.users.get(args.get("login_hint") or state.current or "")
             if user is None:
                 return "no user is signed in at the fake identity platform", 400
+            signed_in_to = _signed_in_tenant(user, tenant)
+            if signed_in_to is None:
+                return _refused_at_authorize(args, 50020, f"User account '{user.upn}' from identity provider "
+                                             "does not exist in tenant and cannot access the application in that "
+                                             "tenant. The account needs to be added as an external user first.")
             code = secrets.token_urlsafe(24)
             state.codes[code] = {"client_id": args.get("client_id"), "redirect_uri": args.get("redirect_uri"),
                                  "nonce": args.get("nonce"), "challenge": args.get("code_challenge"),
-                                 "scope": args.get("scope", ""), "user": user.oid, "used": False}
+                                 "scope": args.get("scope", ""), "user": user.oid, "used": False,
+                                 "tenant": signed_in_to}
         query = {"code": code, "state": args.get("state", ""),
                  "client_info": _b64({"uid": user.oid, "utid": user.tid}), "session_state": secrets.token_hex(8)}
         if args.get("response_mode") == "form_post":
@@ -96,18 +129,27 @@ def create_identity_blueprint(state: IdentityState) -> Blueprint:
                     f'action="{args.get("redirect_uri")}">{fields}</form></body></html>')
         return redirect(f"{args.get('redirect_uri')}?{urlencode(query)}")
 
-    def issue(user: User, client_id: str, scope: str, *, nonce: str | None = None, refresh: bool = True) -> dict:
+    def issue(user: User, client_id: str, scope: str, *, nonce: str | None = None, refresh: bool = True,
+              tenant: str | None = None) -> dict:
+        """Tokens for ``user`` signed in to ``tenant`` (their home tenant unless they are a guest there)."""
+        tid = tenant or user.tid
         access = secrets.token_urlsafe(32)
         with state.lock:
-            state.access_tokens[access] = {"oid": user.oid, "tid": user.tid, "upn": user.upn,
+            state.access_tokens[access] = {"oid": user.oid, "tid": tid, "upn": user.upn,
                                            "expires": time.time() + state.token_lifetime, "client_id": client_id}
         resource_scopes = " ".join(s for s in scope.split() if s not in ("openid", "profile", "offline_access"))
         now = int(time.time())
-        claims = {"iss": f"{AUTHORITY_HOST}/{user.tid}/v2.0", "aud": client_id, "sub": user.oid, "oid": user.oid,
-                  "tid": user.tid, "preferred_username": user.upn, "name": user.name, "iat": now, "nbf": now,
+        claims = {"iss": f"{AUTHORITY_HOST}/{tid}/v2.0", "aud": client_id, "sub": user.oid, "oid": user.oid,
+                  "tid": tid, "preferred_username": user.upn, "name": user.name, "iat": now, "nbf": now,
                   "exp": now + 3600}
         if nonce:
             claims["nonce"] = nonce
+        if len(user.groups) > GROUPS_LIMIT:  # Entra's "overage": the token points at Graph instead
+            claims["_claim_names"] = {"groups": "src1"}
+            claims["_claim_sources"] = {"src1": {"endpoint": f"https://graph.microsoft.com/v1.0/users/{user.oid}"
+                                                             "/getMemberObjects"}}
+        elif user.groups:
+            claims["groups"] = list(user.groups)
         body = {"token_type": "Bearer", "access_token": access, "expires_in": state.token_lifetime,
                 "ext_expires_in": state.token_lifetime, "scope": resource_scopes}
         if refresh:  # a user: Entra adds who it is; an app (client credentials) gets only the access token
@@ -115,7 +157,7 @@ def create_identity_blueprint(state: IdentityState) -> Blueprint:
             body["client_info"] = _b64({"uid": user.oid, "utid": user.tid})
             rt = secrets.token_urlsafe(32)
             with state.lock:
-                state.refresh_tokens[rt] = {"user": user.oid, "client_id": client_id, "scope": scope}
+                state.refresh_tokens[rt] = {"user": user.oid, "client_id": client_id, "scope": scope, "tenant": tid}
             body["refresh_token"] = rt
         return body
 
@@ -146,7 +188,8 @@ def create_identity_blueprint(state: IdentityState) -> Blueprint:
             if user.mfa_required:
                 return _error("interaction_required", 50076, "Due to a configuration change … you must use "
                               "multi-factor authentication.", suberror="basic_action")
-            return jsonify(issue(user, client_id, form.get("scope", issued["scope"]), nonce=issued["nonce"]))
+            return jsonify(issue(user, client_id, form.get("scope", issued["scope"]), nonce=issued["nonce"],
+                                 tenant=issued["tenant"]))
         if grant == "refresh_token":
             with state.lock:
                 held = state.refresh_tokens.pop(form.get("refresh_token", ""), None)
@@ -157,7 +200,10 @@ def create_identity_blueprint(state: IdentityState) -> Blueprint:
             if user.mfa_required:
                 return _error("interaction_required", 50076, "Due to a configuration change … you must use "
                               "multi-factor authentication.", suberror="basic_action")
-            return jsonify(issue(user, client_id, form.get("scope", held["scope"])))
+            refreshed_in = _signed_in_tenant(user, tenant) if _specific(tenant) else held["tenant"]
+            if refreshed_in is None:
+                return _error("invalid_grant", 50020, f"User account '{user.upn}' does not exist in tenant.")
+            return jsonify(issue(user, client_id, form.get("scope", held["scope"]), tenant=refreshed_in))
         if grant == "client_credentials":
             with state.lock:
                 sp = state.service_principals.get(client_id)
@@ -177,7 +223,8 @@ def create_identity_blueprint(state: IdentityState) -> Blueprint:
                 state.clients[client_id] = secret
             for u in body.get("users") or []:
                 state.users[u["oid"]] = User(u["oid"], u["tid"], u["upn"], u.get("name", u["upn"]),
-                                             bool(u.get("mfa_required", False)))
+                                             bool(u.get("mfa_required", False)), tuple(u.get("groups") or ()),
+                                             tuple(u.get("guest_in") or ()))
             if "sign_in" in body:
                 state.current = body["sign_in"]
             for client_id, sp in (body.get("service_principals") or {}).items():

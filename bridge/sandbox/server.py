@@ -238,7 +238,7 @@ def create_sandbox_app(base_url: str) -> Flask:
                              "UnauthorizedRequestException")
         if request.args.get("memberId") not in (who["oid"],) and not request.args.get("ownerId"):
             return ado_error(400, "One of the following parameters is required: ownerId, memberId.")
-        orgs = sorted({p["org"] for p in world.projects.values()})
+        orgs = sorted({p["org"] for p in world.projects.values() if world.access_of(who, p["org"]) is not None})
         return listing([{"accountId": str(uuid.uuid5(uuid.NAMESPACE_URL, org)), "accountName": org,
                          "accountUri": f"{world.base_url}/{org}/", "organizationName": org} for org in orgs])
 
@@ -351,6 +351,10 @@ def create_sandbox_app(base_url: str) -> Flask:
                 world.run_defaults.update(body["run_defaults"])
             if "delivery_backoff" in body:
                 world.delivery_backoff = float(body["delivery_backoff"])
+            if "org_tenants" in body:
+                world.org_tenants = dict(body["org_tenants"] or {})
+            if "members" in body:
+                world.members = dict(body["members"] or {})
             if "require_iteration_status" in body:
                 world.require_iteration_status = bool(body["require_iteration_status"])
         return jsonify({"ok": True})
@@ -522,7 +526,11 @@ def _ado_authorized(world: World, identity: IdentityState) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer":
-        return identity.who(value) is not None
+        who = identity.who(value)
+        if who is None:
+            return False
+        org = request.path.strip("/").split("/", 1)[0]
+        return org == "vssps" or world.access_of(who, org) is not None  # a token of another tenant: 401
     if scheme.lower() != "basic":
         return False
     try:

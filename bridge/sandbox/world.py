@@ -90,6 +90,11 @@ class World:
         self.base_url = base_url.rstrip("/")
         self.lock = threading.RLock()
         self.pats = {DEFAULT_PAT}
+        # Who may do what with an Entra token (PATs may do everything): the Entra tenant each organization is
+        # connected to (absent: any), and per person {org: {"projects": [names] | None, "permissions": [...]}}
+        # (a person with no entry is a member of every organization of their tenant, with every permission).
+        self.org_tenants: dict[str, str] = {}
+        self.members: dict[str, dict] = {}
         self.dbt_tokens = {DBT_ACCOUNT: DEFAULT_DBT_TOKEN}
         self.projects: dict[str, dict] = {}
         self.repos: dict[str, dict] = {}
@@ -125,6 +130,17 @@ class World:
         self.jobs[TEARDOWN_JOB] = {"id": TEARDOWN_JOB, "name": "Drop PR schema", "job_type": "other"}
 
     # -- Azure DevOps objects ---------------------------------------------------------------------
+
+    def access_of(self, who: dict, org: str) -> dict | None:
+        """What a token holder may reach in ``org``: None when Azure DevOps would answer 401."""
+        with self.lock:
+            tenant = self.org_tenants.get(org)
+            if tenant and who.get("tid") != tenant:
+                return None
+            rules = self.members.get(who.get("oid", ""))
+            if rules is None:
+                return {"projects": None, "permissions": None}
+            return rules.get(org)
 
     def add_project(self, org: str, project_id: str, name: str) -> dict:
         with self.lock:

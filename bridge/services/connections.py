@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import requests
 from sqlalchemy import func, select
@@ -13,7 +15,7 @@ from ..clients.http import check_base_url
 from ..crypto import SecretBox
 from ..db import Database
 from ..errors import ConfigError
-from ..identity import Identity, ReauthRequired
+from ..identity import REDIRECT_PATH, Identity, ReauthRequired
 from ..models import Connection, DbtAccount, Organization
 from ..settings import Settings
 from .entra import ConnectionStore
@@ -43,6 +45,16 @@ class Connections:
         self.db = db
         self.entra = entra
         self._local = threading.local()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: Database, box: SecretBox,
+                      lock: Callable[[str], AbstractContextManager] | None = None) -> Connections:
+        """The one way workers and the CLI assemble credentials: Entra ID connections when configured."""
+        entra = None
+        if settings.entra is not None:
+            identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}")
+            entra = ConnectionStore(db, box, identity, lock)
+        return cls(settings, box, db=db, entra=entra)
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -76,7 +88,13 @@ class Connections:
             raise ConfigError(f"organization {org.name!r} acts as a connected user, but Entra ID is not configured")
         upn = (org.identity_upn or "").lower()
         with self.db.session() as s:
-            connection_id = s.scalar(select(Connection.id).where(func.lower(Connection.upn) == upn))
+            candidates = s.execute(select(Connection.id, Connection.organizations, Connection.status)
+                                   .where(func.lower(Connection.upn) == upn).order_by(Connection.id)).all()
+        # A person may be connected more than once (at home, and as a guest of the organization's tenant):
+        # prefer a healthy connection that reaches this organization.
+        candidates = sorted(candidates, key=lambda c: (org.name.lower() not in {o.lower() for o in c[1] or []},
+                                                       c[2] != "ok"))
+        connection_id = candidates[0][0] if candidates else None
         if connection_id is None:
             raise ReauthRequired(f"no Azure DevOps account of {upn} is connected; connect it in the console "
                                  "(/console → Connect Azure DevOps)")

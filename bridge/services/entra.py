@@ -7,13 +7,22 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
+from sqlalchemy import func, select
+
 from ..clients.azure_devops import ProfileClient
 from ..crypto import SecretBox
 from ..db import Database
 from ..identity import Identity, ReauthRequired, http_session
-from ..models import Connection
+from ..models import Connection, Organization
 
 log = logging.getLogger(__name__)
+
+
+def unreachable_organizations(relying: list[str], reachable: list[str]) -> list[str]:
+    """Organizations configured to act as a person that the person's sign-in does not reach (typically a
+    guest whose organization is connected to another tenant)."""
+    known = {name.lower() for name in reachable}
+    return sorted(name for name in relying if name.lower() not in known)
 
 
 class _Bearer:
@@ -44,10 +53,22 @@ class ConnectionStore:
         organizations = profile.organizations(me["id"]) if me.get("id") else []
         with self.db.session() as s:
             connection = s.get(Connection, connection_id)
-            if connection is not None:
-                connection.profile_id, connection.organizations = me.get("id"), organizations
-                connection.display_name = connection.display_name or me.get("display_name", "")
+            if connection is None:
+                return organizations
+            connection.profile_id, connection.organizations = me.get("id"), organizations
+            connection.display_name = connection.display_name or me.get("display_name", "")
+            relying = s.scalars(select(Organization.name).where(
+                Organization.identity_kind == "user",
+                func.lower(Organization.identity_upn) == connection.upn.lower())).all()
+            unreachable = unreachable_organizations(relying, organizations)
+            tenant = connection.sign_in_tenant or connection.tenant_id
         log.info("connection %s reaches %d organizations", connection_id, len(organizations))
+        if unreachable:
+            reason = (f"signed in through tenant {tenant}, this account reaches no organization named "
+                      f"{', '.join(unreachable)}; if that organization is connected to another Entra tenant "
+                      "where the person is a guest, connect again choosing that tenant")
+            self.mark_needs_reauth(connection_id, reason)
+            raise ReauthRequired(reason)
         return organizations
 
     # -- using and ending a connection --------------------------------------------------------------------
@@ -63,8 +84,9 @@ class ConnectionStore:
                 if connection.status == "needs_reauth":
                     raise ReauthRequired(connection.status_reason or "the connection needs re-authorization")
                 blob = self.box.decrypt(connection.token_cache_enc)
+                tenant = connection.sign_in_tenant
             try:
-                token, changed = self.identity.user_token(blob)
+                token, changed = self.identity.user_token(blob, tenant=tenant)
             except ReauthRequired as exc:
                 self.mark_needs_reauth(connection_id, exc.reason)
                 raise

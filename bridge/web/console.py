@@ -1,7 +1,8 @@
 """The console's first pages: sign in, connect or disconnect Azure DevOps through Entra ID, see connections.
 
-Sign-in here is the local admin token (``BRIDGE_ADMIN_TOKEN``, off unless set) for first set-up and the
-demo; Entra ID sign-in for people comes next. Session cookies are HttpOnly, SameSite=Lax and Secure on
+People sign in with Entra ID (OpenID Connect); ``access.decide`` says who is an admin and who may only
+manage their own connections. A local admin token (``BRIDGE_ADMIN_TOKEN``, off unless set) exists for first
+set-up and the demo. Session cookies are HttpOnly, SameSite=Lax and Secure on
 https; every form carries a CSRF token. The connect flow is bound to the browser that started it by a
 secret cookie (SameSite=None on https, because Entra answers with a cross-site form POST that would not
 carry a Lax cookie), and is finished server-side by whichever web worker receives the answer.
@@ -28,6 +29,7 @@ from flask import (
 )
 from sqlalchemy import select
 
+from ..access import decide
 from ..identity import REDIRECT_PATH, FlowRejected, IdentityError
 from ..models import Connection
 
@@ -100,15 +102,27 @@ def sign_in_entra():
 
 def _finish_sign_in(flows, owner: str, answer: dict) -> Response:
     claims = flows.complete_sign_in(owner, answer)
-    upn = (claims.get("preferred_username") or "").lower()
-    admins = _ext()["settings"].admins
-    if upn not in admins and (claims.get("oid") or "").lower() not in admins:
-        return make_response(_page("sign in", "", message=f"{upn or 'This account'} is not a bridge admin: ask an "
-                                   "admin to add it to BRIDGE_ADMINS.", error=True, status=403))
-    session.clear()
-    session["user"] = upn
-    session["csrf"] = secrets.token_urlsafe(32)
+    decision = decide(claims, _ext()["settings"].access)
+    if decision.role is None:
+        return make_response(_page("sign in", "", message=decision.reason + ".", error=True, status=403))
+    _begin_session((claims.get("preferred_username") or claims.get("oid") or "").lower(), decision.role)
     return redirect(url_for("console.home"))
+
+
+def _begin_session(user: str, role: str) -> None:
+    session.clear()
+    session["user"], session["role"] = user, role
+    session["csrf"] = secrets.token_urlsafe(32)  # a new session, a new CSRF token
+
+
+def _is_admin() -> bool:
+    return session.get("role") == "admin"
+
+
+def _visible(connection: Connection) -> bool:
+    """Admins see every connection; other people only their own."""
+    me = session.get("user", "")
+    return _is_admin() or me in ((connection.upn or "").lower(), (connection.connected_by or "").lower())
 
 
 @bp.post("/console/sign-in")
@@ -118,9 +132,7 @@ def sign_in_submit():
     given = request.form.get("token", "")
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
         return _page("sign in", "", message="Wrong admin token.", error=True, status=401)
-    session.clear()
-    session["user"] = "admin"
-    session["csrf"] = secrets.token_urlsafe(32)  # a new session, a new CSRF token
+    _begin_session("admin", "admin")
     return redirect(url_for("console.home"))
 
 
@@ -135,22 +147,28 @@ def sign_out():
 @signed_in
 def home():
     with _ext()["db"].session() as s:
-        connections = s.scalars(select(Connection).order_by(Connection.id)).all()
+        connections = [c for c in s.scalars(select(Connection).order_by(Connection.id)) if _visible(c)]
     body = render_template_string("""
-<p>Signed in as {{ user }}.
+<p>Signed in as {{ user }} ({{ role }}).
 <form class="inline" method="post" action="/console/sign-out"><input type="hidden" name="csrf" value="{{ csrf }}">
 <button>Sign out</button></form></p>
 <h2>Azure DevOps connections</h2>
 {% if connect %}<p><a href="/login/azure-active-directory">Connect Azure DevOps (Microsoft Entra ID)</a></p>
+<form method="get" action="/login/azure-active-directory"><label>Organization connected to another Entra tenant
+(you are a guest there)? Tenant id or domain <input name="tenant" placeholder="contoso.onmicrosoft.com"></label>
+<button>Connect through that tenant</button></form>
 {% else %}<p class="bad">Entra ID is not configured (BRIDGE_ENTRA_CLIENT_ID / _SECRET).</p>{% endif %}
 <table><tr><th>user</th><th>organizations</th><th>health</th><th>connected by</th><th></th></tr>
 {% for c in connections %}<tr><td>{{ c.upn }}</td><td>{{ c.organizations | join(", ") or "…" }}</td>
 <td class="{{ 'ok' if c.status == 'ok' else 'bad' }}">{{ c.status }}{% if c.status_reason %}: {{ c.status_reason }}
- — <a href="/login/azure-active-directory">reconnect</a>{% endif %}</td><td>{{ c.connected_by }}</td>
+ — <a href="/login/azure-active-directory{{ '?tenant=' ~ c.sign_in_tenant if c.sign_in_tenant else '' }}"
+>reconnect</a>{% endif %}</td><td>{{ c.connected_by }}</td>
 <td><form method="post" action="/console/connections/{{ c.id }}/disconnect">
 <input type="hidden" name="csrf" value="{{ csrf }}"><button>Disconnect</button></form></td></tr>
-{% else %}<tr><td colspan="5">No connection yet.</td></tr>{% endfor %}</table>""",
-        user=session["user"], csrf=_csrf_token(), connections=connections, connect=_ext().get("flows") is not None)
+{% else %}<tr><td colspan="5">No connection yet.</td></tr>{% endfor %}</table>
+{% if role != "admin" %}<p>You see your own connections; admins see everyone's.</p>{% endif %}""",
+        user=session["user"], role=session.get("role", "admin"), csrf=_csrf_token(), connections=connections,
+        connect=_ext().get("flows") is not None)
     return _page("console", body, message=request.args.get("message", ""))
 
 
@@ -159,8 +177,11 @@ def home():
 def disconnect(connection_id: int):
     _check_csrf()
     flows = _ext().get("flows")
-    if flows is None or not flows.disconnect(connection_id):
-        abort(404)
+    with _ext()["db"].session() as s:
+        connection = s.get(Connection, connection_id)
+        mine = connection is not None and _visible(connection)
+    if flows is None or not mine or not flows.disconnect(connection_id):
+        abort(404)  # someone else's connection is as good as absent
     return redirect(url_for("console.home", message="Disconnected; its tokens were deleted."))
 
 
@@ -170,9 +191,12 @@ def _binding_hash(binding: str) -> str:
     return hashlib.sha256(binding.encode()).hexdigest()
 
 
-def _start_flow(flows, *, purpose: str, started_by: str):
+def _start_flow(flows, *, purpose: str, started_by: str, tenant: str | None = None):
     binding = secrets.token_urlsafe(32)
-    auth_uri = flows.start(_binding_hash(binding), started_by=started_by, purpose=purpose)
+    try:
+        auth_uri = flows.start(_binding_hash(binding), started_by=started_by, purpose=purpose, tenant=tenant)
+    except FlowRejected as exc:
+        return _page("connect", "", message=exc.reason, error=True, status=400)
     response = redirect(auth_uri)
     https = _ext()["settings"].public_url.startswith("https://")
     response.set_cookie(BINDING_COOKIE, binding, max_age=600, httponly=True, secure=https,
@@ -186,7 +210,8 @@ def connect_start():
     flows = _ext().get("flows")
     if flows is None:
         return _page("connect", "", message="Entra ID is not configured.", error=True, status=503)
-    return _start_flow(flows, purpose="connect", started_by=session["user"])
+    return _start_flow(flows, purpose="connect", started_by=session["user"],
+                       tenant=request.args.get("tenant", "").strip() or None)
 
 
 @bp.route(REDIRECT_PATH, methods=["GET", "POST"])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
-from ..models import Connection
+from ..models import Connection, Delivery
 
 bp = Blueprint("health", __name__)
 
@@ -35,9 +35,14 @@ def readyz():
         with ext["db"].session() as s:
             dead = s.execute(select(Connection.upn, Connection.status_reason)
                              .where(Connection.status == "needs_reauth")).all()
-        if dead:
-            body["warnings"] = [f"Azure DevOps connection {upn} needs re-authorization ({reason}); reconnect it "
-                                f"at {ext['settings'].public_url}/console" for upn, reason in dead]
+            blocked = s.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "blocked"))
+        warnings = [f"Azure DevOps connection {upn} needs re-authorization ({reason}); reconnect it "
+                    f"at {ext['settings'].public_url}/console" for upn, reason in dead]
+        if blocked:
+            warnings.append(f"{blocked} deliveries wait for an identity to be reconnected; they run again when "
+                            "it is (or: bridge deliveries retry --state blocked)")
+        if warnings:
+            body["warnings"] = warnings
     return jsonify(body), 200 if ready else 503
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
+from sqlalchemy import select
 
 from bridge.cli import main
 from tests.unit.test_config_file import ENV, GOOD
@@ -44,3 +45,81 @@ def test_config_apply_refuses_without_an_encryption_key(tmp_path):
 def test_keys_generate_prints_a_fernet_key():
     key = run("keys", "generate").output.strip()
     Fernet(key.encode())  # raises if it is not a key
+
+
+def _configured(tmp_path, **extra):
+    """A migrated SQLite database holding the documented example (repository resolution stubbed: no network)."""
+    from bridge import config_file
+    from bridge.crypto import SecretBox
+    from bridge.db import Database, upgrade
+    from tests.unit.test_config_file import resolver
+
+    key = Fernet.generate_key().decode()
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    upgrade(url)
+    database = Database(url)
+    with database.session() as s:
+        config_file.apply(s, config_file.load(GOOD, env=ENV), SecretBox((key,)), resolver([]))
+    env = {"BRIDGE_DATABASE_URL": url, "BRIDGE_SECRET_KEY": key, "BRIDGE_BROKER_URL": "redis://127.0.0.1:9/0",
+           **extra}
+    return database, env, SecretBox((key,))
+
+
+ENTRA = {"BRIDGE_ENTRA_CLIENT_ID": "11111111-2222-3333-4444-555555555555", "BRIDGE_ENTRA_CLIENT_SECRET": "s3cret"}
+
+
+def test_orgs_identity_switches_who_workers_act_as_and_keeps_secrets_off_the_command_line(tmp_path):
+    from bridge.models import Organization
+
+    database, env, box = _configured(tmp_path, **ENTRA, SP_SECRET="sp-secret-value")
+    assert "personal access token" in run("orgs", "list", env=env).output
+
+    result = run("orgs", "identity", "Fabrikam", "--kind", "user", "--upn", "Alice@Contoso.com", env=env)
+    assert result.exit_code == 0, result.output
+    assert "connected user alice@contoso.com" in result.output and "has not connected yet" in result.output
+    with database.session() as s:
+        org = s.scalar(select(Organization))
+        assert (org.identity_kind, org.identity_upn) == ("user", "alice@contoso.com")
+
+    result = run("orgs", "identity", "fabrikam", "--kind", "service-principal", "--tenant", "t-1",
+                 "--client-id", "c-1", "--secret-env", "SP_SECRET", env=env)
+    assert result.exit_code == 0, result.output
+    with database.session() as s:
+        org = s.scalar(select(Organization))
+        assert org.identity_kind == "service_principal" and box.decrypt(org.sp_secret_enc) == "sp-secret-value"
+        assert "sp-secret-value" not in org.sp_secret_enc
+
+    result = CliRunner().invoke(main, ["orgs", "identity", "fabrikam", "--kind", "pat"], env=env,
+                                input="new-pat\n")
+    assert result.exit_code == 0 and "new-pat" not in result.output
+    with database.session() as s:
+        assert box.decrypt(s.scalar(select(Organization)).pat_enc) == "new-pat"
+
+
+def test_orgs_identity_explains_what_is_missing(tmp_path):
+    _, env, _ = _configured(tmp_path)
+    result = run("orgs", "identity", "nope", "--kind", "pat", "--secret-env", "X", env={**env, "X": "v"})
+    assert result.exit_code == 1 and "no organization 'nope' (known: fabrikam)" in result.output
+    result = run("orgs", "identity", "fabrikam", "--kind", "user", "--upn", "a@b.c", env=env)
+    assert result.exit_code == 1 and "needs Entra ID: set BRIDGE_ENTRA_CLIENT_ID" in result.output
+    assert run("orgs", "identity", "fabrikam", "--kind", "user", env=env).exit_code == 2  # --upn missing
+    result = run("orgs", "identity", "fabrikam", "--kind", "pat", "--secret-env", "UNSET_VAR", env=env)
+    assert result.exit_code == 2 and "UNSET_VAR is empty or not set" in result.output
+
+
+def test_deliveries_retry_requeues_only_what_was_asked_and_survives_a_missing_broker(tmp_path):
+    from bridge.models import Delivery
+
+    database, env, _ = _configured(tmp_path)
+    with database.session() as s:
+        for i, state in enumerate(("blocked", "failed", "processed", "blocked")):
+            s.add(Delivery(source="azure-devops", dedupe_key=f"k{i}", event_type="git.pullrequest.updated",
+                           event={}, state=state))
+    result = run("deliveries", "retry", env=env)
+    assert result.exit_code == 0 and "2 deliveries queued again (broker unreachable" in result.output
+    with database.session() as s:
+        states = [d.state for d in s.scalars(select(Delivery).order_by(Delivery.id))]
+    assert states == ["dispatched", "failed", "processed", "dispatched"]
+    assert "no blocked deliveries" in run("deliveries", "retry", env=env).output
+    result = run("deliveries", "retry", "--state", "failed", "--id", "2", env=env)
+    assert result.exit_code == 0 and "1 deliveries queued again" in result.output

@@ -108,7 +108,7 @@ def database(tmp_path):
 
 def resolver(calls):
     def resolve(org, repo):
-        calls.append((org["name"], repo["project"], repo["repository"]))
+        calls.append((org.name, repo["project"], repo["repository"]))
         return {"id": "0F6B0A54-5B14-4C1E-9D2A-6A3BD3F1B2C1".lower(), "name": repo["repository"],
                 "project_id": "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c", "project_name": repo["project"]}
     return resolve

@@ -1,0 +1,65 @@
+"""A scripted person with a browser (a cookie-keeping HTTP session): signs in to the bridge's console and
+consents at the sandbox's fake identity platform. The demo and the tests use it the way people click."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import requests
+
+from ..identity import REDIRECT_PATH, local_session
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+FORM_FIELD = re.compile(r'name="([^"]+)" value="([^"]*)"')
+
+
+def csrf_of(page: str) -> str:
+    found = CSRF.search(page)
+    if found is None:
+        raise AssertionError("the page carries no CSRF token")
+    return found.group(1)
+
+
+class Person:
+    def __init__(self, web: str, sandbox_url: str):
+        self.web = web.rstrip("/")
+        self.browser = requests.Session()
+        # What the person's browser does at login.microsoftonline.com is served by the sandbox.
+        self._idp = local_session(sandbox_url)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.browser.get(f"{self.web}{path}", timeout=10, **kwargs)
+
+    def post_form(self, path: str, data: dict | None = None, *, page: str | None = None) -> requests.Response:
+        """Submit a console form, with the CSRF token of ``page`` (default: the console's home page)."""
+        page = page if page is not None else self.get("/console").text
+        return self.browser.post(f"{self.web}{path}", data={**(data or {}), "csrf": csrf_of(page)}, timeout=10)
+
+    def sign_in_with_token(self, token: str) -> requests.Response:
+        page = self.get("/console/sign-in")
+        return self.post_form("/console/sign-in", {"token": token}, page=page.text)
+
+    def at_identity_platform(self, auth_uri: str) -> tuple[str, dict]:
+        """Consent as whoever the fake identity platform has signed in; returns its form_post (action, fields)."""
+        page = self._idp.get(auth_uri, timeout=10).text
+        action = re.search(r'action="([^"]+)"', page)
+        if action is None:
+            raise AssertionError(f"the identity platform answered no form: {page[:200]}")
+        return unescape(action.group(1)), {k: unescape(v) for k, v in FORM_FIELD.findall(page)}
+
+    def sign_in_with_entra(self) -> requests.Response:
+        start = self.get("/console/sign-in/entra", allow_redirects=False)
+        action, fields = self.at_identity_platform(start.headers["Location"])
+        return self.browser.post(action, data=fields, timeout=10)
+
+    def connect_azure_devops(self, *, tenant: str | None = None) -> requests.Response:
+        """Console → Connect Azure DevOps → consent → back at the bridge (which stores the connection)."""
+        start = self.get("/login/azure-active-directory", params={"tenant": tenant} if tenant else None,
+                         allow_redirects=False)
+        if start.status_code != 302:
+            return start
+        action, fields = self.at_identity_platform(start.headers["Location"])
+        if not action.endswith(REDIRECT_PATH):
+            raise AssertionError(f"the identity platform answered to {action}, not the bridge")
+        return self.browser.post(action, data=fields, timeout=10)

@@ -413,6 +413,7 @@ def start_bridge(stack: Stack, *, database_url: str | None = None, config: str =
         "BRIDGE_QUIET_AFTER": "4",
         "BRIDGE_SWEEP_INTERVAL": "2",
         "BRIDGE_SWEEP_AFTER": "4",
+        "BRIDGE_AZURE_DEVOPS_URL": sandbox_url,  # organizations found through a connection live in the sandbox
         "SANDBOX_URL": sandbox_url,
         "ADO_PAT": "sandbox-pat",
         "ADO_HOOK_PASSWORD": HOOK_PASSWORD,

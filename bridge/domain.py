@@ -1,4 +1,4 @@
-"""Value types and the pure rules of pull-request CI.
+"""Value types and the pure rules of pull-request CI, and of the subscriptions that feed it.
 
 Nothing here does I/O or imports anything of ours but errors: the reconciler in ``services`` reads the
 world through the API clients, asks :func:`plan` what to do, and carries the answer out. Keeping the
@@ -447,3 +447,144 @@ def plan(pr: PullRequest | None, runs: list[RecordedRun], settings: CiSettings, 
                     reason="rerun requested" if for_head else f"new head commit {short(head)}")
     return Plan(cancels=cancels, statuses=statuses,
                 reason=f"head {short(head)} already has run record {latest_for_head.record_id}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Onboarding: the subscriptions that feed the bridge, and what to do when they are unwell
+
+# The service-hook subscriptions one repository needs, with the resource version each is asked for (the
+# comment event's documented payloads are 2.0). ``git.pullrequest.updated`` is not split by notificationType:
+# pushes, status changes, publishing a draft and retargeting all arrive on it, and missing one costs a build.
+HOOK_EVENTS: tuple[tuple[str, str], ...] = (
+    (EventType.PR_CREATED.value, "1.0"),
+    (EventType.PR_UPDATED.value, "1.0"),
+    (EventType.PR_MERGED.value, "1.0"),
+    (EventType.PR_COMMENTED.value, "2.0"),
+)
+DBT_WEBHOOK_EVENTS = ("job.run.completed", "job.run.errored")
+
+
+class HookStatus(enum.StrEnum):
+    """Azure DevOps' SubscriptionStatus, plus "missing" (the bridge knows it; Azure DevOps does not)."""
+
+    ENABLED = "enabled"
+    ON_PROBATION = "onProbation"
+    DISABLED_BY_USER = "disabledByUser"
+    DISABLED_BY_SYSTEM = "disabledBySystem"
+    DISABLED_BY_INACTIVE_IDENTITY = "disabledByInactiveIdentity"
+    MISSING = "missing"
+
+    @classmethod
+    def parse(cls, value: str | None) -> HookStatus:
+        try:
+            return cls(value or "enabled")
+        except ValueError:
+            return cls.DISABLED_BY_SYSTEM  # an unknown verdict is treated as the worst one
+
+
+@dataclass(frozen=True)
+class HookSubscription:
+    """A Web Hooks subscription as Azure DevOps reports it (passwords are never reported back)."""
+
+    subscription_id: str
+    event_type: str
+    status: HookStatus
+    url: str
+    username: str
+    project_id: str | None = None
+    repository_id: str | None = None
+    resource_version: str | None = None
+    created_by: str | None = None
+
+
+@dataclass(frozen=True)
+class DbtWebhook:
+    webhook_id: str
+    name: str
+    url: str
+    event_types: tuple[str, ...]
+    job_ids: tuple[int, ...]
+    active: bool
+    deactivate_reason: str | None = None
+    hmac_secret: str | None = None   # only in the answer to a create
+
+
+class Repair(enum.StrEnum):
+    NONE = "none"            # healthy
+    UPDATE = "update"        # change it in place (re-enable, new URL, other jobs)
+    RECREATE = "recreate"    # delete what is there and create it again
+    SURFACE = "surface"      # a person must act; say so
+
+
+@dataclass(frozen=True)
+class Verdict:
+    repair: Repair
+    reason: str
+
+
+def hook_verdict(status: HookStatus, *, url_ok: bool, by_admin: bool) -> Verdict:
+    """What to do about one of the bridge's service-hook subscriptions.
+
+    ``by_admin``: an admin is (re)running set-up, which repairs everything it can, including what a person
+    disabled; the periodic health check respects a person's choice and a lost creator, and reports them.
+    """
+    if status is HookStatus.MISSING:
+        return Verdict(Repair.RECREATE, "missing from Azure DevOps")
+    if status is HookStatus.DISABLED_BY_SYSTEM:
+        return Verdict(Repair.RECREATE, "disabled by Azure DevOps after failed deliveries (a PUT cannot revive it)")
+    if status is HookStatus.DISABLED_BY_INACTIVE_IDENTITY:
+        if by_admin:
+            return Verdict(Repair.RECREATE, "its creator lost access; created again by the admin running set-up")
+        return Verdict(Repair.SURFACE, "disabled because its creator lost access: re-run set-up for this "
+                                       "repository as someone with Edit subscriptions permission")
+    if status is HookStatus.DISABLED_BY_USER:
+        if by_admin:
+            return Verdict(Repair.UPDATE, "disabled by a person; re-enabled by set-up")
+        return Verdict(Repair.SURFACE, "disabled by a person in Azure DevOps: re-enable it there, or re-run "
+                                       "set-up for this repository")
+    if not url_ok:
+        return Verdict(Repair.UPDATE, "points at another URL than the bridge's")
+    if status is HookStatus.ON_PROBATION:
+        return Verdict(Repair.UPDATE, "on probation after failed deliveries; re-enabled")
+    return Verdict(Repair.NONE, "enabled")
+
+
+def dbt_webhook_verdict(hook: DbtWebhook | None, *, url: str, job_ids: tuple[int, ...]) -> Verdict:
+    """What to do about the dbt Cloud webhook subscription that reports a repository's CI runs."""
+    if hook is None:
+        return Verdict(Repair.RECREATE, "missing from dbt Cloud")
+    if not hook.active:
+        return Verdict(Repair.UPDATE, f"deactivated by dbt Cloud ({hook.deactivate_reason or 'no reason given'})"
+                                      "; re-activated")
+    if hook.url != url or not set(job_ids) <= set(hook.job_ids) or not set(DBT_WEBHOOK_EVENTS) <= set(
+            hook.event_types):
+        return Verdict(Repair.UPDATE, "reports other jobs, events or URL than the bridge needs")
+    return Verdict(Repair.NONE, "active")
+
+
+def status_policy_settings(repository_id: str, target_branch: str, context: StatusContext, *,
+                           reset_on_new_changes: bool = True) -> dict:
+    """Settings of the "Status" branch policy that requires the bridge's status (genre/name) to succeed."""
+    return {"statusGenre": context.genre, "statusName": context.name,
+            "invalidateOnSourceUpdate": reset_on_new_changes,
+            "defaultDisplayName": f"dbt Cloud CI ({context.genre}/{context.name})",
+            "scope": [{"repositoryId": repository_id, "refName": normalize_ref(target_branch),
+                       "matchKind": "exact"}]}
+
+
+DEFAULT_CI_STEPS = ("dbt build --select state:modified+",)
+
+
+def ci_job_definition(*, account_id: int, project_id: int, environment_id: int, name: str,
+                      deferring_environment_id: int | None, steps: tuple[str, ...] = DEFAULT_CI_STEPS) -> dict:
+    """A dbt Cloud CI job the bridge triggers: no Git-provider trigger of its own (or it would run twice),
+    deferring to production so only what changed is built."""
+    return {"account_id": account_id, "project_id": project_id, "environment_id": environment_id,
+            "name": name, "description": "Pull-request CI triggered by the ado-dbt bridge", "job_type": "ci",
+            "execute_steps": list(steps), "deferring_environment_id": deferring_environment_id,
+            "triggers": {"github_webhook": False, "git_provider_webhook": False, "schedule": False,
+                         "on_merge": False},
+            "settings": {"threads": 4, "target_name": "default"}, "execution": {"timeout_seconds": 0},
+            "state": 1, "generate_docs": False, "run_generate_sources": False, "run_lint": False,
+            "errors_on_lint_failure": False, "run_compare_changes": False, "lifecycle_webhooks": False,
+            "triggers_on_draft_pr": False}

@@ -65,3 +65,9 @@ class DatabaseCollector:
         for status in ("ok", "needs_reauth"):
             connections.add_metric([status], counts.get("connections", {}).get(status, 0))
         yield connections
+        problems = GaugeMetricFamily("bridge_subscription_problems",
+                                     "Service hooks / dbt webhooks the health check could not heal (a person must act)",
+                                     labels=["kind"])
+        for kind in ("azure-devops", "dbt-cloud"):
+            problems.add_metric([kind], counts.get("subscription_problems", {}).get(kind, 0))
+        yield problems

@@ -81,11 +81,77 @@ class Repository(Base):
     drafts: Mapped[str] = mapped_column(String(10), default="skip")
     status_genre: Mapped[str] = mapped_column(String(200), default="dbt-cloud")
     status_name: Mapped[str] = mapped_column(String(200), default="ci")
+    policy_id: Mapped[int | None] = mapped_column(Integer)           # the status branch policy set-up created
+    set_up_by: Mapped[str | None] = mapped_column(String(320))        # who last ran set-up (console or CLI)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     organization: Mapped[Organization] = relationship(back_populates="repositories")
     dbt_account: Mapped[DbtAccount] = relationship()
+
+
+class HookSubscriptionRecord(Base):
+    """An Azure DevOps service-hook subscription the bridge registered for a repository, with its own Basic
+    credentials (the receiver accepts them alongside the organization's), and what the health check found."""
+
+    __tablename__ = "hook_subscriptions"
+    __table_args__ = (UniqueConstraint("repository_id", "event_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id"), index=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    event_type: Mapped[str] = mapped_column(String(100))
+    ado_subscription_id: Mapped[str | None] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_enc: Mapped[str] = mapped_column(Text)
+    # While credentials are rotated, deliveries already signed with the old ones are still accepted.
+    previous_password_enc: Mapped[str | None] = mapped_column(Text)
+    previous_valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(40), default="missing")  # Azure DevOps' status, or "missing"
+    problem: Mapped[str | None] = mapped_column(Text)                    # what a person must do; None if fine
+    healed: Mapped[int] = mapped_column(Integer, default=0)
+    last_healed_reason: Mapped[str | None] = mapped_column(Text)
+    last_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class DbtWebhookRecord(Base):
+    """The dbt Cloud webhook subscription reporting a repository's CI (and teardown) runs; its HMAC secret
+    is kept encrypted and checked for deliveries that name this subscription."""
+
+    __tablename__ = "dbt_webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id"), unique=True)
+    dbt_account_id: Mapped[int] = mapped_column(ForeignKey("dbt_accounts.id"))
+    dbt_webhook_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(40), default="missing")  # active | inactive | missing
+    problem: Mapped[str | None] = mapped_column(Text)
+    healed: Mapped[int] = mapped_column(Integer, default=0)
+    last_healed_reason: Mapped[str | None] = mapped_column(Text)
+    last_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class OnboardingJob(Base):
+    """Work the console asked the workers for (list projects, set up or unlink a repository), with each
+    step's outcome, so the page can show progress and a failed step can be retried alone."""
+
+    __tablename__ = "onboarding_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))                 # discover | setup | unlink
+    requested_by: Mapped[str] = mapped_column(String(320))
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(20), default="queued")  # queued | running | done | failed
+    steps: Mapped[list] = mapped_column(JSON, default=list)       # [{step, outcome, detail}]
+    result: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class Delivery(Base):

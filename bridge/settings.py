@@ -49,6 +49,8 @@ class Settings:
     task_max_retries: int = 8
     worker_prefetch: int = 1         # tasks a worker reserves per thread beyond the running ones
     worker_db_pool: int = 32         # database connections a worker process may hold (≥ its thread count)
+    azure_devops_url: str = "https://dev.azure.com"  # where organizations found through a connection live
+    hook_check_interval: float = 900.0  # beat: how often service hooks and dbt webhooks are checked and healed
     entra: object | None = None       # identity.EntraSettings when BRIDGE_ENTRA_CLIENT_ID is set
     admin_token: str | None = None    # local-only sign-in for first set-up and the demo (off unless set)
     access: ConsoleAccess = field(default_factory=ConsoleAccess)  # who may use the console after Entra ID sign-in
@@ -74,6 +76,8 @@ class Settings:
             entra=EntraSettings.from_env(env, allow_insecure_http=insecure),
             admin_token=admin_token,
             access=ConsoleAccess.from_env(env),
+            azure_devops_url=(env.get("BRIDGE_AZURE_DEVOPS_URL") or "https://dev.azure.com").rstrip("/"),
+            hook_check_interval=_number(env, "BRIDGE_HOOK_CHECK_INTERVAL", 900.0),
             max_body_bytes=int(_number(env, "BRIDGE_MAX_BODY_BYTES", 1_048_576)),
             http_timeout=_number(env, "BRIDGE_HTTP_TIMEOUT", 10.0),
             poll_interval=_number(env, "BRIDGE_POLL_INTERVAL", 15.0),

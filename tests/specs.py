@@ -23,7 +23,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 SPECS = SHARED / "specs"
 
 ADO_SPEC_FILES = ["git/7.1/git.json", "core/7.1/core.json", "hooks/7.1/serviceHooks.json",
-                  "profile/7.1/profile.json", "account/7.1/accounts.json"]
+                  "profile/7.1/profile.json", "account/7.1/accounts.json", "policy/7.1/policy.json",
+                  "security/7.1/security.json"]
+DBT_SPEC_FILES = ["openapi-v2.yaml", "openapi-v3.yaml"]
 # The sandbox serves app.vssps.visualstudio.com (profiles, accounts) under this prefix.
 VSSPS_PREFIX = "/vssps"
 
@@ -59,13 +61,14 @@ def _specs() -> tuple[list[Operation], Registry]:
         for template, methods in spec["paths"].items():
             for method, op in methods.items():
                 ops.append(Operation("ado", template, method.upper(), op, uri, spec))
-    spec = yaml.safe_load((SPECS / "dbt_cloud" / "openapi-v2.yaml").read_text())
-    uri = "urn:dbt-v2"
-    registry = registry.with_resource(uri, Resource.from_contents(spec, default_specification=DRAFT7))
-    for template, methods in spec["paths"].items():
-        for method, op in methods.items():
-            if method.upper() in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-                ops.append(Operation("dbt", template, method.upper(), op, uri, spec))
+    for rel in DBT_SPEC_FILES:
+        spec = yaml.safe_load((SPECS / "dbt_cloud" / rel).read_text())
+        uri = f"urn:dbt-{rel}"
+        registry = registry.with_resource(uri, Resource.from_contents(spec, default_specification=DRAFT7))
+        for template, methods in spec["paths"].items():
+            for method, op in methods.items():
+                if method.upper() in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+                    ops.append(Operation("dbt", template, method.upper(), op, uri, spec))
     return ops, registry
 
 

@@ -1,4 +1,5 @@
-"""Azure DevOps REST client (api-version 7.1): pull requests, iterations, statuses, repositories."""
+"""Azure DevOps REST client (api-version 7.1): pull requests, iterations, statuses, repositories; and for
+onboarding projects, service-hook subscriptions, permission evaluation and branch policies."""
 
 from __future__ import annotations
 
@@ -10,10 +11,25 @@ import requests
 from marshmallow import EXCLUDE, Schema, fields, post_load
 
 from .. import errors
-from ..domain import Iteration, PullRequest, PullRequestStatus, StatusContext, StatusUpdate
+from ..domain import (
+    HookStatus,
+    HookSubscription,
+    Iteration,
+    PullRequest,
+    PullRequestStatus,
+    StatusContext,
+    StatusUpdate,
+)
 from .http import JsonApi, segment
 
 API_VERSION = "7.1"
+
+# Security namespaces and bits checked before onboarding acts (reference/azure_devops.md §3, §5).
+SERVICE_HOOKS_NAMESPACE = "cb594ebe-87dd-4fc9-ac2c-6a10a4c92046"
+EDIT_SUBSCRIPTIONS = 2
+GIT_REPOSITORIES_NAMESPACE = "2e9eb7ed-3c0a-47d4-87c1-0ffdd275fd87"
+EDIT_POLICIES = 2048
+STATUS_POLICY_TYPE = "cbdc66da-9728-4af8-aada-9a5a32e4a226"
 
 
 # -- error tree -------------------------------------------------------------------------------------
@@ -142,12 +158,34 @@ class RepositoryInfo(dict):
     """``{id, name, project_id, project_name}`` of a repository."""
 
 
+class _SubscriptionSchema(_Lenient):
+    id = fields.Str(required=True)
+    event_type = fields.Str(data_key="eventType", load_default="")
+    status = fields.Str(load_default="enabled", allow_none=True)
+    resource_version = fields.Str(data_key="resourceVersion", load_default=None, allow_none=True)
+    publisher_inputs = fields.Dict(data_key="publisherInputs", load_default=dict)
+    consumer_inputs = fields.Dict(data_key="consumerInputs", load_default=dict)
+    consumer_id = fields.Str(data_key="consumerId", load_default="")
+    created_by = fields.Dict(data_key="createdBy", load_default=dict)
+
+    @post_load
+    def _to_domain(self, d, **_):
+        consumer, publisher = d["consumer_inputs"] or {}, d["publisher_inputs"] or {}
+        return HookSubscription(
+            subscription_id=d["id"].lower(), event_type=d["event_type"], status=HookStatus.parse(d["status"]),
+            url=consumer.get("url", ""), username=consumer.get("basicAuthUsername", ""),
+            project_id=(publisher.get("projectId") or "").lower() or None,
+            repository_id=(publisher.get("repository") or "").lower() or None,
+            resource_version=d["resource_version"], created_by=(d["created_by"] or {}).get("id"))
+
+
 # -- client -----------------------------------------------------------------------------------------
 
 # Schemas hold no per-call state; one instance each serves every call.
 _REPOSITORYSCHEMA = _RepositorySchema()
 _PULLREQUESTSCHEMA = _PullRequestSchema()
 _ITERATIONSCHEMA = _IterationSchema()
+_SUBSCRIPTIONSCHEMA = _SubscriptionSchema()
 
 
 class AzureDevOpsClient(JsonApi):
@@ -235,6 +273,100 @@ class AzureDevOpsClient(JsonApi):
     def list_statuses(self, project: str, repository_id: str, pull_request_id: int) -> list[dict]:
         path = f"{self._repo_path(project, repository_id)}/pullRequests/{int(pull_request_id)}/statuses"
         return (self._call("GET", path) or {}).get("value", [])
+
+    # -- discovery ------------------------------------------------------------------------------------
+
+    def list_projects(self, *, page_size: int = 100) -> Iterator[dict]:
+        """``{id, name}`` of every project the caller can see (paged by continuation token)."""
+        token = None
+        while True:
+            params: dict = {"$top": page_size, "api-version": API_VERSION}
+            if token:
+                params["continuationToken"] = token
+            page, headers = self.call_with_headers("GET", "/_apis/projects", params=params)
+            for p in (page or {}).get("value", []):
+                yield {"id": p["id"].lower(), "name": p["name"]}
+            token = headers.get("x-ms-continuationtoken")
+            if not token:
+                return
+
+    def list_repositories(self, project: str) -> list[RepositoryInfo]:
+        page = self._call("GET", f"/{segment(project)}/_apis/git/repositories") or {}
+        found = []
+        for raw in page.get("value", []):
+            data = _REPOSITORYSCHEMA.load(raw)
+            found.append(RepositoryInfo(id=data["id"].lower(), name=data["name"], project_id=data["project"]["id"],
+                                        project_name=data["project"]["name"], is_disabled=data["is_disabled"]))
+        return sorted(found, key=lambda r: r["name"].lower())
+
+    # -- permissions ------------------------------------------------------------------------------------
+
+    def has_permissions(self, checks: list[tuple[str, str, int]]) -> list[bool]:
+        """Whether the caller holds each (namespace, token, bit), administrators not excepted."""
+        body = {"alwaysAllowAdministrators": False, "evaluations": [
+            {"securityNamespaceId": ns, "token": token, "permissions": bit} for ns, token, bit in checks]}
+        answer = self._call("POST", "/_apis/security/permissionevaluationbatch", json=body) or {}
+        return [bool(e.get("value")) for e in answer.get("evaluations", [])]
+
+    # -- service-hook subscriptions -------------------------------------------------------------------------
+
+    def list_subscriptions(self) -> list[HookSubscription]:
+        page = self._call("GET", "/_apis/hooks/subscriptions", params={"publisherId": "tfs",
+                                                                      "consumerId": "webHooks"}) or {}
+        return [_SUBSCRIPTIONSCHEMA.load(v) for v in page.get("value", [])]
+
+    def get_subscription(self, subscription_id: str) -> HookSubscription:
+        return _SUBSCRIPTIONSCHEMA.load(self._call("GET", f"/_apis/hooks/subscriptions/{segment(subscription_id)}"))
+
+    @staticmethod
+    def _subscription_body(*, event_type: str, resource_version: str, project_id: str, repository_id: str,
+                           url: str, username: str, password: str | None, status: str | None) -> dict:
+        consumer = {"url": url, "basicAuthUsername": username, "resourceDetailsToSend": "all",
+                    "messagesToSend": "none", "detailedMessagesToSend": "none"}
+        if password is not None:
+            consumer["basicAuthPassword"] = password
+        body = {"publisherId": "tfs", "eventType": event_type, "resourceVersion": resource_version,
+                "consumerId": "webHooks", "consumerActionId": "httpRequest",
+                "publisherInputs": {"projectId": project_id, "repository": repository_id},
+                "consumerInputs": consumer}
+        if status is not None:
+            body["status"] = status
+        return body
+
+    def create_subscription(self, *, event_type: str, resource_version: str, project_id: str, repository_id: str,
+                            url: str, username: str, password: str) -> HookSubscription:
+        body = self._subscription_body(event_type=event_type, resource_version=resource_version,
+                                       project_id=project_id, repository_id=repository_id, url=url,
+                                       username=username, password=password, status=None)
+        return _SUBSCRIPTIONSCHEMA.load(self._call("POST", "/_apis/hooks/subscriptions", json=body))
+
+    def replace_subscription(self, subscription_id: str, *, event_type: str, resource_version: str,
+                             project_id: str, repository_id: str, url: str, username: str,
+                             password: str | None = None, status: str = "enabled") -> HookSubscription:
+        """Change a subscription in place (URL, credentials, re-enable). ``password`` None keeps the stored one."""
+        body = self._subscription_body(event_type=event_type, resource_version=resource_version,
+                                       project_id=project_id, repository_id=repository_id, url=url,
+                                       username=username, password=password, status=status)
+        path = f"/_apis/hooks/subscriptions/{segment(subscription_id)}"
+        return _SUBSCRIPTIONSCHEMA.load(self._call("PUT", path, json=body))
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        self._call("DELETE", f"/_apis/hooks/subscriptions/{segment(subscription_id)}")
+
+    # -- branch policies ----------------------------------------------------------------------------------
+
+    def list_status_policies(self, project: str) -> list[dict]:
+        page = self._call("GET", f"/{segment(project)}/_apis/policy/configurations",
+                          params={"policyType": STATUS_POLICY_TYPE}) or {}
+        return [{"id": p["id"], "settings": p.get("settings") or {}, "enabled": p.get("isEnabled", True),
+                 "blocking": p.get("isBlocking", True)} for p in page.get("value", [])]
+
+    def create_status_policy(self, project: str, settings: dict) -> int:
+        body = {"isEnabled": True, "isBlocking": True, "type": {"id": STATUS_POLICY_TYPE}, "settings": settings}
+        return int(self._call("POST", f"/{segment(project)}/_apis/policy/configurations", json=body)["id"])
+
+    def delete_policy(self, project: str, configuration_id: int) -> None:
+        self._call("DELETE", f"/{segment(project)}/_apis/policy/configurations/{int(configuration_id)}")
 
 
 # -- who the user is and where (app.vssps.visualstudio.com) ----------------------------------------------

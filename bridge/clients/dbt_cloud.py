@@ -1,4 +1,5 @@
-"""dbt Cloud Administrative API v2 client: trigger, get, cancel and list runs."""
+"""dbt Cloud Administrative API client: trigger, get, cancel and list runs (v2); and for onboarding jobs (v2),
+projects, environments and webhook subscriptions (v3)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import requests
 from marshmallow import EXCLUDE, Schema, fields, post_load, pre_load
 
 from .. import errors
-from ..domain import CAUSE_MAX, DbtRun, RunStatus
-from .http import JsonApi
+from ..domain import CAUSE_MAX, DbtRun, DbtWebhook, RunStatus
+from .http import JsonApi, segment
 
 # -- error tree -------------------------------------------------------------------------------------
 
@@ -100,8 +101,37 @@ class _RunSchema(Schema):
                       git_sha=d.get("git_sha") or (d.get("trigger") or {}).get("git_sha"))
 
 
+class _WebhookSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Str(required=True)
+    name = fields.Str(load_default="")
+    client_url = fields.Str(load_default="")
+    event_types = fields.List(fields.Str(), load_default=list)
+    job_ids = fields.List(fields.Raw(), load_default=list, allow_none=True)  # ints in the spec, strings in the docs
+    active = fields.Bool(load_default=True)
+    deactivate_reason = fields.Str(load_default=None, allow_none=True)
+    hmac_secret = fields.Str(load_default=None, allow_none=True)
+
+    @post_load
+    def _to_domain(self, d, **_):
+        return DbtWebhook(webhook_id=d["id"], name=d["name"], url=d["client_url"],
+                          event_types=tuple(d["event_types"]),
+                          job_ids=tuple(int(j) for j in d["job_ids"] or () if str(j).isdigit()),
+                          active=d["active"], deactivate_reason=d["deactivate_reason"], hmac_secret=d["hmac_secret"])
+
+
 # Schemas hold no per-call state; one instance each serves every call.
 _RUNSCHEMA = _RunSchema()
+_WEBHOOKSCHEMA = _WebhookSchema()
+
+
+def _job(raw: dict) -> dict:
+    return {"id": int(raw["id"]), "name": raw.get("name") or f"job {raw['id']}", "job_type": raw.get("job_type"),
+            "project_id": raw.get("project_id"), "environment_id": raw.get("environment_id"),
+            "execute_steps": list(raw.get("execute_steps") or []),
+            "triggers": raw.get("triggers") or {}, "deferring_environment_id": raw.get("deferring_environment_id")}
 
 
 class DbtCloudClient(JsonApi):
@@ -173,3 +203,64 @@ class DbtCloudClient(JsonApi):
             offset += len(values)
             if not values or len(values) < page_size or (total is not None and offset >= total):
                 return
+
+    # -- onboarding: jobs (v2) -------------------------------------------------------------------------
+
+    def _pages(self, path: str, params: dict | None = None, page_size: int = 100) -> Iterator[dict]:
+        offset = 0
+        while True:
+            page = self.call("GET", path, params={**(params or {}), "limit": page_size, "offset": offset}) or {}
+            values = page.get("data") or []
+            yield from values
+            total = ((page.get("extra") or {}).get("pagination") or {}).get("total_count")
+            offset += len(values)
+            if not values or len(values) < page_size or (total is not None and offset >= total):
+                return
+
+    def list_jobs(self, *, project_id: int | None = None) -> list[dict]:
+        params = {"project_id": int(project_id)} if project_id else {}
+        return [_job(raw) for raw in self._pages(f"{self._account}/jobs/", params)]
+
+    def get_job(self, job_id: int) -> dict:
+        return _job(self.call("GET", f"{self._account}/jobs/{int(job_id)}/")["data"])
+
+    def create_job(self, definition: dict) -> dict:
+        return _job(self.call("POST", f"{self._account}/jobs/", json=definition)["data"])
+
+    # -- onboarding: projects, environments, webhook subscriptions (v3) ---------------------------------
+
+    @property
+    def _v3(self) -> str:
+        return f"/api/v3/accounts/{self.account_id}"
+
+    def list_projects(self) -> list[dict]:
+        return [{"id": int(p["id"]), "name": p.get("name", "")} for p in self._pages(f"{self._v3}/projects/")]
+
+    def list_environments(self, project_id: int) -> list[dict]:
+        return [{"id": int(e["id"]), "name": e.get("name", ""), "type": e.get("type"),
+                 "deployment_type": e.get("deployment_type")}
+                for e in self._pages(f"{self._v3}/projects/{int(project_id)}/environments/")]
+
+    def list_webhooks(self) -> list[DbtWebhook]:
+        return [_WEBHOOKSCHEMA.load(raw) for raw in self._pages(f"{self._v3}/webhooks/subscriptions")]
+
+    def _webhook_body(self, *, name: str, url: str, job_ids: tuple[int, ...], event_types: tuple[str, ...],
+                      active: bool) -> dict:
+        return {"name": name, "description": "Run results for the ado-dbt bridge (pull-request CI statuses)",
+                "client_url": url, "event_types": list(event_types), "job_ids": [int(j) for j in job_ids],
+                "active": active}
+
+    def create_webhook(self, *, name: str, url: str, job_ids: tuple[int, ...],
+                       event_types: tuple[str, ...]) -> DbtWebhook:
+        """Create a subscription; the answer carries its HMAC secret (shown only this once)."""
+        body = self._webhook_body(name=name, url=url, job_ids=job_ids, event_types=event_types, active=True)
+        return _WEBHOOKSCHEMA.load(self.call("POST", f"{self._v3}/webhooks/subscriptions", json=body)["data"])
+
+    def update_webhook(self, webhook_id: str, *, name: str, url: str, job_ids: tuple[int, ...],
+                       event_types: tuple[str, ...], active: bool = True) -> DbtWebhook:
+        body = self._webhook_body(name=name, url=url, job_ids=job_ids, event_types=event_types, active=active)
+        return _WEBHOOKSCHEMA.load(self.call("PUT", f"{self._v3}/webhooks/subscription/{segment(webhook_id)}",
+                                             json=body)["data"])
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self.call("DELETE", f"{self._v3}/webhooks/subscription/{segment(webhook_id)}")

@@ -93,6 +93,11 @@ class JsonApi:
         return self.errors_by_kind.get(kind, self.root_error)
 
     def call(self, method: str, path: str, *, params: Mapping | None = None, json: object = None):
+        return self.call_with_headers(method, path, params=params, json=json)[0]
+
+    def call_with_headers(self, method: str, path: str, *, params: Mapping | None = None,
+                          json: object = None) -> tuple[object, Mapping[str, str]]:
+        """The parsed answer and its headers (for paging by continuation token)."""
         url = f"{self.base_url}{path}"
         try:
             response = self.session.request(method, url, params=params, json=json, headers=self._headers(),
@@ -109,9 +114,9 @@ class JsonApi:
                       status=response.status_code, retry_after=retry_after(response.headers),
                       body=response.text)
         if response.status_code == 204 or not response.content:
-            return None
+            return None, response.headers
         try:
-            return response.json()
+            return response.json(), response.headers
         except ValueError:
             # dbt Cloud has been seen answering HTML although the call worked; make it retryable-safe.
             cls = self.errors_by_kind.get(errors.ServerError, self.root_error)

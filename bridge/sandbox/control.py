@@ -66,6 +66,30 @@ class SandboxControl:
         states = [s["state"] for s in self.statuses(pr) if s.get("iterationId") == iteration]
         return states[-1] if states else None
 
+    def complete(self, pr: int) -> tuple[bool, list[str]]:
+        """Press "Complete" on a PR: (completed, the required statuses that block it)."""
+        response = self.http.post(f"{self.url}/_sandbox/prs/{pr}/complete", json={}, timeout=30)
+        if response.status_code == 409:
+            return False, response.json()["blocking"]
+        response.raise_for_status()
+        return True, []
+
+    def hooks(self) -> list[dict]:
+        """Every service-hook subscription, as Azure DevOps lists it (plus the stored password)."""
+        return self._get("/hooks")
+
+    def set_hook_status(self, subscription_id: str, status: str) -> dict:
+        return self._post(f"/hooks/{subscription_id}/status", {"status": status})
+
+    def dbt_webhooks(self) -> list[dict]:
+        return self._get("/dbt-webhooks")
+
+    def deactivate_dbt_webhook(self, webhook_id: str) -> dict:
+        return self._post(f"/dbt-webhooks/{webhook_id}/deactivate")
+
+    def policies(self) -> list[dict]:
+        return self._get("/policies")
+
     def runs_for(self, pr: int, job_id: int | None = None) -> list[dict]:
         return [r for r in self.runs() if r.get("trigger", {}).get("azure_pull_request_id") == pr
                 and (job_id is None or r["job_definition_id"] == job_id)]

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 
 from flask import Flask, Response, g, jsonify, request
 
+from .administration import create_administration_blueprint
+from .answers import ado_error, bearer_identity, dbt_auth, dbt_error, dbt_ok, listing
 from .identity import IdentityState, create_identity_blueprint
 from .world import DEFAULT_ORG, World, now_iso
 
@@ -29,11 +31,12 @@ def create_sandbox_app(base_url: str) -> Flask:
     identity = IdentityState()
     app.extensions["identity"] = identity
     app.register_blueprint(create_identity_blueprint(identity))
+    app.register_blueprint(create_administration_blueprint(world, identity))
 
     # -- plumbing: latency, faults, auth, the exchange log ------------------------------------------
 
     def service_of(path: str) -> str | None:
-        if path.startswith("/api/v2/"):
+        if path.startswith(("/api/v2/", "/api/v3/")):
             return "dbt"
         if "/_apis/" in path:
             return "ado"
@@ -108,10 +111,6 @@ def create_sandbox_app(base_url: str) -> Flask:
 
     # -- Azure DevOps ----------------------------------------------------------------------------------
 
-    def ado_error(status: int, message: str, type_key: str = "InvalidArgumentValueException"):
-        return jsonify({"$id": "1", "innerException": None, "message": message, "typeName": type_key,
-                        "typeKey": type_key, "errorCode": 0, "eventId": 3000}), status
-
     def repo_or_404(org: str, project: str, repository: str):
         repo = world.find_repo(org, project, repository)
         if repo is None:
@@ -131,9 +130,6 @@ def create_sandbox_app(base_url: str) -> Flask:
         """(pull request, None) or (None, the 404 answer)."""
         repo, error = repo_or_404(org, project, repository)
         return (None, error) if error else pr_or_404(repo, pr_id)
-
-    def listing(values: list) -> Response:
-        return jsonify({"value": values, "count": len(values)})
 
     @app.get("/<org>/<project>/_apis/git/repositories/<repository>")
     def ado_get_repository(org, project, repository):
@@ -215,13 +211,9 @@ def create_sandbox_app(base_url: str) -> Flask:
 
     # -- who am I and where (app.vssps.visualstudio.com, served under /vssps) ---------------------------
 
-    def bearer_identity() -> dict | None:
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        return identity.who(value) if scheme.lower() == "bearer" else None
-
     @app.get("/vssps/_apis/profile/profiles/<profile_id>")
     def ado_profile(profile_id):
-        who = bearer_identity()
+        who = bearer_identity(identity)
         if who is None:
             return ado_error(401, "TF400813: The user is not authorized to access this resource.",
                              "UnauthorizedRequestException")
@@ -232,7 +224,7 @@ def create_sandbox_app(base_url: str) -> Flask:
 
     @app.get("/vssps/_apis/accounts")
     def ado_accounts():
-        who = bearer_identity()
+        who = bearer_identity(identity)
         if who is None:
             return ado_error(401, "TF400813: The user is not authorized to access this resource.",
                              "UnauthorizedRequestException")
@@ -244,28 +236,9 @@ def create_sandbox_app(base_url: str) -> Flask:
 
     # -- dbt Cloud ---------------------------------------------------------------------------------
 
-    def dbt_error(status: int, message: str):
-        return jsonify({"status": {"code": status, "is_success": False, "user_message": message,
-                                   "developer_message": ""}, "data": None}), status
-
-    def dbt_ok(data, extra=None):
-        body = {"status": {"code": 200, "is_success": True, "user_message": "Success!", "developer_message": ""},
-                "data": data}
-        if extra is not None:
-            body["extra"] = extra
-        return jsonify(body)
-
-    def dbt_auth(account_id: int):
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        expected = world.dbt_tokens.get(account_id)
-        if scheme not in ("Token", "Bearer") or not expected or token != expected:
-            return dbt_error(401, "Invalid token.")
-        return None
-
     @app.post("/api/v2/accounts/<int:account_id>/jobs/<int:job_id>/run/")
     def dbt_trigger(account_id, job_id):
-        error = dbt_auth(account_id)
+        error = dbt_auth(world, account_id)
         if error:
             return error
         body = request.get_json(silent=True)
@@ -280,7 +253,7 @@ def create_sandbox_app(base_url: str) -> Flask:
 
     @app.get("/api/v2/accounts/<int:account_id>/runs/<int:run_id>/")
     def dbt_get_run(account_id, run_id):
-        error = dbt_auth(account_id)
+        error = dbt_auth(world, account_id)
         if error:
             return error
         run = world.runs.get(run_id)
@@ -290,7 +263,7 @@ def create_sandbox_app(base_url: str) -> Flask:
 
     @app.post("/api/v2/accounts/<int:account_id>/runs/<int:run_id>/cancel/")
     def dbt_cancel(account_id, run_id):
-        error = dbt_auth(account_id)
+        error = dbt_auth(world, account_id)
         if error:
             return error
         if run_id not in world.runs or world.runs[run_id].account_id != account_id:
@@ -299,7 +272,7 @@ def create_sandbox_app(base_url: str) -> Flask:
 
     @app.get("/api/v2/accounts/<int:account_id>/runs/")
     def dbt_list_runs(account_id):
-        error = dbt_auth(account_id)
+        error = dbt_auth(world, account_id)
         if error:
             return error
         with world.lock:
@@ -340,11 +313,16 @@ def create_sandbox_app(base_url: str) -> Flask:
             if "dbt_token" in body:
                 world.dbt_tokens = {int(k): v for k, v in (body["dbt_token"] or {}).items()}
             if "hooks" in body:
-                world.hooks = [{"subscription_id": h.get("subscription_id") or str(uuid.uuid4()), **h}
-                               for h in body["hooks"]]
+                world.hooks = []
+                for h in body["hooks"]:
+                    world.add_hook(h["org"], url=h["url"], username=h.get("username", ""),
+                                   password=h.get("password", ""), event_type=h.get("event_type"),
+                                   subscription_id=h.get("subscription_id"))
             if "dbt_webhooks" in body:
-                world.dbt_webhooks = [{"id": h.get("id") or f"wsu_{uuid.uuid4().hex[:12]}", **h}
-                                      for h in body["dbt_webhooks"]]
+                world.dbt_webhooks = []
+                for h in body["dbt_webhooks"]:
+                    world.add_dbt_webhook(int(h["account_id"]), url=h["url"], secret=h.get("secret"),
+                                          job_ids=h.get("job_ids") or (), webhook_id=h.get("id"))
             if "latency_ms" in body:
                 world.latency = float(body["latency_ms"]) / 1000
             if "run_defaults" in body:
@@ -358,6 +336,42 @@ def create_sandbox_app(base_url: str) -> Flask:
             if "require_iteration_status" in body:
                 world.require_iteration_status = bool(body["require_iteration_status"])
         return jsonify({"ok": True})
+
+    @app.post("/_sandbox/hooks/<subscription_id>/status")
+    def control_hook_status(subscription_id):
+        """Play Azure DevOps' own verdicts on a subscription (disabledBySystem after probation, the creator
+        left: disabledByInactiveIdentity)."""
+        status = request.get_json(force=True)["status"]
+        with world.lock:
+            hook = next((h for h in world.hooks if h["subscription_id"] == subscription_id), None)
+            if hook is None:
+                return jsonify({"error": "no such subscription"}), 404
+            hook["status"] = status
+        return jsonify({"ok": True})
+
+    @app.get("/_sandbox/hooks")
+    def control_hooks():
+        with world.lock:
+            return jsonify([{**world.hook_json(h), "password": h["password"]} for h in world.hooks])
+
+    @app.get("/_sandbox/dbt-webhooks")
+    def control_dbt_webhooks():
+        with world.lock:
+            return jsonify([dict(h) for h in world.dbt_webhooks])
+
+    @app.post("/_sandbox/dbt-webhooks/<webhook_id>/deactivate")
+    def control_dbt_webhook_deactivate(webhook_id):
+        with world.lock:
+            hook = next((h for h in world.dbt_webhooks if h["id"] == webhook_id), None)
+            if hook is None:
+                return jsonify({"error": "no such webhook"}), 404
+            hook["active"], hook["deactivate_reason"] = False, "deactivated after 5 consecutive failed deliveries"
+        return jsonify({"ok": True})
+
+    @app.get("/_sandbox/policies")
+    def control_policies():
+        with world.lock:
+            return jsonify([world.policy_json(p) for p in world.policies.values()])
 
     @app.post("/_sandbox/repos")
     def control_repo():
@@ -408,6 +422,9 @@ def create_sandbox_app(base_url: str) -> Flask:
             pr = world.set_pr(pr_id, status="abandoned")
             text = f"Ada Developer abandoned pull request {pr_id}"
         elif action == "complete":
+            blocking = world.blocking_statuses(pr_id)
+            if blocking:  # what Azure DevOps' "Complete" button does under a required status policy
+                return jsonify({"error": "the branch policy requires a succeeded status", "blocking": blocking}), 409
             pr = world.set_pr(pr_id, status="completed")
             event_type, text = "git.pullrequest.merged", f"Ada Developer completed pull request {pr_id}"
         elif action == "conflict":

@@ -27,6 +27,7 @@ DEFAULT_ORG = "fabrikam"
 DEFAULT_PROJECT = ("6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c", "Fabrikam-Fiber-Git")
 DEFAULT_REPO = ("0f6b0a54-5b14-4c1e-9d2a-6a3bd3f1b2c1", "dbt-analytics")
 DEFAULT_PAT = "sandbox-pat"
+DEFAULT_PAT_OWNER = "5a5a5a5a-0000-4000-8000-00000000a11e"  # the identity the sandbox's PAT belongs to
 DEFAULT_DBT_TOKEN = "sandbox-dbt-token"  # noqa: S105 - a fake credential of the fake service
 DBT_ACCOUNT = 1
 DBT_PROJECT = 7
@@ -34,6 +35,18 @@ DBT_ENVIRONMENT = 9
 CI_JOB, TEARDOWN_JOB = 42, 43
 
 STATUS_NAMES = {1: "Queued", 2: "Starting", 3: "Running", 10: "Success", 20: "Error", 30: "Cancelled"}
+DBT_PROD_ENVIRONMENT = 8
+
+# Permission bits the sandbox evaluates (security namespace id, bit) → a name used in ``World.members``.
+SERVICE_HOOKS_NAMESPACE = "cb594ebe-87dd-4fc9-ac2c-6a10a4c92046"
+GIT_NAMESPACE = "2e9eb7ed-3c0a-47d4-87c1-0ffdd275fd87"
+PERMISSION_NAMES = {(SERVICE_HOOKS_NAMESPACE, 1): "ViewSubscriptions",
+                    (SERVICE_HOOKS_NAMESPACE, 2): "EditSubscriptions",
+                    (SERVICE_HOOKS_NAMESPACE, 4): "DeleteSubscriptions",
+                    (GIT_NAMESPACE, 2): "GenericRead", (GIT_NAMESPACE, 2048): "EditPolicies"}
+STATUS_POLICY_TYPE = "cbdc66da-9728-4af8-aada-9a5a32e4a226"
+TRANSIENT = {408, 502, 503, 504}   # Azure DevOps resends these; any other failure puts a hook on probation
+DBT_DEACTIVATE_AFTER = 5           # consecutive failed deliveries before dbt Cloud deactivates a webhook
 
 
 def now_iso() -> str:
@@ -126,10 +139,41 @@ class World:
         self._send_lock = threading.Lock()
         self.add_project(DEFAULT_ORG, *DEFAULT_PROJECT)
         self.add_repo(DEFAULT_ORG, DEFAULT_PROJECT[0], *DEFAULT_REPO)
-        self.jobs[CI_JOB] = {"id": CI_JOB, "name": "CI", "job_type": "ci"}
-        self.jobs[TEARDOWN_JOB] = {"id": TEARDOWN_JOB, "name": "Drop PR schema", "job_type": "other"}
+        self.policies: dict[int, dict] = {}
+        self._next_policy = 1
+        self._next_job = 100
+        self.dbt_projects = {DBT_PROJECT: {"id": DBT_PROJECT, "account_id": DBT_ACCOUNT, "name": "Analytics"}}
+        self.dbt_environments = {
+            DBT_ENVIRONMENT: {"id": DBT_ENVIRONMENT, "project_id": DBT_PROJECT, "name": "CI", "type": "deployment",
+                              "deployment_type": "staging"},
+            DBT_PROD_ENVIRONMENT: {"id": DBT_PROD_ENVIRONMENT, "project_id": DBT_PROJECT, "name": "Production",
+                                   "type": "deployment", "deployment_type": "production"}}
+        self.add_job({"name": "CI", "job_type": "ci", "id": CI_JOB})
+        self.add_job({"name": "Drop PR schema", "job_type": "other", "id": TEARDOWN_JOB,
+                      "execute_steps": ["dbt run-operation drop_pr_schema"]})
 
     # -- Azure DevOps objects ---------------------------------------------------------------------
+
+    def allowed(self, who: dict | None, org: str, permission: str, project: str | None = None) -> bool:
+        """Whether a caller may do ``permission`` (a name from PERMISSION_NAMES) in ``org`` (and project).
+        A PAT (``who`` None) may do anything."""
+        if who is None:
+            return True
+        access = self.access_of(who, org)
+        if access is None:
+            return False
+        projects, permissions = access.get("projects"), access.get("permissions")
+        if project is not None and projects is not None:
+            found = self.find_project(org, project)
+            if found is None or found["name"] not in projects:
+                return False
+        return permissions is None or permission in permissions
+
+    def sees_project(self, who: dict | None, org: str, project: dict) -> bool:
+        if who is None:
+            return True
+        access = self.access_of(who, org)
+        return access is not None and (access.get("projects") is None or project["name"] in access["projects"])
 
     def access_of(self, who: dict, org: str) -> dict | None:
         """What a token holder may reach in ``org``: None when Azure DevOps would answer 401."""
@@ -286,23 +330,230 @@ class World:
             self.events[event["id"]] = event
             return event
 
+    # -- service hooks ------------------------------------------------------------------------------
+
+    def add_hook(self, org: str, *, url: str, username: str = "", password: str = "", event_type: str | None = None,
+                 project_id: str | None = None, repository: str | None = None, created_by: str = "pat",
+                 resource_version: str | None = None, subscription_id: str | None = None,
+                 consumer_inputs: dict | None = None, publisher_inputs: dict | None = None) -> dict:
+        """A Web Hooks subscription. ``event_type`` None: every event of the organization (the legacy setup
+        the tests use); otherwise one event type, filtered to a project and repository when given."""
+        with self.lock:
+            hook = {"subscription_id": subscription_id or str(uuid.uuid4()), "org": org, "url": url,
+                    "username": username, "password": password, "event_type": event_type,
+                    "project_id": project_id, "repository": repository, "status": "enabled",
+                    "created_by": created_by, "resource_version": resource_version, "created": now_iso(),
+                    "modified": now_iso(), "consumer_inputs": dict(consumer_inputs or {}),
+                    "publisher_inputs": dict(publisher_inputs or {})}
+            self.hooks.append(hook)
+            return hook
+
+    def find_hook(self, org: str, subscription_id: str) -> dict | None:
+        with self.lock:
+            return next((h for h in self.hooks if h["org"] == org and
+                         h["subscription_id"].lower() == subscription_id.lower()), None)
+
+    def hook_json(self, hook: dict) -> dict:
+        consumer = {**hook["consumer_inputs"], "url": hook["url"]}
+        if hook["username"]:
+            consumer["basicAuthUsername"] = hook["username"]
+        if hook["password"]:
+            consumer["basicAuthPassword"] = "*" * 8  # confidential inputs are never given back
+        publisher = {**hook["publisher_inputs"], "hostId": str(uuid.uuid5(uuid.NAMESPACE_URL, hook["org"])),
+                     "tfsSubscriptionId": str(uuid.uuid5(uuid.NAMESPACE_URL, hook["subscription_id"]))}
+        if hook["project_id"]:
+            publisher["projectId"] = hook["project_id"]
+        if hook["repository"]:
+            publisher["repository"] = hook["repository"]
+        creator = {"id": hook["created_by"] if hook["created_by"] != "pat" else DEFAULT_PAT_OWNER,
+                   "displayName": hook["created_by"]}
+        return {"id": hook["subscription_id"],
+                "url": f"{self.base_url}/{hook['org']}/_apis/hooks/subscriptions/{hook['subscription_id']}",
+                "status": hook["status"], "publisherId": "tfs", "eventType": hook["event_type"] or "",
+                "resourceVersion": hook["resource_version"] or "1.0", "consumerId": "webHooks",
+                "consumerActionId": "httpRequest", "eventDescription": "", "actionDescription": hook["url"],
+                "createdBy": creator, "modifiedBy": creator, "createdDate": hook["created"],
+                "modifiedDate": hook["modified"], "publisherInputs": publisher, "consumerInputs": consumer}
+
+    def _hooks_for(self, event: dict, org: str) -> list[dict]:
+        resource = event["resource"].get("pullRequest", event["resource"])
+        repository = (resource.get("repository") or {}).get("id", "")
+        project = ((resource.get("repository") or {}).get("project") or {}).get("id", "")
+        return [h for h in self.hooks if h["org"] == org and h["status"] in ("enabled", "onProbation")
+                and (h["event_type"] is None or h["event_type"] == event["eventType"])
+                and (not h["project_id"] or h["project_id"].lower() == project.lower())
+                and (not h["repository"] or h["repository"].lower() == repository.lower())]
+
     def deliver_event(self, event_id: str) -> list[dict]:
-        """POST one event to every service hook of its organization, each with its own subscription id."""
+        """POST one event to every matching, enabled service hook of its organization, each with its own
+        subscription id and credentials; a failing hook goes on probation, a 410 disables it."""
         with self.lock:
             event = dict(self.events[event_id])
             org = event.pop("org")
-            targets = [h for h in self.hooks if h["org"] == org]
+            targets = self._hooks_for(event, org)
         results = []
         for hook in targets:
             with self.lock:
                 self._notification += 1
                 body = {"subscriptionId": hook["subscription_id"], "notificationId": self._notification, **event}
+                if hook["resource_version"]:
+                    body["resourceVersion"] = hook["resource_version"]
             auth = base64.b64encode(f"{hook['username']}:{hook['password']}".encode()).decode()
-            results.append(self._send("ado", hook["url"], body, {"Authorization": f"Basic {auth}"},
-                                      retry_on={408, 502, 503, 504}))
+            result = self._send("ado", hook["url"], body, {"Authorization": f"Basic {auth}"}, retry_on=TRANSIENT)
+            with self.lock:
+                status = result["status"] or 0
+                if 200 <= status < 300:
+                    hook["status"] = "enabled" if hook["status"] == "onProbation" else hook["status"]
+                elif status == 410:
+                    hook["status"] = "disabledBySystem"
+                else:
+                    hook["status"] = "onProbation"
+            results.append(result)
         return results
 
+    # -- branch policies ----------------------------------------------------------------------------
+
+    def add_policy(self, org: str, project_id: str, body: dict, created_by: str) -> dict:
+        with self.lock:
+            policy = {"id": self._next_policy, "org": org, "project_id": project_id, "revision": 1,
+                      "isEnabled": bool(body.get("isEnabled", True)), "isBlocking": bool(body.get("isBlocking", True)),
+                      "isDeleted": False, "type": {"id": (body.get("type") or {}).get("id", "")},
+                      "settings": body.get("settings") or {}, "createdDate": now_iso(), "created_by": created_by}
+            self._next_policy += 1
+            self.policies[policy["id"]] = policy
+            return policy
+
+    def policy_json(self, policy: dict) -> dict:
+        url = f"{self.base_url}/{policy['org']}/{policy['project_id']}/_apis/policy/configurations/{policy['id']}"
+        return {"id": policy["id"], "revision": policy["revision"], "url": url,
+                "type": {"id": policy["type"]["id"], "displayName": "Status" if policy["type"]["id"] ==
+                         STATUS_POLICY_TYPE else "Policy", "url": url},
+                "isEnabled": policy["isEnabled"], "isBlocking": policy["isBlocking"], "isDeleted": False,
+                "settings": policy["settings"], "createdDate": policy["createdDate"],
+                "createdBy": {"id": policy["created_by"], "displayName": policy["created_by"]}}
+
+    def blocking_statuses(self, pr_id: int) -> list[str]:
+        """Status policies that keep this PR from completing: their genre/name lacks a succeeded status on the
+        latest iteration."""
+        with self.lock:
+            pr = self.prs[pr_id]
+            repo = self.repos[pr["repository_id"]]
+            latest = len(self.iterations[pr_id])
+            missing = []
+            for policy in self.policies.values():
+                if policy["type"]["id"] != STATUS_POLICY_TYPE or not policy["isEnabled"] or not policy["isBlocking"]:
+                    continue
+                settings = policy["settings"]
+                scopes = settings.get("scope") or [{}]
+                if not any((not sc.get("repositoryId") or sc["repositoryId"].lower() == repo["id"].lower())
+                           and (not sc.get("refName") or sc["refName"] == pr["target"]) for sc in scopes):
+                    continue
+                context = (settings.get("statusGenre") or "", settings.get("statusName") or "")
+                states = [st["state"] for st in self.statuses[pr_id]
+                          if (st["context"].get("genre") or "", st["context"].get("name") or "") == context
+                          and st.get("iterationId") == latest]
+                if not states or states[-1] != "succeeded":
+                    missing.append("/".join(part for part in context if part))
+            return missing
+
     # -- dbt Cloud objects -------------------------------------------------------------------------
+
+    def add_job(self, body: dict, account_id: int = DBT_ACCOUNT) -> dict:
+        with self.lock:
+            job_id = int(body.get("id") or self._next_job)
+            self._next_job = max(self._next_job, job_id) + 1
+            job = {"id": job_id, "account_id": account_id, "project_id": int(body.get("project_id") or DBT_PROJECT),
+                   "environment_id": int(body.get("environment_id") or DBT_ENVIRONMENT),
+                   "name": body.get("name", f"job {job_id}"), "description": body.get("description") or "",
+                   "job_type": body.get("job_type", "other"), "state": 1,
+                   "execute_steps": list(body.get("execute_steps") or ["dbt build --select state:modified+"]),
+                   "deferring_environment_id": body.get("deferring_environment_id"),
+                   "triggers": body.get("triggers") or {"github_webhook": False, "schedule": False,
+                                                        "git_provider_webhook": False},
+                   "settings": body.get("settings") or {"threads": 4, "target_name": "default"},
+                   "execution": body.get("execution") or {"timeout_seconds": 0},
+                   "generate_docs": bool(body.get("generate_docs", False)),
+                   "run_generate_sources": bool(body.get("run_generate_sources", False)),
+                   "created_at": now_iso(), "updated_at": now_iso()}
+            self.jobs[job_id] = job
+            return job
+
+    # dbt Cloud's serializers nest the account, project and environment in each job, environment and project;
+    # the sandbox fills every field the OpenAPI specs call required.
+
+    def _dbt_account_ref(self, account_id: int) -> dict:
+        return {"id": account_id, "name": f"Sandbox account {account_id}", "state": 1}
+
+    def _dbt_project_ref(self, project: dict) -> dict:
+        return {"id": project["id"], "account_id": project["account_id"], "name": project["name"], "state": 1,
+                "type": 0}
+
+    def _dbt_environment_ref(self, env: dict, account_id: int) -> dict:
+        return {"id": env["id"], "account_id": account_id, "project_id": env["project_id"], "name": env["name"],
+                "state": 1, "supports_docs": False, "type": env["type"], "use_custom_branch": False,
+                "dbt_version": "latest", "deployment_type": env["deployment_type"]}
+
+    def dbt_environment_json(self, env: dict, account_id: int) -> dict:
+        project = self.dbt_projects[env["project_id"]]
+        return {**self._dbt_environment_ref(env, account_id), "created_at": now_iso(), "updated_at": now_iso(),
+                "credentials": {"account_id": account_id, "default_schema": "dbt_ci", "state": 1,
+                                "target_name": "default", "threads": 4, "type": "postgres", "username": "dbt"},
+                "fusion_readiness": None, "is_deferrable": True, "project": self._dbt_project_ref(project),
+                "raw_dbt_version": "1.9.0"}
+
+    def dbt_project_json(self, project: dict) -> dict:
+        account_id = project["account_id"]
+        envs = [self._dbt_environment_ref(e, account_id) for e in self.dbt_environments.values()
+                if e["project_id"] == project["id"]]
+        docs_job = {"account_id": account_id, "environment_id": DBT_PROD_ENVIRONMENT, "execution":
+                    {"timeout_seconds": 0}, "generate_docs": True, "name": "Docs", "project_id": project["id"],
+                    "run_generate_sources": False, "settings": {"target_name": "default", "threads": 4}, "state": 1}
+        return {**self._dbt_project_ref(project), "created_at": now_iso(), "updated_at": now_iso(),
+                "connection": {"account_id": account_id, "name": "Warehouse", "project_id": project["id"],
+                               "state": 1, "type": "postgres"},
+                "default_version": "latest", "docs_job": docs_job, "freshness_job": {**docs_job, "name": "Freshness"},
+                "environments": envs, "fusion_readiness": None, "group_permissions": [],
+                "repository": {"account_id": account_id, "state": 1, "remote_backend": "ado"}}
+
+    def job_json(self, job: dict) -> dict:
+        account_id = job["account_id"]
+        env = self.dbt_environments.get(job["environment_id"]) or self.dbt_environments[DBT_ENVIRONMENT]
+        body = {k: v for k, v in job.items() if v is not None}
+        return {**body, "dbt_version": "latest", "raw_dbt_version": "1.9.0",
+                "schedule": {"cron": "0 * * * *", "date": {"type": "every_day"},
+                             "time": {"type": "every_hour", "interval": 1}},
+                "account": self._dbt_account_ref(account_id),
+                "project": self._dbt_project_ref(self.dbt_projects[job["project_id"]]),
+                "environment": self._dbt_environment_ref(env, account_id), "fusion_readiness": None,
+                "job_completion_trigger_condition": None, "is_deferrable": True, "lifecycle_webhooks": False,
+                "lifecycle_webhooks_url": f"{self.base_url}/api/v2/accounts/{account_id}/jobs/{job['id']}/webhooks",
+                "run_failure_count": 0}
+
+    def add_dbt_webhook(self, account_id: int, *, url: str, secret: str | None = None, job_ids=(),
+                        name: str = "bridge", event_types=("job.run.completed", "job.run.errored"),
+                        active: bool = True, webhook_id: str | None = None, description: str = "") -> dict:
+        with self.lock:
+            hook = {"id": webhook_id or f"wsu_{uuid.uuid4().hex[:12]}", "account_id": account_id, "url": url,
+                    "secret": secret or uuid.uuid4().hex, "job_ids": [int(j) for j in job_ids], "name": name,
+                    "description": description, "event_types": list(event_types), "active": active,
+                    "http_status_code": "0", "dispatched_at": None, "deactivate_reason": None, "failures": 0,
+                    "created_at": now_iso(), "updated_at": now_iso()}
+            self.dbt_webhooks.append(hook)
+            return hook
+
+    def dbt_webhook_json(self, hook: dict, *, with_secret: bool = False) -> dict:
+        body = {"id": hook["id"], "account_id": hook["account_id"], "account_identifier": f"act_{hook['account_id']}",
+                "name": hook["name"], "description": hook["description"] or hook["name"],
+                "event_types": hook["event_types"], "job_ids": hook["job_ids"], "client_url": hook["url"],
+                "active": hook["active"], "http_status_code": hook["http_status_code"],
+                "created_at": hook["created_at"], "updated_at": hook["updated_at"]}
+        if hook["dispatched_at"]:
+            body["dispatched_at"] = hook["dispatched_at"]
+        if hook["deactivate_reason"]:
+            body["deactivate_reason"] = hook["deactivate_reason"]
+        if with_secret:
+            body["hmac_secret"] = hook["secret"]  # only when created (as dbt Cloud's docs show)
+        return body
 
     def trigger(self, account_id: int, job_id: int, body: dict) -> Run:
         with self.lock:
@@ -391,8 +642,9 @@ class World:
 
     def _announce(self, run: Run, event_type: str, status: int) -> None:
         with self.lock:
-            hooks = [h for h in self.dbt_webhooks if h["account_id"] == run.account_id
-                     and (not h.get("job_ids") or run.job_id in h["job_ids"])]
+            hooks = [h for h in self.dbt_webhooks if h["account_id"] == run.account_id and h.get("active", True)
+                     and event_type in h.get("event_types", (event_type,))
+                     and (not h.get("job_ids") or run.job_id in [int(j) for j in h["job_ids"]])]
         started = datetime.fromtimestamp(run.created + run.queued_for, UTC)
         finished = datetime.fromtimestamp(run.created + run.queued_for + run.run_for, UTC)
         data = {"jobId": str(run.job_id), "jobName": self.jobs.get(run.job_id, {}).get("name", "job"),
@@ -412,8 +664,20 @@ class World:
                     "data": data}
             raw = json.dumps(body).encode()
             signature = hmac.new(hook["secret"].encode(), raw, hashlib.sha256).hexdigest()
-            threading.Thread(target=self._send, args=("dbt", hook["url"], raw, {"Authorization": signature}),
-                             kwargs={"retry_on": "any"}, daemon=True).start()
+            threading.Thread(target=self._send_dbt, args=(hook, raw, signature), daemon=True).start()
+
+    def _send_dbt(self, hook: dict, raw: bytes, signature: str) -> None:
+        """dbt Cloud retries each event, and deactivates a webhook after consecutive failed events."""
+        result = self._send("dbt", hook["url"], raw, {"Authorization": signature}, retry_on="any")
+        with self.lock:
+            hook["http_status_code"], hook["dispatched_at"] = str(result["status"] or 0), now_iso()
+            if result["status"] and 200 <= result["status"] < 300:
+                hook["failures"] = 0
+                return
+            hook["failures"] = hook.get("failures", 0) + 1
+            if hook["failures"] >= DBT_DEACTIVATE_AFTER:
+                hook["active"] = False
+                hook["deactivate_reason"] = f"deactivated after {hook['failures']} consecutive failed deliveries"
 
     def _send(self, service: str, url: str, body, headers: dict, *, retry_on) -> dict:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()

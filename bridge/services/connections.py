@@ -86,25 +86,33 @@ class Connections:
     def _connected_user(self, org: Organization) -> Credentials:
         if self.entra is None or self.db is None:
             raise ConfigError(f"organization {org.name!r} acts as a connected user, but Entra ID is not configured")
-        upn = (org.identity_upn or "").lower()
+        return self.connected_user(org.identity_upn or "", organization=org.name)
+
+    def connected_user(self, upn: str, *, organization: str | None = None) -> Credentials:
+        """The credentials of a person connected through Entra ID, by sign-in name. A person may be connected
+        more than once (at home, and as a guest of an organization's tenant): a healthy connection that
+        reaches ``organization`` is preferred."""
+        if self.entra is None or self.db is None:
+            raise ConfigError("acting as a connected person needs Entra ID (BRIDGE_ENTRA_CLIENT_ID)")
+        upn = upn.lower()
         with self.db.session() as s:
             candidates = s.execute(select(Connection.id, Connection.organizations, Connection.status)
                                    .where(func.lower(Connection.upn) == upn).order_by(Connection.id)).all()
-        # A person may be connected more than once (at home, and as a guest of the organization's tenant):
-        # prefer a healthy connection that reaches this organization.
-        candidates = sorted(candidates, key=lambda c: (org.name.lower() not in {o.lower() for o in c[1] or []},
+        wanted = (organization or "").lower()
+        candidates = sorted(candidates, key=lambda c: (wanted not in {o.lower() for o in c[1] or []},
                                                        c[2] != "ok"))
-        connection_id = candidates[0][0] if candidates else None
-        if connection_id is None:
+        if not candidates:
             raise ReauthRequired(f"no Azure DevOps account of {upn} is connected; connect it in the console "
                                  "(/console → Connect Azure DevOps)")
-        return self.entra.credentials(connection_id)
+        return self.entra.credentials(candidates[0][0])
+
+    def azure_devops_at(self, url: str, credentials: Credentials, *, what: str) -> AzureDevOpsClient:
+        """A client for an organization URL with given credentials (onboarding acts as the person asking)."""
+        url = check_base_url(url, allow_insecure_http=self.settings.allow_insecure_http, what=what)
+        return AzureDevOpsClient(url, credentials, session=self._session(), timeout=self.settings.http_timeout)
 
     def azure_devops(self, org: Organization) -> AzureDevOpsClient:
-        url = check_base_url(org.url, allow_insecure_http=self.settings.allow_insecure_http,
-                             what=f"organization {org.name}")
-        return AzureDevOpsClient(url, self.credentials_for(org), session=self._session(),
-                                 timeout=self.settings.http_timeout)
+        return self.azure_devops_at(org.url, self.credentials_for(org), what=f"organization {org.name}")
 
     def dbt_cloud(self, account: DbtAccount) -> DbtCloudClient:
         if not account.api_token_enc:

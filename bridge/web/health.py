@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
-from ..models import Connection, Delivery
+from ..models import Connection, DbtWebhookRecord, Delivery, HookSubscriptionRecord, Repository
 
 bp = Blueprint("health", __name__)
 
@@ -36,11 +36,21 @@ def readyz():
             dead = s.execute(select(Connection.upn, Connection.status_reason)
                              .where(Connection.status == "needs_reauth")).all()
             blocked = s.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "blocked"))
+            hook_problems = s.execute(select(Repository.name, HookSubscriptionRecord.event_type,
+                                             HookSubscriptionRecord.problem)
+                                      .join(Repository, Repository.id == HookSubscriptionRecord.repository_id)
+                                      .where(HookSubscriptionRecord.problem.is_not(None))).all()
+            hook_problems += s.execute(select(Repository.name, DbtWebhookRecord.dbt_webhook_id,
+                                              DbtWebhookRecord.problem)
+                                       .join(Repository, Repository.id == DbtWebhookRecord.repository_id)
+                                       .where(DbtWebhookRecord.problem.is_not(None))).all()
         warnings = [f"Azure DevOps connection {upn} needs re-authorization ({reason}); reconnect it "
                     f"at {ext['settings'].public_url}/console" for upn, reason in dead]
         if blocked:
             warnings.append(f"{blocked} deliveries wait for an identity to be reconnected; they run again when "
                             "it is (or: bridge deliveries retry --state blocked)")
+        warnings += [f"subscription {what} of repository {name}: {problem} (bridge hooks status)"
+                     for name, what, problem in hook_problems]
         if warnings:
             body["warnings"] = warnings
     return jsonify(body), 200 if ready else 503

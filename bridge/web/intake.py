@@ -19,7 +19,17 @@ from ..crypto import SecretBox
 from ..db import Database
 from ..dispatch import Dispatcher
 from ..metrics import Metrics
-from ..models import CiRun, Connection, DbtAccount, Delivery, Organization, Repository
+from ..models import (
+    CiRun,
+    Connection,
+    DbtAccount,
+    DbtWebhookRecord,
+    Delivery,
+    HookSubscriptionRecord,
+    Organization,
+    Repository,
+    utcnow,
+)
 from .outbox import OutboxWriter
 
 log = logging.getLogger(__name__)
@@ -32,7 +42,7 @@ _DUMMY = "x" * 32
 @dataclass(frozen=True)
 class OrgCredentials:
     organization_id: int
-    password: str | None
+    passwords: tuple[str, ...]   # the organization's, or a subscription's current (and, while rotating, previous)
 
 
 def event_record(event) -> dict:
@@ -58,6 +68,8 @@ class Intake:
         self._loaded_at = 0.0
         self._orgs: dict[str, OrgCredentials] = {}
         self._accounts: dict[int, str | None] = {}
+        self._dbt_hooks: dict[str, tuple[int, str | None]] = {}
+        self._forced_at = 0.0
         self._repos: dict[tuple[int, str], int] = {}
         self.outbox = OutboxWriter(db, dispatcher, metrics)
 
@@ -70,17 +82,42 @@ class Intake:
         with self._lock:
             if now - self._loaded_at < CACHE_SECONDS:
                 return
-            with self.db.session() as s:
-                orgs = {}
-                for org in s.scalars(select(Organization)):
-                    if org.webhook_username:
-                        password = self._decrypt(org.webhook_password_enc)
-                        orgs[org.webhook_username] = OrgCredentials(org.id, password)
-                accounts = {a.id: self._decrypt(a.webhook_secret_enc) for a in s.scalars(select(DbtAccount))}
-                repos = {(r.organization_id, r.ado_repository_id.lower()): r.id
-                         for r in s.scalars(select(Repository))}
-            self._orgs, self._accounts, self._repos = orgs, accounts, repos
-            self._loaded_at = time.monotonic()
+            self._load()
+
+    def _load(self) -> None:
+        with self.db.session() as s:
+            orgs = {}
+            for org in s.scalars(select(Organization)):
+                password = self._decrypt(org.webhook_password_enc)
+                if org.webhook_username and password:
+                    orgs[org.webhook_username] = OrgCredentials(org.id, (password,))
+            now = utcnow()
+            for hook in s.scalars(select(HookSubscriptionRecord)):
+                passwords = [self._decrypt(hook.password_enc)]
+                until = hook.previous_valid_until
+                if hook.previous_password_enc and until and (until if until.tzinfo else until.replace(
+                        tzinfo=now.tzinfo)) > now:
+                    passwords.append(self._decrypt(hook.previous_password_enc))
+                passwords = tuple(p for p in passwords if p)
+                if passwords:
+                    orgs[hook.username] = OrgCredentials(hook.organization_id, passwords)
+            accounts = {a.id: self._decrypt(a.webhook_secret_enc) for a in s.scalars(select(DbtAccount))}
+            dbt_hooks = {h.dbt_webhook_id: (h.dbt_account_id, self._decrypt(h.secret_enc))
+                         for h in s.scalars(select(DbtWebhookRecord)) if h.dbt_webhook_id}
+            repos = {(r.organization_id, r.ado_repository_id.lower()): r.id for r in s.scalars(select(Repository))}
+        self._orgs, self._accounts, self._dbt_hooks, self._repos = orgs, accounts, dbt_hooks, repos
+        self._loaded_at = time.monotonic()
+
+    def _reload_now(self) -> bool:
+        """Read the credentials again at once (a subscription set up or rotated seconds ago must not be
+        refused), at most once a second per process so failed attempts cannot load the database."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._forced_at < 1.0:
+                return False
+            self._forced_at = now
+            self._load()
+            return True
 
     def _decrypt(self, token: str | None) -> str | None:
         if not token or self.box is None:
@@ -91,16 +128,28 @@ class Intake:
         self._loaded_at = 0.0
 
     def authenticate_organization(self, username: str | None, password: str | None) -> int | None:
-        """The organization whose webhook credentials these are, compared in constant time; else None."""
+        """The organization whose webhook credentials (its own, or one of the bridge's subscriptions') these
+        are, compared in constant time; else None."""
         self._refresh()
-        creds = self._orgs.get(username or "")
-        expected = creds.password if creds and creds.password else _DUMMY
-        ok = hmac.compare_digest(expected.encode(), (password or "").encode())
-        return creds.organization_id if ok and creds and creds.password else None
+        found = self._check(username, password)
+        if found is None and username and self._reload_now():
+            found = self._check(username, password)
+        return found
 
-    def dbt_webhook_secret(self, account_id: int) -> str | None:
+    def _check(self, username: str | None, password: str | None) -> int | None:
+        creds = self._orgs.get(username or "")
+        expected = creds.passwords if creds else (_DUMMY,)
+        given = (password or "").encode()
+        matches = [hmac.compare_digest(e.encode(), given) for e in expected]
+        return creds.organization_id if creds and any(matches) else None
+
+    def dbt_webhook_secrets(self, account_id: int, webhook_id: str | None) -> list[str | None]:
+        """Secrets a dbt delivery may be signed with: its subscription's (set up by the bridge), the account's."""
         self._refresh()
-        return self._accounts.get(account_id)
+        if webhook_id and webhook_id not in self._dbt_hooks:
+            self._reload_now()
+        owner, secret = self._dbt_hooks.get(webhook_id or "", (None, None))
+        return [secret if owner == account_id else None, self._accounts.get(account_id)]
 
     def repository_for(self, organization_id: int, ado_repository_id: str) -> int | None:
         self._refresh()
@@ -127,4 +176,10 @@ class Intake:
             live = s.scalar(select(func.count()).select_from(CiRun).where(
                 CiRun.dbt_run_id.is_not(None), (CiRun.status.is_(None)) | (CiRun.status < 10))) or 0
             connections = dict(s.execute(select(Connection.status, func.count()).group_by(Connection.status)).all())
-        return {"deliveries": {(src, st): n for src, st, n in rows}, "live_runs": live, "connections": connections}
+            problems = {
+                "azure-devops": s.scalar(select(func.count()).select_from(HookSubscriptionRecord).where(
+                    HookSubscriptionRecord.problem.is_not(None))) or 0,
+                "dbt-cloud": s.scalar(select(func.count()).select_from(DbtWebhookRecord).where(
+                    DbtWebhookRecord.problem.is_not(None))) or 0}
+        return {"deliveries": {(src, st): n for src, st, n in rows}, "live_runs": live, "connections": connections,
+                "subscription_problems": problems}

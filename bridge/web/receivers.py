@@ -120,11 +120,11 @@ def dbt_cloud_hook():
     if error:
         return error
     try:
-        account_id = dbt_cloud.account_of(body)
+        account_id, webhook_id = dbt_cloud.sender_of(body)
     except PayloadError as exc:
         return _answer(DBT, "malformed", 400, error=str(exc))
-    secret = intake.dbt_webhook_secret(account_id)
-    if not dbt_cloud.verify(secret, body, request.headers.get("Authorization")):
+    secrets = intake.dbt_webhook_secrets(account_id, webhook_id)
+    if not dbt_cloud.verify(secrets, body, request.headers.get("Authorization")):
         return _answer(DBT, "unauthorized", 401, error="signature missing or wrong for this account")
     try:
         event = dbt_cloud.parse(body)

@@ -94,12 +94,19 @@ _EVENT = _Event()  # stateless; shared by every request
 
 def account_of(body: bytes) -> int:
     """The account a delivery claims to come from, read only to pick the secret to verify it with."""
+    return sender_of(body)[0]
+
+
+def sender_of(body: bytes) -> tuple[int, str | None]:
+    """(account id, webhook subscription id) a delivery claims to come from, read only to pick the secrets
+    to verify it with (the subscription's own, then the account's)."""
     try:
         data = json.loads(body)
         account = data["accountId"] if isinstance(data, dict) else None
         if isinstance(account, bool) or account is None:
             raise TypeError
-        return int(account)
+        webhook = data.get("webhookId") or data.get("webhooksID")
+        return int(account), webhook if isinstance(webhook, str) and len(webhook) <= 64 else None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise PayloadError("body is not valid JSON") from None
     except (KeyError, TypeError, ValueError):
@@ -110,12 +117,15 @@ def signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: str | None, body: bytes, authorization: str | None) -> bool:
-    """Constant-time check of the ``Authorization`` header; False when no secret is configured."""
-    if not secret or not authorization:
+def verify(secrets: str | list[str | None] | None, body: bytes, authorization: str | None) -> bool:
+    """Constant-time check of the ``Authorization`` header against each candidate secret (all are
+    compared, whatever matches); False when no secret is configured."""
+    candidates = [s for s in (secrets if isinstance(secrets, list) else [secrets]) if s]
+    if not candidates or not authorization:
         return False
-    expected = signature(secret, body)
-    return hmac.compare_digest(expected.encode(), authorization.strip().lower().encode())
+    given = authorization.strip().lower().encode()
+    matches = [hmac.compare_digest(signature(secret, body).encode(), given) for secret in candidates]
+    return any(matches)
 
 
 def parse(body: bytes) -> DbtRunEvent:

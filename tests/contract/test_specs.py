@@ -104,3 +104,66 @@ def test_clients_and_sandbox_agree_with_the_specs(sandbox):
     assert len(exchanges) >= 12
     problems = [p for e in exchanges for p in check_exchange(e)]
     assert problems == []
+
+
+def test_onboarding_calls_agree_with_the_specs(sandbox):
+    from bridge.domain import (
+        HOOK_EVENTS,
+        HookStatus,
+        ci_job_definition,
+        status_policy_settings,
+    )
+
+    url, _world = sandbox
+    control = SandboxControl(url)
+    since = len(control.exchanges())
+    ado = AzureDevOpsClient(f"{url}/fabrikam", PersonalAccessToken("sandbox-pat"))
+    projects = list(ado.list_projects(page_size=1))
+    assert [p["name"] for p in projects] == ["Fabrikam-Fiber-Git"]
+    repo = ado.list_repositories(projects[0]["id"])[0]
+    assert repo["name"] == "dbt-analytics"
+    assert ado.has_permissions([("cb594ebe-87dd-4fc9-ac2c-6a10a4c92046", f"PublisherSecurity/{repo['project_id']}",
+                                 2)]) == [True]
+    event_type, version = HOOK_EVENTS[0]
+    created = ado.create_subscription(event_type=event_type, resource_version=version, project_id=repo["project_id"],
+                                      repository_id=repo["id"], url="https://bridge.example/webhooks/azure-devops",
+                                      username="bridge-hook-1", password="a-very-long-hook-secret")
+    assert created.status is HookStatus.ENABLED and created.username == "bridge-hook-1"
+    assert created.subscription_id in {h.subscription_id for h in ado.list_subscriptions()}
+    control.set_hook_status(created.subscription_id, "disabledByUser")
+    assert ado.get_subscription(created.subscription_id).status is HookStatus.DISABLED_BY_USER
+    again = ado.replace_subscription(created.subscription_id, event_type=event_type, resource_version=version,
+                                     project_id=repo["project_id"], repository_id=repo["id"],
+                                     url="https://bridge.example/webhooks/azure-devops", username="bridge-hook-1")
+    assert again.status is HookStatus.ENABLED
+    ado.delete_subscription(created.subscription_id)
+    with pytest.raises(AzureDevOpsNotFound):
+        ado.get_subscription(created.subscription_id)
+    policy = ado.create_status_policy(repo["project_id"], status_policy_settings(
+        repo["id"], "main", StatusContext("dbt-cloud", "ci")))
+    assert [p["id"] for p in ado.list_status_policies(repo["project_id"])] == [policy]
+    ado.delete_policy(repo["project_id"], policy)
+
+    dbt = DbtCloudClient(url, 1, "sandbox-dbt-token")
+    assert 42 in {j["id"] for j in dbt.list_jobs()}
+    project = dbt.list_projects()[0]
+    environments = dbt.list_environments(project["id"])
+    assert {e["deployment_type"] for e in environments} == {"production", "staging"}
+    job = dbt.create_job(ci_job_definition(account_id=1, project_id=project["id"], environment_id=9,
+                                           name="PR CI", deferring_environment_id=8))
+    assert dbt.get_job(job["id"])["execute_steps"] == ["dbt build --select state:modified+"]
+    hook = dbt.create_webhook(name="bridge", url="https://bridge.example/webhooks/dbt-cloud", job_ids=(job["id"],),
+                              event_types=("job.run.completed", "job.run.errored"))
+    assert hook.hmac_secret and hook.job_ids == (job["id"],)
+    assert hook.webhook_id in {h.webhook_id for h in dbt.list_webhooks()}
+    control.deactivate_dbt_webhook(hook.webhook_id)
+    assert not next(h for h in dbt.list_webhooks() if h.webhook_id == hook.webhook_id).active
+    revived = dbt.update_webhook(hook.webhook_id, name="bridge", url="https://bridge.example/webhooks/dbt-cloud",
+                                 job_ids=(job["id"],), event_types=("job.run.completed", "job.run.errored"))
+    assert revived.active and revived.hmac_secret is None
+    dbt.delete_webhook(hook.webhook_id)
+
+    exchanges = [e for e in control.exchanges() if e["seq"] >= since]
+    assert len(exchanges) >= 20
+    problems = [p for e in exchanges for p in check_exchange(e)]
+    assert problems == []

@@ -1,0 +1,222 @@
+"""Onboarding from the command line, for real: `bridge repos setup` registers service hooks (with their own
+credentials), a dbt Cloud webhook (with its own secret) and a branch policy in the sandbox; PRs then get their
+statuses through those; the health check heals what Azure DevOps or dbt Cloud disabled; credentials rotate
+without a lost delivery; a person lacking permission is refused with the reason; undo removes it all."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from bridge.devstack import ADMIN_TOKEN, ENTRA_USER
+from bridge.models import DbtWebhookRecord, HookSubscriptionRecord, Repository
+from bridge.sandbox.control import wait_until
+from bridge.sandbox.person import Person
+
+ORG, PROJECT = "fabrikam", "Data-Platform"
+SALES, FINANCE, WEB = "dbt-sales", "dbt-finance", "web-app"
+DBT_CI_ENV, DBT_PROD_ENV = 9, 8
+
+
+def cli(bridge, *args: str):
+    out = bridge.stack.run_cli({**bridge.env, "COLUMNS": "250"}, *args)  # wide enough for rich's tables
+    return out.returncode, out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def project(bridge):
+    """A project with three repositories and no subscriptions for them (the suite's own hooks are
+    organization-wide; they are switched off here so only what set-up registers delivers)."""
+    for name in (SALES, FINANCE, WEB):
+        bridge.sandbox._post("/repos", {"org": ORG, "project": PROJECT, "name": name})
+    bridge.sandbox.setup(hooks=[])
+    yield
+    bridge.hooks(bridge.web)
+    bridge.dbt_hooks()
+
+
+def hooks_of(bridge, repo_name: str) -> list[dict]:
+    listed = requests.get(f"{bridge.sandbox.url}/{ORG}/{PROJECT}/_apis/git/repositories",
+                          params={"api-version": "7.1"}, headers=_pat(), timeout=10).json()["value"]
+    repo_id = next(r for r in listed if r["name"] == repo_name)["id"]
+    return [h for h in bridge.sandbox.hooks() if h["publisherInputs"].get("repository") == repo_id]
+
+
+def _pat() -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(b":sandbox-pat").decode()}
+
+
+def test_discover_lists_what_the_caller_sees(bridge, project):
+    code, out = cli(bridge, "repos", "list")
+    assert code == 0 and "fabrikam" in out
+    code, out = cli(bridge, "repos", "list", "--org", ORG)
+    assert code == 0 and PROJECT in out and "Fabrikam-Fiber-Git" in out
+    code, out = cli(bridge, "repos", "list", "--org", ORG, "--project", PROJECT, "--search", "dbt-")
+    assert code == 0 and SALES in out and FINANCE in out and WEB not in out
+    code, out = cli(bridge, "repos", "list", "--org", ORG, "--project", PROJECT, "--page-size", "1", "--page", "2")
+    assert code == 0 and "page 2 of 3, 3 in all" in out
+
+
+def test_setup_registers_everything_and_prs_get_statuses_through_it(bridge, project):
+    sb = bridge.sandbox
+    code, out = cli(bridge, "repos", "setup", "--org", ORG, "--project", PROJECT, SALES, "--dbt-account", "1",
+                    "--create-job", str(DBT_CI_ENV), "--defer-to", str(DBT_PROD_ENV), "--teardown-job", "43",
+                    "--policy")
+    assert code == 0, out
+    assert "set-up of fabrikam/Data-Platform/dbt-sales: created" in out
+    hooks = hooks_of(bridge, SALES)
+    assert sorted(h["eventType"] for h in hooks) == sorted([
+        "git.pullrequest.created", "git.pullrequest.updated", "git.pullrequest.merged",
+        "ms.vss-code.git-pullrequest-comment-event"])
+    assert {h["consumerInputs"]["url"] for h in hooks} == {f"{bridge.web}/webhooks/azure-devops"}
+    assert len({h["consumerInputs"]["basicAuthUsername"] for h in hooks}) == 4  # each its own credentials
+    with bridge.db.session() as s:
+        records = s.scalars(select(HookSubscriptionRecord)).all()
+        assert {h["password"] for h in hooks}.isdisjoint({r.password_enc for r in records})  # stored encrypted
+        repo = s.scalar(select(Repository).where(Repository.name == SALES))
+        assert repo.ci_job_id >= 100 and repo.policy_id and repo.target_branches == ["refs/heads/main"]
+        webhook = s.scalar(select(DbtWebhookRecord).where(DbtWebhookRecord.repository_id == repo.id))
+    dbt_hook = next(h for h in sb.dbt_webhooks() if h["id"] == webhook.dbt_webhook_id)
+    assert dbt_hook["job_ids"] == [repo.ci_job_id, 43] and dbt_hook["secret"] not in (webhook.secret_enc or "")
+    [policy] = [p for p in sb.policies() if p["id"] == repo.policy_id]
+    assert policy["settings"]["statusGenre"] == "dbt-cloud" and policy["settings"]["invalidateOnSourceUpdate"]
+
+    opened = sb.open_pr(repository=SALES, title="New sales model", deliver=False)
+    sb.outcome(sha=opened["head"], seconds=3)
+    delivered = sb.deliver(opened["event_id"])["delivered"]
+    assert [d["status"] for d in delivered] == [202]  # through the bridge's own subscription
+    completed, blocking = sb.complete(opened["pr"])
+    assert not completed and blocking == ["dbt-cloud/ci"]  # the policy holds the PR until dbt is green
+    wait_until(lambda: sb.latest_state(opened["pr"], 1) == "succeeded", timeout=40, what="status via set-up hooks")
+    assert sb.complete(opened["pr"]) == (True, [])
+    teardown = wait_until(lambda: sb.runs_for(opened["pr"], 43), timeout=30, what="teardown after completion")
+    assert teardown[0]["trigger"]["schema_override"] == f"dbt_cloud_pr_{repo.ci_job_id}_{opened['pr']}"
+
+    code, out = cli(bridge, "repos", "setup", "--org", ORG, "--project", PROJECT, SALES, "--dbt-account", "1",
+                    "--create-job", str(DBT_CI_ENV), "--defer-to", str(DBT_PROD_ENV), "--teardown-job", "43",
+                    "--policy")
+    assert code == 0 and "dbt-sales: unchanged" in out, out  # idempotent: nothing duplicated
+    assert len(hooks_of(bridge, SALES)) == 4 and len([p for p in sb.policies() if p["id"] == repo.policy_id]) == 1
+    assert sum(1 for h in sb.dbt_webhooks() if h["url"] == f"{bridge.web}/webhooks/dbt-cloud"
+               and repo.ci_job_id in h["job_ids"]) == 1
+
+
+def test_health_check_heals_what_may_be_healed_and_surfaces_the_rest(bridge, project):
+    sb = bridge.sandbox
+    hooks = {h["eventType"]: h for h in hooks_of(bridge, SALES)}
+    created, updated = hooks["git.pullrequest.created"], hooks["git.pullrequest.updated"]
+    sb.set_hook_status(created["id"], "disabledBySystem")
+    sb.set_hook_status(updated["id"], "disabledByInactiveIdentity")
+    with bridge.db.session() as s:
+        webhook_id = s.scalar(select(DbtWebhookRecord.dbt_webhook_id).join(
+            Repository, Repository.id == DbtWebhookRecord.repository_id).where(Repository.name == SALES))
+    sb.deactivate_dbt_webhook(webhook_id)
+
+    code, out = cli(bridge, "hooks", "check")
+    assert code == 0 and "healed" in out, out
+    now = {h["eventType"]: h for h in hooks_of(bridge, SALES)}
+    assert now["git.pullrequest.created"]["status"] == "enabled"
+    assert now["git.pullrequest.created"]["id"] != created["id"]  # a PUT cannot revive it: re-created
+    assert now["git.pullrequest.updated"]["status"] == "disabledByInactiveIdentity"  # a person must act
+    assert next(h for h in sb.dbt_webhooks() if h["id"] == webhook_id)["active"]
+
+    code, out = cli(bridge, "hooks", "status")
+    assert code == 1 and "creator lost access" in out, out
+    with bridge.db.session() as s:
+        healed = s.scalar(select(HookSubscriptionRecord).where(
+            HookSubscriptionRecord.event_type == "git.pullrequest.created",
+            HookSubscriptionRecord.repository_id == select(Repository.id).where(Repository.name == SALES)
+            .scalar_subquery()))
+        assert healed.healed == 1 and "disabled by Azure DevOps" in healed.last_healed_reason  # the record of why
+    ready = requests.get(f"{bridge.web}/readyz", timeout=10).json()
+    assert any("creator lost access" in w for w in ready.get("warnings", []))
+    metrics = requests.get(f"{bridge.web}/metrics", timeout=10).text
+    assert 'bridge_subscription_problems{kind="azure-devops"} 1.0' in metrics
+
+    opened = sb.open_pr(repository=SALES, title="after healing")  # the re-created subscription delivers
+    assert 202 in {d["status"] for d in opened["delivered"]}
+    wait_until(lambda: sb.latest_state(opened["pr"], 1) == "succeeded", timeout=40, what="status after healing")
+
+    code, out = cli(bridge, "repos", "setup", "--org", ORG, "--project", PROJECT, SALES, "--dbt-account", "1",
+                    "--create-job", str(DBT_CI_ENV), "--defer-to", str(DBT_PROD_ENV), "--teardown-job", "43",
+                    "--policy")  # an admin re-running set-up repairs the rest
+    assert code == 0 and "repaired" in out, out
+    assert {h["status"] for h in hooks_of(bridge, SALES)} == {"enabled"}
+    assert cli(bridge, "hooks", "status")[0] == 0
+
+
+def test_rotation_keeps_every_delivery(bridge, project):
+    sb = bridge.sandbox
+    before = {h["eventType"]: h for h in hooks_of(bridge, SALES)}
+    code, out = cli(bridge, "hooks", "rotate", "--repo", f"{ORG}/{PROJECT}/{SALES}")
+    assert code == 0 and out.count("rotated") >= 4, out
+    after = {h["eventType"]: h for h in hooks_of(bridge, SALES)}
+    assert all(after[e]["password"] != before[e]["password"] for e in before)
+    # a delivery Azure DevOps sent with the old password just before the switch is still accepted
+    old = before["git.pullrequest.created"]
+    event = sb.open_pr(repository=SALES, title="old credentials in flight", deliver=False)
+    body = dict(sb._get(f"/events/{event['event_id']}"))
+    body.pop("org", None)
+    late = requests.post(f"{bridge.web}/webhooks/azure-devops", data=json.dumps(body),
+                         auth=(old["consumerInputs"]["basicAuthUsername"], old["password"]),
+                         headers={"Content-Type": "application/json"}, timeout=10)
+    assert late.status_code == 202
+    wrong = requests.post(f"{bridge.web}/webhooks/azure-devops", data=json.dumps(body),
+                          auth=(old["consumerInputs"]["basicAuthUsername"], "not-the-password"),
+                          headers={"Content-Type": "application/json"}, timeout=10)
+    assert wrong.status_code == 401
+    fresh = sb.open_pr(repository=SALES, title="new credentials")
+    assert {d["status"] for d in fresh["delivered"]} == {202}
+
+
+def test_bulk_setup_then_unlink(bridge, project):
+    sb = bridge.sandbox
+    code, out = cli(bridge, "repos", "setup", "--org", ORG, "--project", PROJECT, "--match", "dbt-*",
+                    "--dbt-account", "1", "--ci-job", "42")
+    assert code == 0, out
+    assert "dbt-finance" in out and "created" in out and "web-app" not in out
+    assert len(hooks_of(bridge, FINANCE)) == 4 and hooks_of(bridge, WEB) == []
+
+    code, out = cli(bridge, "repos", "unlink", f"{ORG}/{PROJECT}/{FINANCE}", "--remove-policy")
+    assert code == 0 and "no longer acts" in out, out
+    assert hooks_of(bridge, FINANCE) == []
+    with bridge.db.session() as s:
+        assert s.scalar(select(Repository).where(Repository.name == FINANCE)) is None
+    opened = sb.open_pr(repository=FINANCE, title="after unlink")
+    assert opened["delivered"] == []  # nothing registered any more
+    code, out = cli(bridge, "repos", "unlink", f"{ORG}/{PROJECT}/{FINANCE}")
+    assert code == 1 and "is not linked" in out
+
+
+def test_a_person_sees_only_their_projects_and_is_refused_without_permission(bridge, project):
+    sb = bridge.sandbox
+    erin = {"oid": "0e0e0e0e-0000-4000-8000-00000000e1e1", "tid": ENTRA_USER["tid"], "upn": "erin@fabrikam.example",
+            "name": "Erin"}
+    sb._post("/idp/setup", {"users": [erin], "sign_in": erin["oid"]})
+    sb.setup(members={erin["oid"]: {ORG: {"projects": [PROJECT], "permissions": ["GenericRead",
+                                                                                  "ViewSubscriptions"]}}})
+    try:
+        admin = Person(bridge.web, sb.url)
+        admin.sign_in_with_token(ADMIN_TOKEN)
+        assert admin.connect_azure_devops().status_code == 200  # the admin connects Erin's account
+
+        def connected():
+            code, out = cli(bridge, "repos", "list", "--as", erin["upn"])
+            return code == 0 and ORG in out
+
+        wait_until(connected, timeout=30, what="Erin's organizations read by a worker")
+        code, out = cli(bridge, "repos", "list", "--org", ORG, "--as", erin["upn"])
+        assert code == 0 and PROJECT in out and "Fabrikam-Fiber-Git" not in out  # not hers to see
+        code, out = cli(bridge, "repos", "setup", "--org", ORG, "--project", PROJECT, WEB, "--dbt-account", "1",
+                        "--ci-job", "42", "--as", erin["upn"])
+        assert code == 1
+        assert "erin@fabrikam.example lacks Edit subscriptions" in out and "Project Administrator" in out, out
+        assert "--only 'permissions'" in out
+        assert hooks_of(bridge, WEB) == []
+    finally:
+        sb.setup(members={})
+        sb._post("/idp/setup", {"sign_in": ENTRA_USER["oid"]})

@@ -42,7 +42,7 @@ class ConnectFlows:
             s.execute(delete(AuthFlow).where(AuthFlow.expires_at < utcnow()))
             s.add(AuthFlow(state=flow["state"], owner=owner, started_by=started_by or owner, purpose=purpose,
                            flow_enc=self.box.encrypt(json.dumps(kept)), expires_at=utcnow() + FLOW_TTL))
-        return flow["auth_uri"]
+        return self.identity.browser_uri(flow["auth_uri"])
 
     def disconnect(self, connection_id: int) -> bool:
         """Delete a connection and its tokens (Entra has no refresh-token revocation; the user can also

@@ -22,6 +22,8 @@ POLL_QUIET_RUNS = "bridge.poll_quiet_runs"
 SWEEP_DELIVERIES = "bridge.sweep_deliveries"
 SWEEP_PULL_REQUESTS = "bridge.sweep_pull_requests"  # (): compare Azure DevOps' active PRs with ours
 REFRESH_CONNECTION = "bridge.refresh_connection"    # (connection_id: int): read who it is and where
+RUN_ONBOARDING_JOB = "bridge.run_onboarding_job"    # (job_id: int): a console request (discover, set up, unlink)
+CHECK_SUBSCRIPTIONS = "bridge.check_subscriptions"  # (): heal service hooks and dbt webhooks
 
 QUEUE = "bridge"
 
@@ -82,6 +84,10 @@ class Dispatcher:
         """Have a worker read a new connection's profile; the console shows it once read."""
         return self._send(REFRESH_CONNECTION, [int(connection_id)],
                           what=f"connection {connection_id} profile not refreshed")
+
+    def run_onboarding_job(self, job_id: int) -> bool:
+        """Have a worker carry out a console request; the job's page shows its progress."""
+        return self._send(RUN_ONBOARDING_JOB, [int(job_id)], what=f"onboarding job {job_id} not queued")
 
     def sweep_pull_requests(self) -> bool:
         """Ask the workers to compare every repository's active PRs with what the bridge knows (now)."""

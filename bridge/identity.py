@@ -140,6 +140,18 @@ class Identity:
 
     # -- connecting a user ------------------------------------------------------------------------------
 
+    def browser_uri(self, uri: str) -> str:
+        """Where to send a person's browser. Only with the local fake identity platform (tests, the demo)
+        does this differ: a real browser cannot be told that login.microsoftonline.com lives elsewhere."""
+        if not self.settings.test_base:
+            return uri
+        parts = urlsplit(uri)
+        prefix = MICROSOFT_HOSTS.get(parts.hostname or "")
+        if prefix is None:
+            return uri
+        return f"{self.settings.test_base.rstrip('/')}{prefix}{parts.path}" + (f"?{parts.query}" if parts.query
+                                                                               else "")
+
     def authority_for(self, tenant: str | None) -> str:
         """The configured authority, or the same host with a specific tenant (a guest signing in there)."""
         if not tenant:

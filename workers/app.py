@@ -10,11 +10,18 @@ from celery import Celery
 
 from bridge.crypto import SecretBox
 from bridge.db import Database
-from bridge.dispatch import POLL_QUIET_RUNS, SWEEP_DELIVERIES, SWEEP_PULL_REQUESTS, celery_config
+from bridge.dispatch import (
+    CHECK_SUBSCRIPTIONS,
+    POLL_QUIET_RUNS,
+    SWEEP_DELIVERIES,
+    SWEEP_PULL_REQUESTS,
+    celery_config,
+)
 from bridge.locks import redis_lock_factory
 from bridge.metrics import Metrics
 from bridge.services.connections import Connections
 from bridge.services.entra import ConnectionStore
+from bridge.services.onboarding import Onboarding
 from bridge.services.reconcile import Reconciler
 from bridge.settings import Settings
 
@@ -28,6 +35,7 @@ class Runtime:
     reconciler: Reconciler
     metrics: Metrics
     connections: Connections
+    onboarding: Onboarding
 
     @property
     def entra(self) -> ConnectionStore | None:
@@ -43,6 +51,9 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         "sweep-deliveries": {"task": SWEEP_DELIVERIES, "schedule": settings.sweep_interval},
         "poll-quiet-runs": {"task": POLL_QUIET_RUNS, "schedule": settings.poll_interval},
     }
+    if settings.hook_check_interval > 0:
+        app.conf.beat_schedule["check-subscriptions"] = {"task": CHECK_SUBSCRIPTIONS,
+                                                         "schedule": settings.hook_check_interval}
     if settings.pr_sweep_interval > 0:
         app.conf.beat_schedule["sweep-pull-requests"] = {"task": SWEEP_PULL_REQUESTS,
                                                          "schedule": settings.pr_sweep_interval}
@@ -55,7 +66,8 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     lock = redis_lock_factory(lock_client, settings.lock_timeout)
     connections = Connections.from_settings(settings, db, box, lock)
     reconciler = Reconciler(db, connections, lock, metrics)
-    app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections)
+    app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections,
+                         onboarding=Onboarding(settings, db, box, connections))
 
     from . import tasks
 

@@ -11,6 +11,7 @@ from sqlalchemy import or_, select
 
 from bridge import retry
 from bridge.dispatch import (
+    CHECK_SUBSCRIPTIONS,
     DISPATCH_DELIVERIES,
     POLL_QUIET_RUNS,
     PROCESS_DELIVERY,
@@ -18,6 +19,7 @@ from bridge.dispatch import (
     RECONCILE_PULL_REQUEST,
     REFRESH_CONNECTION,
     REFRESH_RUN,
+    RUN_ONBOARDING_JOB,
     SWEEP_DELIVERIES,
     SWEEP_PULL_REQUESTS,
 )
@@ -25,6 +27,7 @@ from bridge.domain import DbtRun, RunStatus, is_rerun_command
 from bridge.errors import ApiError, ConfigError
 from bridge.identity import IdentityError, ReauthRequired
 from bridge.models import CiRun, Delivery, Repository, utcnow
+from bridge.services import onboarding_jobs
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +174,16 @@ def register(app: Celery) -> None:
             return "failed"
         resumed = resume_blocked(self.runtime.db, lambda i: process_delivery.apply_async(args=[i]))
         return f"{', '.join(organizations)}; {resumed} blocked deliveries resumed"
+
+    @app.task(bind=True, base=BridgeTask, name=RUN_ONBOARDING_JOB, queue=QUEUE)
+    def run_onboarding_job(self, job_id: int) -> str:
+        """Carry out a console request, recording progress on the job row the page shows."""
+        return onboarding_jobs.run(self.runtime.db, self.runtime.onboarding, int(job_id))
+
+    @app.task(bind=True, base=BridgeTask, name=CHECK_SUBSCRIPTIONS, queue=QUEUE)
+    def check_subscriptions(self) -> dict:
+        """List the bridge's service hooks and dbt webhooks; heal what may be healed, record the rest."""
+        return self.runtime.onboarding.check_health()
 
     @app.task(bind=True, base=BridgeTask, name=SWEEP_PULL_REQUESTS, queue=QUEUE)
     def sweep_pull_requests(self) -> int:

@@ -25,6 +25,7 @@ class Person:
     def __init__(self, web: str, sandbox_url: str):
         self.web = web.rstrip("/")
         self.browser = requests.Session()
+        self.idp_url = sandbox_url.rstrip("/")
         # What the person's browser does at login.microsoftonline.com is served by the sandbox.
         self._idp = local_session(sandbox_url)
 

@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 HOOK_PATH = "/webhooks/azure-devops"
 DBT_HOOK_PATH = "/webhooks/dbt-cloud"
 STEPS = ("repository", "permissions", "ci job", "link", "service hooks", "dbt webhook", "branch policy")
+# Retrying one step still runs the first four (they find the repository and job, and change nothing that is
+# already right); of these three only the ones asked for run.
+OPTIONAL_STEPS = ("service hooks", "dbt webhook", "branch policy")
 
 
 class OnboardingError(BridgeError):
@@ -105,7 +108,7 @@ class SetupRequest:
     drafts: str = "skip"
     status_genre: str = "dbt-cloud"
     status_name: str = "ci"
-    only: tuple[str, ...] = ()   # retry only these steps (the others are still checked, never changed)
+    only: tuple[str, ...] = ()   # retry only these steps (see OPTIONAL_STEPS)
 
 
 @dataclass
@@ -238,6 +241,9 @@ class Onboarding:
             if report.failed_steps:
                 report.steps.append(Step(name, "skipped", f"after {report.failed_steps[0]} failed"))
                 return False
+            if request.only and name in OPTIONAL_STEPS and name not in request.only:
+                report.steps.append(Step(name, "skipped", "not retried this time"))
+                return True
             try:
                 report.steps.append(action())
             except StepFailed as exc:

@@ -44,9 +44,10 @@ def create_app(settings: Settings | None = None) -> Flask:
                       SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
                       SESSION_COOKIE_NAME="bridge_session")
 
-    from . import console, health, receivers
+    from . import console, health, onboarding, receivers
 
     app.register_blueprint(receivers.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(console.bp)
+    app.register_blueprint(onboarding.bp)
     return app

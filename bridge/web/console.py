@@ -13,13 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from functools import wraps
 
 from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     make_response,
     redirect,
     render_template_string,
@@ -32,69 +30,31 @@ from sqlalchemy import select
 from ..access import decide
 from ..identity import REDIRECT_PATH, FlowRejected, IdentityError
 from ..models import Connection
+from .pages import check_csrf, csrf_token, ext, is_admin, page, signed_in
 
 bp = Blueprint("console", __name__)
 
 BINDING_COOKIE = "bridge_connect"
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ado-dbt bridge — {{ title }}</title>
-<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}table{border-collapse:collapse}
-td,th{border-bottom:1px solid #ddd;padding:.4rem .8rem;text-align:left}.bad{color:#b00}.ok{color:#070}
-form.inline{display:inline}</style></head>
-<body><h1>ado-dbt bridge</h1>
-{% if message %}<p role="status" class="{{ 'bad' if error else 'ok' }}">{{ message }}</p>{% endif %}
-{{ body | safe }}</body></html>"""
-
-
-def _ext():
-    return current_app.extensions["bridge"]
-
-
-def _csrf_token() -> str:
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
-
-
-def _check_csrf() -> None:
-    sent = request.form.get("csrf", "")
-    if not sent or not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()):
-        abort(400, "missing or wrong CSRF token")
-
-
-def _page(title: str, body: str, *, message: str = "", error: bool = False, status: int = 200):
-    return render_template_string(PAGE, title=title, body=body, message=message, error=error), status
-
-
-def signed_in(view):
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        if not session.get("user"):
-            return redirect(url_for("console.sign_in", next=request.path))
-        return view(*args, **kwargs)
-
-    return wrapper
-
 
 @bp.get("/console/sign-in")
 def sign_in():
-    entra, token = _ext().get("flows") is not None, bool(_ext()["settings"].admin_token)
+    entra, token = ext().get("flows") is not None, bool(ext()["settings"].admin_token)
     if not entra and not token:
-        return _page("sign in", "<p>No sign-in is configured: set up Entra ID (<code>BRIDGE_ENTRA_CLIENT_ID</code>, "
+        return page("sign in", "<p>No sign-in is configured: set up Entra ID (<code>BRIDGE_ENTRA_CLIENT_ID</code>, "
                      "<code>BRIDGE_ADMINS</code>) or, for first set-up only, <code>BRIDGE_ADMIN_TOKEN</code>.</p>",
                      status=503)
     body = render_template_string(
         '{% if entra %}<p><a href="/console/sign-in/entra">Sign in with Microsoft</a></p>{% endif %}'
         '{% if token %}<form method="post"><input type="hidden" name="csrf" value="{{ csrf }}">'
         '<label>Admin token <input type="password" name="token" autocomplete="off"></label> '
-        '<button>Sign in</button></form>{% endif %}', csrf=_csrf_token(), entra=entra, token=token)
-    return _page("sign in", body)
+        '<button>Sign in</button></form>{% endif %}', csrf=csrf_token(), entra=entra, token=token)
+    return page("sign in", body)
 
 
 @bp.get("/console/sign-in/entra")
 def sign_in_entra():
-    flows = _ext().get("flows")
+    flows = ext().get("flows")
     if flows is None:
         abort(404)
     return _start_flow(flows, purpose="sign-in", started_by="")
@@ -102,43 +62,40 @@ def sign_in_entra():
 
 def _finish_sign_in(flows, owner: str, answer: dict) -> Response:
     claims = flows.complete_sign_in(owner, answer)
-    decision = decide(claims, _ext()["settings"].access)
+    decision = decide(claims, ext()["settings"].access)
     if decision.role is None:
-        return make_response(_page("sign in", "", message=decision.reason + ".", error=True, status=403))
-    _begin_session((claims.get("preferred_username") or claims.get("oid") or "").lower(), decision.role)
+        return make_response(page("sign in", "", message=decision.reason + ".", error=True, status=403))
+    _begin_session((claims.get("preferred_username") or claims.get("oid") or "").lower(), decision.role,
+                   via="entra")
     return redirect(url_for("console.home"))
 
 
-def _begin_session(user: str, role: str) -> None:
+def _begin_session(user: str, role: str, *, via: str) -> None:
     session.clear()
-    session["user"], session["role"] = user, role
+    session["user"], session["role"], session["via"] = user, role, via
     session["csrf"] = secrets.token_urlsafe(32)  # a new session, a new CSRF token
-
-
-def _is_admin() -> bool:
-    return session.get("role") == "admin"
 
 
 def _visible(connection: Connection) -> bool:
     """Admins see every connection; other people only their own."""
     me = session.get("user", "")
-    return _is_admin() or me in ((connection.upn or "").lower(), (connection.connected_by or "").lower())
+    return is_admin() or me in ((connection.upn or "").lower(), (connection.connected_by or "").lower())
 
 
 @bp.post("/console/sign-in")
 def sign_in_submit():
-    _check_csrf()
-    expected = _ext()["settings"].admin_token
+    check_csrf()
+    expected = ext()["settings"].admin_token
     given = request.form.get("token", "")
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
-        return _page("sign in", "", message="Wrong admin token.", error=True, status=401)
-    _begin_session("admin", "admin")
+        return page("sign in", "", message="Wrong admin token.", error=True, status=401)
+    _begin_session("admin", "admin", via="token")
     return redirect(url_for("console.home"))
 
 
 @bp.post("/console/sign-out")
 def sign_out():
-    _check_csrf()
+    check_csrf()
     session.clear()
     return redirect(url_for("console.sign_in"))
 
@@ -146,7 +103,7 @@ def sign_out():
 @bp.get("/console")
 @signed_in
 def home():
-    with _ext()["db"].session() as s:
+    with ext()["db"].session() as s:
         connections = [c for c in s.scalars(select(Connection).order_by(Connection.id)) if _visible(c)]
     body = render_template_string("""
 <p>Signed in as {{ user }} ({{ role }}).
@@ -167,17 +124,17 @@ def home():
 <input type="hidden" name="csrf" value="{{ csrf }}"><button>Disconnect</button></form></td></tr>
 {% else %}<tr><td colspan="5">No connection yet.</td></tr>{% endfor %}</table>
 {% if role != "admin" %}<p>You see your own connections; admins see everyone's.</p>{% endif %}""",
-        user=session["user"], role=session.get("role", "admin"), csrf=_csrf_token(), connections=connections,
-        connect=_ext().get("flows") is not None)
-    return _page("console", body, message=request.args.get("message", ""))
+        user=session["user"], role=session.get("role", "admin"), csrf=csrf_token(), connections=connections,
+        connect=ext().get("flows") is not None)
+    return page("console", body, message=request.args.get("message", ""))
 
 
 @bp.post("/console/connections/<int:connection_id>/disconnect")
 @signed_in
 def disconnect(connection_id: int):
-    _check_csrf()
-    flows = _ext().get("flows")
-    with _ext()["db"].session() as s:
+    check_csrf()
+    flows = ext().get("flows")
+    with ext()["db"].session() as s:
         connection = s.get(Connection, connection_id)
         mine = connection is not None and _visible(connection)
     if flows is None or not mine or not flows.disconnect(connection_id):
@@ -196,9 +153,9 @@ def _start_flow(flows, *, purpose: str, started_by: str, tenant: str | None = No
     try:
         auth_uri = flows.start(_binding_hash(binding), started_by=started_by, purpose=purpose, tenant=tenant)
     except FlowRejected as exc:
-        return _page("connect", "", message=exc.reason, error=True, status=400)
+        return page("connect", "", message=exc.reason, error=True, status=400)
     response = redirect(auth_uri)
-    https = _ext()["settings"].public_url.startswith("https://")
+    https = ext()["settings"].public_url.startswith("https://")
     response.set_cookie(BINDING_COOKIE, binding, max_age=600, httponly=True, secure=https,
                         samesite="None" if https else "Lax", path=REDIRECT_PATH)
     return response
@@ -207,16 +164,16 @@ def _start_flow(flows, *, purpose: str, started_by: str, tenant: str | None = No
 @bp.get("/login/azure-active-directory")
 @signed_in
 def connect_start():
-    flows = _ext().get("flows")
+    flows = ext().get("flows")
     if flows is None:
-        return _page("connect", "", message="Entra ID is not configured.", error=True, status=503)
+        return page("connect", "", message="Entra ID is not configured.", error=True, status=503)
     return _start_flow(flows, purpose="connect", started_by=session["user"],
                        tenant=request.args.get("tenant", "").strip() or None)
 
 
 @bp.route(REDIRECT_PATH, methods=["GET", "POST"])
 def connect_complete():
-    flows = _ext().get("flows")
+    flows = ext().get("flows")
     if flows is None:
         abort(503)
     answer = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
@@ -230,10 +187,10 @@ def connect_complete():
         # the binding cookie, set only for a signed-in person, is the proof.
         connection = flows.complete(_binding_hash(binding), answer)
     except FlowRejected as exc:
-        return _page("connect", "", message=f"Connection refused: {exc.reason}", error=True, status=400)
+        return page("connect", "", message=f"Connection refused: {exc.reason}", error=True, status=400)
     except IdentityError as exc:
-        return _page("connect", "", message=f"Microsoft Entra ID refused: {exc.reason}", error=True, status=400)
-    _ext()["dispatcher"].refresh_connection(connection.id)
+        return page("connect", "", message=f"Microsoft Entra ID refused: {exc.reason}", error=True, status=400)
+    ext()["dispatcher"].refresh_connection(connection.id)
     response = redirect(url_for("console.home", message=f"Connected {connection.upn}."))
     response.delete_cookie(BINDING_COOKIE, path=REDIRECT_PATH)
     return response

@@ -27,7 +27,8 @@ def pending_answer(someone: Person, **params) -> tuple[str, dict]:
     start = someone.get("/login/azure-active-directory", params=params or None, allow_redirects=False)
     assert start.status_code == 302
     tenant = params.get("tenant", "organizations")
-    assert start.headers["Location"].startswith(f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize")
+    # the fake identity platform is where a browser is sent in tests (login.microsoftonline.com otherwise)
+    assert start.headers["Location"].startswith(f"{someone.idp_url}/idp/{tenant}/oauth2/v2.0/authorize")
     action, fields = someone.at_identity_platform(start.headers["Location"])
     return action, fields
 

@@ -220,3 +220,78 @@ def test_a_person_sees_only_their_projects_and_is_refused_without_permission(bri
     finally:
         sb.setup(members={})
         sb._post("/idp/setup", {"sign_in": ENTRA_USER["oid"]})
+
+
+def finished(someone: Person, response: requests.Response) -> requests.Response:
+    """Follow a console job page until it stops refreshing itself."""
+    url = response.url
+    return wait_until(lambda: (r := someone.browser.get(url, timeout=10)) and 'http-equiv="refresh"' not in r.text
+                      and r, timeout=30, what=f"the job at {url}")
+
+
+def test_console_import_in_a_couple_of_clicks_then_undo(bridge, project):
+    import re
+
+    sb = bridge.sandbox
+    admin = Person(bridge.web, sb.url)
+    admin.sign_in_with_token(ADMIN_TOKEN)  # the local admin acts as the organization's configured identity
+    start = admin.get("/console/import")
+    assert start.status_code == 200 and '<option>fabrikam</option>' in start.text
+    projects = finished(admin, admin.get("/console/import/projects", params={"org": ORG}))
+    link = re.search(r'href="(/console/import/repositories\?[^"]+)">' + PROJECT, projects.text).group(1)
+    repos = finished(admin, admin.get(link.replace("&amp;", "&").replace("\n", "")))
+    assert SALES in repos.text and "Repair set-up" in repos.text  # dbt-sales is linked already
+    setup_link = re.search(r'href="(/console/import/setup\?[^"]+name=web-app)"', repos.text.replace("\n", "")).group(1)
+    form = finished(admin, admin.get(setup_link.replace("&amp;", "&")))
+    assert "dbt Cloud account 1" in form.text and "Set up CI" in form.text
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.text))
+    answer = admin.browser.post(f"{bridge.web}/console/import/setup", timeout=10, data={
+        **fields, "dbt_account": "1", "job_choice": "existing", "ci_job": "42", "target_branch": "main",
+        "policy": "1", "reset_on_new_changes": "1", "drafts": "skip"})
+    result = finished(admin, answer)
+    assert "Set-up of fabrikam" in result.text and ": created" in result.text, result.text
+    assert result.text.count(">created<") >= 3 and "refused" not in result.text
+    assert len(hooks_of(bridge, WEB)) == 4
+
+    opened = sb.open_pr(repository=WEB, title="imported from the console")
+    wait_until(lambda: sb.latest_state(opened["pr"], 1) == "succeeded", timeout=40, what="CI after console import")
+    listing = admin.get("/console/repositories").text
+    assert "fabrikam/Data-Platform/web-app" in listing and "4 of 4" in listing
+
+    with bridge.db.session() as s:
+        repo_id = s.scalar(select(Repository.id).where(Repository.name == WEB))
+    undo = admin.post_form(f"/console/repositories/{repo_id}/unlink", {"remove_policy": "1"}, page=listing)
+    done = finished(admin, undo)
+    assert "removed" in done.text and hooks_of(bridge, WEB) == []
+
+
+def test_console_import_is_for_admins_and_a_failed_step_can_be_retried(bridge, project):
+    import re
+
+    sb = bridge.sandbox
+    bob = {"oid": "0b0b0b0b-0000-4000-8000-0000000000b2", "tid": ENTRA_USER["tid"], "upn": "bob2@fabrikam.example",
+           "name": "Bob"}
+    sb._post("/idp/setup", {"users": [bob], "sign_in": bob["oid"]})
+    try:
+        user = Person(bridge.web, sb.url)
+        assert "(user)" in user.sign_in_with_entra().text
+        assert user.get("/console/import").status_code == 403
+    finally:
+        sb._post("/idp/setup", {"sign_in": ENTRA_USER["oid"]})
+
+    admin = Person(bridge.web, sb.url)
+    admin.sign_in_with_token(ADMIN_TOKEN)
+    sb.fault(service="ado", method="POST", path="/_apis/hooks/subscriptions$", status=503, times=20)
+    try:
+        form = finished(admin, admin.get("/console/import/setup", params={"org": ORG, "project": PROJECT,
+                                                                          "repo": WEB, "name": WEB}))
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.text))
+        failed = finished(admin, admin.browser.post(f"{bridge.web}/console/import/setup", timeout=10, data={
+            **fields, "dbt_account": "1", "job_choice": "existing", "ci_job": "42", "target_branch": "main"}))
+        assert ": failed" in failed.text and "Retry this step" in failed.text
+    finally:
+        sb.fault(clear=True)
+    retried = finished(admin, admin.post_form(failed.url.replace(bridge.web, "") + "/retry",
+                                              {"step": "service hooks"}, page=failed.text))
+    assert ": repaired" in retried.text or ": created" in retried.text, retried.text
+    assert len(hooks_of(bridge, WEB)) == 4

@@ -149,6 +149,26 @@ def stories(running: RunningBridge) -> list[tuple[Story, Callable[[Story], None]
             raise AssertionError(f"Azure DevOps calls should act as Ada, they acted as {acted_as}")
         story.detail = f"{ENTRA_USER['upn']} connected through Entra ID; the bridge acts with her permissions"
 
+    def onboarded(story: Story) -> None:
+        sandbox._post("/repos", {"org": "fabrikam", "project": "Data-Platform", "name": "dbt-onboarded"})
+        out = running.stack.run_cli({**running.env, "COLUMNS": "200"}, "repos", "setup", "--org", "fabrikam",
+                                    "--project", "Data-Platform", "dbt-onboarded", "--dbt-account", "1",
+                                    "--create-job", "9", "--defer-to", "8", "--policy")
+        if out.returncode:
+            raise AssertionError(out.stdout[-2000:] + out.stderr[-2000:])
+        opened = sandbox.open_pr(repository="dbt-onboarded", title="First PR after import", deliver=False)
+        story.prs.append(opened["pr"])
+        sandbox.outcome(sha=opened["head"], seconds=3)
+        sandbox.deliver(opened["event_id"])
+        completed, blocking = sandbox.complete(opened["pr"])
+        if completed:
+            raise AssertionError("the branch policy should hold the PR until the dbt run is green")
+        wait_until(lambda: sandbox.latest_state(opened["pr"], 1) == "succeeded", timeout=40, what="status")
+        if sandbox.complete(opened["pr"]) != (True, []):
+            raise AssertionError("a green run should let the PR complete")
+        story.detail = (f"bridge repos setup: CI job, 4 service hooks, dbt webhook, policy requiring "
+                        f"{blocking[0]}; completion blocked until green")
+
     return [
         (Story("A PR opens and passes"), passes),
         (Story("A new push mid-run supersedes the old run"), superseded),
@@ -156,6 +176,7 @@ def stories(running: RunningBridge) -> list[tuple[Story, Callable[[Story], None]
         (Story("A draft is skipped until published"), draft),
         (Story("An abandoned PR gets its schema torn down"), abandoned),
         (Story("Azure DevOps connected through Entra ID (OAuth)"), connected),
+        (Story("A repository imported with one command; the branch requires CI"), onboarded),
     ]
 
 

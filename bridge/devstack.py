@@ -25,7 +25,8 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql", "initdb": "postgresql", "wrk": "wrk"}
+PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql", "initdb": "postgresql", "wrk": "wrk",
+            "chromium": "chromium", "chromedriver": "chromium-driver"}
 
 
 class DevstackError(RuntimeError):

@@ -12,4 +12,4 @@ def test_demo_plays_every_story_on_sqlite(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bridge.cli", "demo", "--once", "--workdir", str(tmp_path / "demo")],
                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "6 of 6 stories passed." in out.stdout
+    assert "7 of 7 stories passed." in out.stdout

@@ -67,16 +67,21 @@ def _config_path(file: Path | None, settings: Settings) -> Path:
     return path
 
 
-def _connections(settings: Settings, database, box):
-    """API clients as the workers build them; Entra token refreshes take the same Redis lock they do."""
+def _lock(settings: Settings):
+    """The workers' Redis locks (Entra token refreshes, healing subscriptions), so the CLI never races them."""
     import redis
 
     from .locks import redis_lock_factory
+
+    return redis_lock_factory(redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5),
+                              settings.lock_timeout)
+
+
+def _connections(settings: Settings, database, box):
+    """API clients as the workers build them."""
     from .services.connections import Connections
 
-    lock = redis_lock_factory(redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5),
-                              settings.lock_timeout)
-    return Connections.from_settings(settings, database, box, lock)
+    return Connections.from_settings(settings, database, box, _lock(settings))
 
 
 @config.command("check")
@@ -362,7 +367,7 @@ def _onboarding():
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     database = Database(settings.database_url)
-    return Onboarding(settings, database, box, _connections(settings, database, box))
+    return Onboarding(settings, database, box, _connections(settings, database, box), _lock(settings))
 
 
 def _actor(upn: str | None):
@@ -487,7 +492,7 @@ def repos_setup(**options) -> None:
 
 
 def _print_reports(reports) -> None:
-    colour = {"created": "green", "repaired": "yellow", "unchanged": "", "failed": "red"}
+    colour = {"created": "green", "repaired": "yellow", "unchanged": "", "skipped": "", "failed": "red"}
     if len(reports) == 1:
         table = Table(title=f"set-up of {reports[0].repository}: {reports[0].outcome}")
         for col in ("step", "result", "detail"):
@@ -613,7 +618,12 @@ def hooks_status() -> None:
 @hooks.command("check")
 def hooks_check() -> None:
     """Check and heal every subscription now (beat does this every BRIDGE_HOOK_CHECK_INTERVAL seconds)."""
-    counts = _onboarding().check_health()
+    from .retry import LockBusy
+
+    try:
+        counts = _onboarding().check_health()
+    except LockBusy as exc:
+        raise click.ClickException(f"a health check or set-up is already running ({exc}); try again shortly") from None
     console.print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no subscriptions to check")
 
 
@@ -639,6 +649,44 @@ def hooks_rotate(repository: str | None, grace: int, as_upn: str | None) -> None
     console.print(table)
     if any(step.outcome == "failed" for step in steps):
         sys.exit(1)
+
+
+# -- dbt Cloud accounts ------------------------------------------------------------------------------------
+
+@main.group()
+def dbt() -> None:
+    """dbt Cloud accounts the bridge triggers runs in."""
+
+
+@dbt.command("add-account")
+@click.argument("account_id", type=int)
+@click.option("--url", default="https://cloud.getdbt.com", show_default=True,
+              help="The account's access URL (regional, cell or single-tenant hosts included).")
+@click.option("--token-env", metavar="VAR", help="Read the service token from this environment variable instead "
+                                                 "of prompting.")
+def dbt_add_account(account_id: int, url: str, token_env: str | None) -> None:
+    """Add (or update) a dbt Cloud account and check its service token against dbt Cloud."""
+    from .crypto import SecretBox
+    from .db import Database
+    from .models import DbtAccount
+    from .urls import check_base_url
+
+    settings = _settings()
+    try:
+        url = check_base_url(url, allow_insecure_http=settings.allow_insecure_http, what="--url")
+        box = SecretBox(settings.require_secret_keys())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    token = _secret(token_env, f"Service token of dbt Cloud account {account_id}")
+    with Database(settings.database_url).session() as s:
+        account = s.get(DbtAccount, account_id) or DbtAccount(id=account_id, url=url)
+        account.url, account.api_token_enc = url, box.encrypt(token)
+        s.merge(account)
+    try:
+        jobs = _onboarding().dbt_jobs(account_id)
+    except BridgeError as exc:
+        raise click.ClickException(f"stored, but dbt Cloud refused: {exc}") from None
+    console.print(f"dbt Cloud account {account_id} at {url}: the token works ({len(jobs)} jobs)")
 
 
 # -- deliveries ---------------------------------------------------------------------------------------

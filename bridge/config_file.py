@@ -17,10 +17,10 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .clients.http import check_base_url
 from .crypto import SecretBox
 from .errors import ApiError, ConfigError
 from .models import DbtAccount, Organization, Repository
+from .urls import check_base_url
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # ``${VAR}`` is swapped for a plain token before YAML sees the text, so that the documented

@@ -89,6 +89,10 @@ class Dispatcher:
         """Have a worker carry out a console request; the job's page shows its progress."""
         return self._send(RUN_ONBOARDING_JOB, [int(job_id)], what=f"onboarding job {job_id} not queued")
 
+    def check_subscriptions(self) -> bool:
+        """Ask a worker to check and heal the service hooks and dbt webhooks now (beat does it periodically)."""
+        return self._send(CHECK_SUBSCRIPTIONS, [], what="subscription check not queued")
+
     def sweep_pull_requests(self) -> bool:
         """Ask the workers to compare every repository's active PRs with what the bridge knows (now)."""
         return self._send(SWEEP_PULL_REQUESTS, [], what="PR sweep not queued")

@@ -20,7 +20,11 @@ def redis_lock_factory(client: redis.Redis, timeout: float):
     @contextmanager
     def lock(key: str):
         handle = client.lock(f"bridge:lock:{key}", timeout=timeout, blocking_timeout=5)
-        if not handle.acquire():
+        try:
+            acquired = handle.acquire()
+        except redis.exceptions.RedisError as exc:
+            raise LockBusy(f"{key}: Redis is unreachable ({type(exc).__name__})") from None
+        if not acquired:
             raise LockBusy(key)
         done = threading.Event()
 

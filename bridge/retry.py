@@ -11,7 +11,8 @@ MAX_DELAY = 300.0
 
 
 class LockBusy(Exception):
-    """Another worker is reconciling the same pull request; try again shortly."""
+    """Another worker holds the lock (a pull request, a connection, an organization's subscriptions), or the
+    lock store cannot be reached; try again shortly."""
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -67,7 +67,7 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     connections = Connections.from_settings(settings, db, box, lock)
     reconciler = Reconciler(db, connections, lock, metrics)
     app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections,
-                         onboarding=Onboarding(settings, db, box, connections))
+                         onboarding=Onboarding(settings, db, box, connections, lock))
 
     from . import tasks
 

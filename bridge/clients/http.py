@@ -1,31 +1,17 @@
-"""What the API clients share: URL checks, status → error mapping (one pure function) and a JSON call."""
+"""What the API clients share: path escaping, status → error mapping (one pure function) and a JSON call."""
 
 from __future__ import annotations
 
 import email.utils
 import time
 from collections.abc import Mapping
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 
 from .. import errors
-from ..errors import ConfigError
 
 USER_AGENT = "ado-dbt-bridge/0.1 (+https://github.com/ado-dbt-bridge)"
-
-
-def check_base_url(url: str, *, allow_insecure_http: bool, what: str) -> str:
-    """Validate a configured API base URL; plain http only when explicitly allowed for local testing."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"{what}: {url!r} is not an absolute http(s) URL")
-    if parts.scheme == "http" and not allow_insecure_http:
-        raise ConfigError(f"{what}: {url!r} uses plain http; use https "
-                          "(BRIDGE_ALLOW_INSECURE_HTTP=1 allows http for local testing only)")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigError(f"{what}: {url!r} must not carry credentials, a query or a fragment")
-    return url.rstrip("/")
 
 
 def segment(value: str | int) -> str:

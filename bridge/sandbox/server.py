@@ -380,6 +380,7 @@ def create_sandbox_app(base_url: str) -> Flask:
         project = world.find_project(org, body["project"]) or world.add_project(org, str(uuid.uuid4()),
                                                                                 body["project"])
         repo = world.add_repo(org, project["id"], body.get("id") or str(uuid.uuid4()), body["name"])
+        repo["disabled"] = bool(body.get("disabled"))
         return jsonify(world.repo_json(repo))
 
     def deliver(event: dict) -> dict:

@@ -223,7 +223,7 @@ class World:
             "project": {k: project[k] for k in ("id", "name", "url", "state", "revision", "visibility")},
             "remoteUrl": f"{self.base_url}/{org}/{project['name']}/_git/{repo['name']}",
             "webUrl": f"{self.base_url}/{org}/{project['name']}/_git/{repo['name']}",
-            "defaultBranch": "refs/heads/main", "size": 1024, "isDisabled": False,
+            "defaultBranch": "refs/heads/main", "size": 1024, "isDisabled": bool(repo.get("disabled")),
         }
 
     def pr_json(self, pr: dict) -> dict:

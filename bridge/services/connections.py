@@ -11,13 +11,13 @@ from sqlalchemy import func, select
 
 from ..clients.azure_devops import AzureDevOpsClient, Credentials, PersonalAccessToken
 from ..clients.dbt_cloud import DbtCloudClient
-from ..clients.http import check_base_url
 from ..crypto import SecretBox
 from ..db import Database
 from ..errors import ConfigError
 from ..identity import REDIRECT_PATH, Identity, ReauthRequired
 from ..models import Connection, DbtAccount, Organization
 from ..settings import Settings
+from ..urls import check_base_url
 from .entra import ConnectionStore
 
 

@@ -14,6 +14,7 @@ import fnmatch
 import logging
 import secrets
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -56,6 +57,7 @@ from ..models import (
     Repository,
     utcnow,
 )
+from ..retry import LockBusy
 from ..settings import Settings
 from .connections import Connections
 
@@ -130,6 +132,8 @@ class SetupReport:
     @property
     def outcome(self) -> str:
         outcomes = {s.outcome for s in self.steps}
+        if self.steps and self.steps[0].outcome == "skipped":
+            return "skipped"
         if outcomes & {"failed", "refused"}:
             return "failed"
         if "created" in outcomes and any(s.step == "link" and s.outcome == "created" for s in self.steps):
@@ -154,11 +158,14 @@ def _problem(exc: Exception) -> str:
 
 
 class Onboarding:
-    def __init__(self, settings: Settings, db: Database, box: SecretBox, connections: Connections):
+    def __init__(self, settings: Settings, db: Database, box: SecretBox, connections: Connections,
+                 lock: Callable[[str], AbstractContextManager] | None = None):
         self.settings = settings
         self.db = db
         self.box = box
         self.connections = connections
+        # One healer at a time per organization (set-up, beat, the CLI): two would both re-create a subscription.
+        self.lock = lock or (lambda _key: nullcontext())
 
     # -- who acts where --------------------------------------------------------------------------------------
 
@@ -238,8 +245,9 @@ class Onboarding:
         state: dict = {}
 
         def run(name: str, action: Callable[[], Step]) -> bool:
-            if report.failed_steps:
-                report.steps.append(Step(name, "skipped", f"after {report.failed_steps[0]} failed"))
+            if report.failed_steps or (report.steps and report.steps[0].outcome == "skipped"):
+                reason = f"after {report.failed_steps[0]} failed" if report.failed_steps else "nothing to set up"
+                report.steps.append(Step(name, "skipped", reason))
                 return False
             if request.only and name in OPTIONAL_STEPS and name not in request.only:
                 report.steps.append(Step(name, "skipped", "not retried this time"))
@@ -250,6 +258,9 @@ class Onboarding:
                 report.steps.append(Step(name, exc.outcome, exc.detail))
             except (ApiError, BridgeError) as exc:
                 report.steps.append(Step(name, "failed", _problem(exc)))
+            except LockBusy as exc:
+                report.steps.append(Step(name, "failed", f"another set-up or health check is changing these "
+                                                         f"subscriptions ({exc}); retry in a moment"))
             return not report.failed_steps
 
         ado: AzureDevOpsClient | None = None
@@ -263,7 +274,7 @@ class Onboarding:
                 raise StepFailed("failed", f"{actor.name} cannot see repository {request.repository} in project "
                                            f"{request.project} (it does not exist, or they lack Read access)") from None
             if info.get("is_disabled"):
-                raise StepFailed("failed", f"repository {info['name']} is disabled in Azure DevOps")
+                raise StepFailed("skipped", f"repository {info['name']} is disabled in Azure DevOps")
             state["repo"] = info
             return Step("repository", "unchanged", f"{info['project_name']}/{info['name']} ({info['id']})")
 
@@ -349,8 +360,9 @@ class Onboarding:
                         f"updated {', '.join(changed)}" if changed else "already linked")
 
         def hooks() -> Step:
-            outcomes = self._ensure_hooks(ado, state["repository_id"], state["organization_id"], state["repo"],
-                                          by_admin=True)
+            with self.lock(f"hooks:{state['organization_id']}"):
+                outcomes = self._ensure_hooks(ado, state["repository_id"], state["organization_id"], state["repo"],
+                                              by_admin=True)
             created = sum(1 for o in outcomes if o[0] == "created")
             repaired = [f"{e}: {why}" for kind, e, why in outcomes if kind == "repaired"]
             outcome = "created" if created == len(outcomes) else "repaired" if created or repaired else "unchanged"
@@ -511,8 +523,9 @@ class Onboarding:
     # -- bulk ----------------------------------------------------------------------------------------------
 
     def matching_repositories(self, actor: Actor, organization: str, project: str, pattern: str) -> list[dict]:
+        """Repositories whose name matches a glob (disabled ones included: set-up reports them as skipped)."""
         return [r for r in self.repositories(actor, organization, project)
-                if fnmatch.fnmatchcase(r["name"].lower(), pattern.lower()) and not r.get("is_disabled")]
+                if fnmatch.fnmatchcase(r["name"].lower(), pattern.lower())]
 
     # -- undo ----------------------------------------------------------------------------------------------
 
@@ -580,7 +593,8 @@ class Onboarding:
                 select(HookSubscriptionRecord.organization_id)))).all()
             accounts = s.scalars(select(DbtWebhookRecord.dbt_account_id).distinct()).all()
         for org_id, org_name in orgs:
-            self._check_org(org_id, org_name, counts)
+            with self.lock(f"hooks:{org_id}"):
+                self._check_org(org_id, org_name, counts)
         for account_id in accounts:
             self._check_account(account_id, counts)
         return counts

@@ -60,6 +60,10 @@ def run(db: Database, onboarding: Onboarding, job_id: int) -> str:
                 accounts = sorted(s.scalars(select(DbtAccount.id)).all())
             result = {"accounts": [{"id": a, "jobs": onboarding.dbt_jobs(a),
                                     "environments": onboarding.dbt_environments(a)} for a in accounts]}
+        elif kind == "dbt-account":
+            account = int(params["dbt_account"])
+            result = {"jobs": len(onboarding.dbt_jobs(account)),
+                      "environments": len(onboarding.dbt_environments(account))}
         elif kind == "setup":
             report = onboarding.setup(_setup_request(params), actor)
             _progress(db, job_id, steps=[s.as_dict() for s in report.steps],

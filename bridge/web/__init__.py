@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}")
         flows = ConnectFlows(db, box, identity)
     app.extensions["bridge"] = {"settings": settings, "db": db, "metrics": metrics, "intake": intake,
-                                "dispatcher": dispatcher, "flows": flows}
+                                "dispatcher": dispatcher, "flows": flows, "box": box}
     # Console sessions: signed with a key derived from the encryption key, never readable by scripts.
     app.secret_key = hashlib.sha256(b"bridge-session:" + (settings.secret_keys or ("",))[0].encode()).digest() \
         if settings.secret_keys else secrets.token_bytes(32)

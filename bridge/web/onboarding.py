@@ -13,6 +13,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, render_template_string, request, session, url_for
 from sqlalchemy import func, select
 
+from ..errors import ConfigError
 from ..models import (
     Connection,
     DbtAccount,
@@ -22,6 +23,7 @@ from ..models import (
     Organization,
     Repository,
 )
+from ..urls import check_base_url
 from .pages import admins_only, check_csrf, csrf_token, ext, is_admin, page, signed_in
 
 bp = Blueprint("onboarding", __name__)
@@ -106,6 +108,57 @@ def unlink(repository_id: int):
     return redirect(url_for("onboarding.job", job_id=job_id))
 
 
+# -- dbt Cloud accounts ------------------------------------------------------------------------------------
+
+@bp.get("/console/dbt-accounts")
+@admins_only
+def dbt_accounts():
+    with ext()["db"].session() as s:
+        accounts = [{"id": a.id, "url": a.url, "token": bool(a.api_token_enc), "secret": bool(a.webhook_secret_enc)}
+                    for a in s.scalars(select(DbtAccount).order_by(DbtAccount.id))]
+    body = render_template_string("""
+<h2>dbt Cloud accounts</h2>
+<table><tr><th>account</th><th>access URL</th><th>service token</th><th>account webhook secret</th></tr>
+{% for a in accounts %}<tr><td>{{ a.id }}</td><td>{{ a.url }}</td><td>{{ 'stored' if a.token else 'missing' }}</td>
+<td>{{ 'stored' if a.secret else '— (the bridge registers its own webhooks)' }}</td></tr>
+{% else %}<tr><td colspan="4">None yet.</td></tr>{% endfor %}</table>
+<h3>Add or update an account</h3>
+<form method="post" action="/console/dbt-accounts"><input type="hidden" name="csrf" value="{{ csrf }}">
+<label>Account id <input name="account_id" inputmode="numeric" required></label>
+<label>Access URL <input name="url" value="https://cloud.getdbt.com" size="50" required></label>
+<label>Service token (Job Admin and Webhooks permissions) <input name="api_token" type="password"
+autocomplete="off" required></label>
+<button>Save and check</button></form>
+<p>Secrets are stored encrypted and never shown again.</p>""", accounts=accounts, csrf=csrf_token())
+    return page("dbt Cloud accounts", body)
+
+
+@bp.post("/console/dbt-accounts")
+@admins_only
+def save_dbt_account():
+    check_csrf()
+    account_id, token = _int("account_id"), request.form.get("api_token", "").strip()
+    box = ext()["box"]
+    try:
+        url = check_base_url(request.form.get("url", "").strip(),
+                             allow_insecure_http=ext()["settings"].allow_insecure_http, what="access URL")
+    except ConfigError as exc:
+        return page("dbt Cloud accounts", "", message=str(exc), error=True, status=400)
+    if not account_id or not token:
+        return page("dbt Cloud accounts", "", message="Give the account id and a service token.", error=True,
+                    status=400)
+    if box is None:
+        return page("dbt Cloud accounts", "", message="BRIDGE_SECRET_KEY is not set: secrets cannot be stored.",
+                    error=True, status=503)
+    with ext()["db"].session() as s:
+        account = s.get(DbtAccount, account_id)
+        if account is None:
+            account = DbtAccount(id=account_id, url=url)
+            s.add(account)
+        account.url, account.api_token_enc = url, box.encrypt(token)
+    return redirect(url_for("onboarding.job", job_id=_start("dbt-account", {"dbt_account": account_id})))
+
+
 # -- import: organization → project → repository → job → confirm -----------------------------------------
 
 @bp.get("/console/import")
@@ -124,15 +177,17 @@ def choose_organization():
             organizations = sorted(s.scalars(select(Organization.name)).all())
         accounts = s.scalars(select(DbtAccount.id)).all()
     if not accounts:
-        return page("import", "<p>No dbt Cloud account is configured yet: add one under <code>dbt_cloud.accounts"
-                              "</code> in the configuration file and run <code>bridge config apply</code>.</p>")
+        return page("import", '<p>No dbt Cloud account is configured yet: <a href="/console/dbt-accounts">add '
+                              'one</a> (or under <code>dbt_cloud.accounts</code> in the configuration file).</p>')
     body = render_template_string("""
 <h2>Import a repository — 1. organization</h2>
 {% if organizations %}<form method="get" action="/console/import/projects"><label>Azure DevOps organization
 <select name="org">{% for o in organizations %}<option>{{ o }}</option>{% endfor %}</select></label>
 <button>Show projects</button></form>
-{% else %}<p>{{ who }} reaches no Azure DevOps organization yet (the bridge reads them a few seconds after you
-connect; reload this page).</p>{% endif %}""", organizations=organizations, who=upn or "The configured identity")
+{% elif who %}<p>{{ who }} reaches no Azure DevOps organization yet (the bridge reads them a few seconds after you
+connect; reload this page).</p>{% else %}<p>No organization is configured, and the local admin token acts as an
+organization's configured identity: sign in with Microsoft and connect your Azure DevOps account to import with
+your own permissions.</p>{% endif %}""", organizations=organizations, who=upn)
     return page("import", body)
 
 
@@ -268,6 +323,9 @@ e.deployment_type == 'staging' }}>{{ e.name }} ({{ e.project }})</option>{% endf
 <h2>Set-up of {{ p.organization }}/{{ p.project }}/{{ p.repository }}{% if r.outcome %}: {{ r.outcome }}{% endif %}
 </h2>""",
     "unlink": """<h2>Unlink repository {{ p.repository_id }}</h2>""",
+    "dbt-account": """<h2>dbt Cloud account {{ p.dbt_account }}</h2>
+<p class="ok">dbt Cloud answered: {{ r.jobs }} jobs and {{ r.environments }} environments. <a href="/console/import">
+Import a repository</a>.</p>""",
 }
 
 STEPS_TABLE = """

@@ -17,7 +17,8 @@ td,th{border-bottom:1px solid #ddd;padding:.4rem .8rem;text-align:left;vertical-
 label{display:block;margin:.3rem 0}</style></head>
 <body><h1>ado-dbt bridge</h1>
 {% if session.get("user") %}<nav><a href="/console">Connections</a><a href="/console/repositories">Repositories</a>
-<a href="/console/import">Import a repository</a></nav>{% endif %}
+<a href="/console/import">Import a repository</a><a href="/console/dbt-accounts">dbt Cloud accounts</a></nav>
+{% endif %}
 {% if message %}<p role="status" class="{{ 'bad' if error else 'ok' }}">{{ message }}</p>{% endif %}
 {{ body | safe }}</body></html>"""
 

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 import requests
 from sqlalchemy import select
 
 from bridge.devstack import ADMIN_TOKEN, ENTRA_USER
+from bridge.dispatch import Dispatcher
 from bridge.models import DbtWebhookRecord, HookSubscriptionRecord, Repository
 from bridge.sandbox.control import wait_until
 from bridge.sandbox.person import Person
+from bridge.settings import Settings
 
 ORG, PROJECT = "fabrikam", "Data-Platform"
-SALES, FINANCE, WEB = "dbt-sales", "dbt-finance", "web-app"
+SALES, FINANCE, WEB, ARCHIVE = "dbt-sales", "dbt-finance", "web-app", "dbt-archive"
 DBT_CI_ENV, DBT_PROD_ENV = 9, 8
 
 
@@ -33,6 +36,7 @@ def project(bridge):
     organization-wide; they are switched off here so only what set-up registers delivers)."""
     for name in (SALES, FINANCE, WEB):
         bridge.sandbox._post("/repos", {"org": ORG, "project": PROJECT, "name": name})
+    bridge.sandbox._post("/repos", {"org": ORG, "project": PROJECT, "name": ARCHIVE, "disabled": True})
     bridge.sandbox.setup(hooks=[])
     yield
     bridge.hooks(bridge.web)
@@ -58,7 +62,7 @@ def test_discover_lists_what_the_caller_sees(bridge, project):
     code, out = cli(bridge, "repos", "list", "--org", ORG, "--project", PROJECT, "--search", "dbt-")
     assert code == 0 and SALES in out and FINANCE in out and WEB not in out
     code, out = cli(bridge, "repos", "list", "--org", ORG, "--project", PROJECT, "--page-size", "1", "--page", "2")
-    assert code == 0 and "page 2 of 3, 3 in all" in out
+    assert code == 0 and "page 2 of 4, 4 in all" in out
 
 
 def test_setup_registers_everything_and_prs_get_statuses_through_it(bridge, project):
@@ -137,6 +141,13 @@ def test_health_check_heals_what_may_be_healed_and_surfaces_the_rest(bridge, pro
     metrics = requests.get(f"{bridge.web}/metrics", timeout=10).text
     assert 'bridge_subscription_problems{kind="azure-devops"} 1.0' in metrics
 
+    # the same, as beat does it: the worker's task (scheduled every BRIDGE_HOOK_CHECK_INTERVAL seconds)
+    merged = now["git.pullrequest.merged"]
+    sb.set_hook_status(merged["id"], "onProbation")
+    assert Dispatcher(Settings.from_env(bridge.env)).check_subscriptions()
+    wait_until(lambda: {h["eventType"]: h for h in hooks_of(bridge, SALES)}["git.pullrequest.merged"]["status"]
+               == "enabled", timeout=30, what="the worker re-enabling a subscription on probation")
+
     opened = sb.open_pr(repository=SALES, title="after healing")  # the re-created subscription delivers
     assert 202 in {d["status"] for d in opened["delivered"]}
     wait_until(lambda: sb.latest_state(opened["pr"], 1) == "succeeded", timeout=40, what="status after healing")
@@ -179,7 +190,8 @@ def test_bulk_setup_then_unlink(bridge, project):
                     "--dbt-account", "1", "--ci-job", "42")
     assert code == 0, out
     assert "dbt-finance" in out and "created" in out and "web-app" not in out
-    assert len(hooks_of(bridge, FINANCE)) == 4 and hooks_of(bridge, WEB) == []
+    assert re.search(r"dbt-archive\s*│\s*skipped", out) and "1 skipped" in out
+    assert len(hooks_of(bridge, FINANCE)) == 4 and hooks_of(bridge, WEB) == [] and hooks_of(bridge, ARCHIVE) == []
 
     code, out = cli(bridge, "repos", "unlink", f"{ORG}/{PROJECT}/{FINANCE}", "--remove-policy")
     assert code == 0 and "no longer acts" in out, out
@@ -230,8 +242,6 @@ def finished(someone: Person, response: requests.Response) -> requests.Response:
 
 
 def test_console_import_in_a_couple_of_clicks_then_undo(bridge, project):
-    import re
-
     sb = bridge.sandbox
     admin = Person(bridge.web, sb.url)
     admin.sign_in_with_token(ADMIN_TOKEN)  # the local admin acts as the organization's configured identity
@@ -266,8 +276,6 @@ def test_console_import_in_a_couple_of_clicks_then_undo(bridge, project):
 
 
 def test_console_import_is_for_admins_and_a_failed_step_can_be_retried(bridge, project):
-    import re
-
     sb = bridge.sandbox
     bob = {"oid": "0b0b0b0b-0000-4000-8000-0000000000b2", "tid": ENTRA_USER["tid"], "upn": "bob2@fabrikam.example",
            "name": "Bob"}
@@ -295,3 +303,31 @@ def test_console_import_is_for_admins_and_a_failed_step_can_be_retried(bridge, p
                                               {"step": "service hooks"}, page=failed.text))
     assert ": repaired" in retried.text or ": created" in retried.text, retried.text
     assert len(hooks_of(bridge, WEB)) == 4
+
+
+def test_dbt_cloud_accounts_are_added_and_checked_from_the_console_and_the_cli(bridge, project):
+    sb = bridge.sandbox
+    sb.setup(dbt_token={"1": "sandbox-dbt-token", "2": "second-account-token"})
+    admin = Person(bridge.web, sb.url)
+    admin.sign_in_with_token(ADMIN_TOKEN)
+    form = admin.get("/console/dbt-accounts")
+    wrong = finished(admin, admin.post_form("/console/dbt-accounts", {
+        "account_id": "2", "url": sb.url, "api_token": "not-the-token"}, page=form.text))
+    assert "Invalid token" in wrong.text
+    right = finished(admin, admin.post_form("/console/dbt-accounts", {
+        "account_id": "2", "url": sb.url, "api_token": "second-account-token"}, page=form.text))
+    assert "dbt Cloud answered: 0 jobs" in right.text
+    listing = admin.get("/console/dbt-accounts").text
+    assert "second-account-token" not in listing and "stored" in listing
+    refused = admin.post_form("/console/dbt-accounts", {"account_id": "3", "url": "ftp://x", "api_token": "t"},
+                              page=form.text)
+    assert refused.status_code == 400 and "not an absolute http(s) URL" in refused.text
+
+    def add_account(token: str):
+        return bridge.stack.run_cli({**bridge.env, "TOKEN_2": token}, "dbt", "add-account", "2", "--url", sb.url,
+                                    "--token-env", "TOKEN_2")
+
+    refused = add_account("nope")
+    assert refused.returncode == 1 and "dbt Cloud refused" in refused.stderr
+    works = add_account("second-account-token")
+    assert works.returncode == 0 and "the token works (0 jobs)" in works.stdout

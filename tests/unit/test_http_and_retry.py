@@ -22,9 +22,10 @@ from bridge.clients.dbt_cloud import (
     DbtCloudServerError,
     DbtCloudTransportError,
 )
-from bridge.clients.http import check_base_url, error_kind, retry_after, segment
+from bridge.clients.http import error_kind, retry_after, segment
 from bridge.crypto import SecretBox, generate_key
 from bridge.errors import ConfigError
+from bridge.urls import check_base_url
 
 
 @pytest.mark.parametrize("status, kind", [

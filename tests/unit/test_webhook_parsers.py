@@ -134,3 +134,13 @@ def test_dbt_signature_is_hex_hmac_sha256_of_the_raw_body():
 def test_dbt_account_of_refuses_bodies_without_an_account(body):
     with pytest.raises(PayloadError):
         dbt_cloud.account_of(body)
+
+
+def test_dbt_signature_may_match_any_candidate_secret():
+    body = b'{"accountId": 1, "webhookId": "wsu_1"}'
+    good = dbt_cloud.signature("subscription-secret", body)
+    assert dbt_cloud.sender_of(body) == (1, "wsu_1")
+    assert dbt_cloud.verify([None, "subscription-secret"], body, good)
+    assert dbt_cloud.verify(["subscription-secret", "account-secret"], body, good)
+    assert not dbt_cloud.verify([None, None], body, good)
+    assert not dbt_cloud.verify(["other", "account-secret"], body, good)

@@ -45,9 +45,10 @@ from ..domain import (
     normalize_ref,
     status_policy_settings,
 )
-from ..errors import ApiError, BridgeError, ConfigError, NotFound
+from ..errors import ApiError, BridgeError, NotFound
 from ..models import (
     CiRun,
+    Connection,
     DbtAccount,
     DbtWebhookRecord,
     Delivery,
@@ -204,8 +205,6 @@ class Onboarding:
     def organizations(self, actor: Actor) -> list[str]:
         """What the actor reaches: a person's organizations (from their connection's profile), else the
         organizations configured here."""
-        from ..models import Connection
-
         with self.db.session() as s:
             if actor.upn:
                 rows = s.scalars(select(Connection).where(func.lower(Connection.upn) == actor.upn.lower())).all()
@@ -718,8 +717,3 @@ def _same_policy(existing: dict, wanted: dict) -> bool:
 
     return (existing.get("statusGenre") == wanted["statusGenre"] and existing.get("statusName") == wanted["statusName"]
             and scope(wanted) <= scope(existing))
-
-
-def require_config(settings: Settings) -> None:
-    if not settings.public_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-        raise ConfigError("BRIDGE_PUBLIC_URL must be the bridge's https address: service hooks are sent there")

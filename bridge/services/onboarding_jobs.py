@@ -25,7 +25,7 @@ def _setup_request(p: dict) -> SetupRequest:
     if p.get("environment_id"):
         new_job = NewJob(environment_id=int(p["environment_id"]),
                          deferring_environment_id=int(p["defer_to"]) if p.get("defer_to") else None,
-                         name=p.get("job_name") or NewJob.name)
+                         name=p.get("job_name") or NewJob.name, steps=tuple(p.get("job_steps") or NewJob.steps))
     return SetupRequest(
         organization=p["organization"], project=p["project"], repository=p["repository"],
         dbt_account=int(p["dbt_account"]), ci_job=int(p["ci_job"]) if p.get("ci_job") else None, new_job=new_job,

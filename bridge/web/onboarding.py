@@ -241,8 +241,12 @@ def confirm_setup():
               "policy": form.get("policy") == "1", "reset_on_new_changes": form.get("reset_on_new_changes") == "1",
               "drafts": "run" if form.get("drafts") == "run" else "skip", "teardown_job": _int("teardown_job")}
     if form.get("job_choice") == "create":
+        steps = [line.strip() for line in form.get("job_steps", "").splitlines() if line.strip()]
+        if any(not step.startswith("dbt ") for step in steps):
+            return page("import", "", message="Each job step is a dbt command (starting with 'dbt ').", error=True,
+                        status=400)
         params.update(environment_id=_int("environment_id"), defer_to=_int("defer_to"),
-                      job_name=form.get("job_name", "").strip() or None)
+                      job_name=form.get("job_name", "").strip() or None, job_steps=steps)
         missing = not params["environment_id"]
     else:
         params["ci_job"] = _int("ci_job")
@@ -305,8 +309,10 @@ use this account</label>
 <select name="environment_id">{% for e in account.environments %}<option value="{{ e.id }}" {{ 'selected' if
 e.deployment_type == 'staging' }}>{{ e.name }} ({{ e.project }})</option>{% endfor %}</select>, deferring to
 <select name="defer_to"><option value="">nothing</option>{% for e in account.environments %}<option value="{{ e.id }}"
-{{ 'selected' if e.deployment_type == 'production' }}>{{ e.name }}</option>{% endfor %}</select>, running
-<code>dbt build --select state:modified+</code>, named <input name="job_name" value="PR CI (ado-dbt bridge)"></label>
+{{ 'selected' if e.deployment_type == 'production' }}>{{ e.name }}</option>{% endfor %}</select>, named
+<input name="job_name" value="PR CI (ado-dbt bridge)"></label>
+<label>running (one dbt command a line)<br>
+<textarea name="job_steps" rows="3" cols="60">dbt build --select state:modified+</textarea></label>
 <label>Teardown job (drops the PR schema when the PR closes) <select name="teardown_job"><option value="">none
 </option>{% for job in account.jobs %}<option value="{{ job.id }}">{{ job.id }} {{ job.name }}</option>{% endfor %}
 </select></label></fieldset>

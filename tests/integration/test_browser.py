@@ -63,12 +63,13 @@ def test_a_new_admin_imports_a_repository_in_a_couple_of_clicks(bridge, browser)
         browser.find_element(By.XPATH, f"//tr[td[text()='{REPO}']]//a[contains(., 'Set up CI')]").click()
         button = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.XPATH, "//button[text()='Set up CI']"))
         assert browser.find_element(By.NAME, "policy").is_selected()  # requiring the status is the default
+        browser.find_element(By.XPATH, "//input[@name='job_choice'][@value='create']").click()  # a new CI job
         button[0].click()
         wait_for_text(browser, "Set-up of fabrikam/")
         WebDriverWait(browser, 40).until(lambda d: "Working" not in d.find_element(By.TAG_NAME, "body").text)
         body = browser.find_element(By.TAG_NAME, "body").text
         assert ": created" in body, body
-        for step in ("service hooks", "dbt webhook", "branch policy"):
+        for step in ("ci job", "service hooks", "dbt webhook", "branch policy"):
             row = browser.find_element(By.XPATH, f"//tr[td[text()='{step}']]").text
             assert "created" in row, row
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -70,6 +71,10 @@ STEPS = ("repository", "permissions", "ci job", "link", "service hooks", "dbt we
 # Retrying one step still runs the first four (they find the repository and job, and change nothing that is
 # already right); of these three only the ones asked for run.
 OPTIONAL_STEPS = ("service hooks", "dbt webhook", "branch policy")
+
+
+# Azure DevOps organization names: letters, digits and hyphens, not starting or ending with a hyphen.
+ORGANIZATION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?")
 
 
 class OnboardingError(BridgeError):
@@ -173,7 +178,11 @@ class Onboarding:
     def _org_url(self, name: str) -> str:
         with self.db.session() as s:
             org = s.scalar(select(Organization).where(func.lower(Organization.name) == name.lower()))
-            return org.url if org is not None else f"{self.settings.azure_devops_url}/{name}"
+            if org is not None:
+                return org.url
+        if not ORGANIZATION_NAME.fullmatch(name):
+            raise OnboardingError(f"{name!r} is not an Azure DevOps organization name (letters, digits and hyphens)")
+        return f"{self.settings.azure_devops_url}/{name}"
 
     def _credentials(self, actor: Actor, organization: str) -> Credentials:
         if actor.upn:

@@ -16,8 +16,13 @@ def run(*args, env=None):
 
 def test_help_lists_the_commands_outside_tools_use():
     out = run("--help").output
-    for command in ("db", "config", "sandbox", "keys", "demo", "status"):
+    for command in ("db", "config", "sandbox", "keys", "demo", "status", "repos", "hooks", "orgs", "connections",
+                    "deliveries", "dbt"):
         assert command in out
+    for sub in ("list", "setup", "unlink", "jobs"):
+        assert sub in run("repos", "--help").output
+    for sub in ("status", "check", "rotate"):
+        assert sub in run("hooks", "--help").output
     assert "upgrade" in run("db", "--help").output
     assert "apply" in run("config", "--help").output
 

@@ -94,3 +94,21 @@ def test_beat_checks_subscriptions_unless_switched_off():
     assert schedule["check-subscriptions"]["schedule"] == 60.0
     off = create_celery_app(Settings.from_env({**base, "BRIDGE_HOOK_CHECK_INTERVAL": "0"})).conf.beat_schedule
     assert "check-subscriptions" not in off
+
+
+def test_discovered_organizations_stay_on_the_configured_host(tmp_path):
+    from bridge.crypto import SecretBox, generate_key
+    from bridge.db import Database, upgrade
+    from bridge.services.connections import Connections
+    from bridge.services.onboarding import Onboarding, OnboardingError
+    from bridge.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    upgrade(url)
+    settings = Settings.from_env({"BRIDGE_SECRET_KEY": generate_key(), "BRIDGE_DATABASE_URL": url})
+    box = SecretBox(settings.secret_keys)
+    onboarding = Onboarding(settings, Database(url), box, Connections(settings, box))
+    assert onboarding._org_url("fabrikam-data") == "https://dev.azure.com/fabrikam-data"
+    for hostile in ("evil.example/x", "a?b", "-x", "x/../y", "a@b", ""):
+        with pytest.raises(OnboardingError, match="not an Azure DevOps organization name"):
+            onboarding._org_url(hostile)

@@ -1,0 +1,89 @@
+"""The ``bridge`` command. One module per group of commands; this one holds the group and what they share.
+
+``configuration`` (db, config, keys) · ``operations`` (sandbox, demo, status, prs, deliveries) ·
+``identities`` (connections, orgs, dbt) · ``repositories`` (repos, hooks).
+"""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+from ..errors import ConfigError
+from ..settings import Settings
+
+console = Console(soft_wrap=True)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ado-dbt-bridge")
+def main() -> None:
+    """ado-dbt bridge: dbt Cloud pull-request CI for Azure DevOps."""
+
+
+
+
+def lock(settings: Settings):
+    """The workers' Redis locks (Entra token refreshes, healing subscriptions), so the CLI never races them."""
+    import redis
+
+    from ..locks import redis_lock_factory
+
+    return redis_lock_factory(redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5),
+                              settings.lock_timeout)
+
+
+def connections_for(settings: Settings, database, box):
+    """API clients as the workers build them."""
+    from ..services.connections import Connections
+
+    return Connections.from_settings(settings, database, box, lock(settings))
+
+
+def read_secret(env_name: str | None, prompt: str) -> str:
+    """Secrets come from an environment variable or a hidden prompt, never from the command line (which
+    other users of the machine can read in the process list)."""
+    import os
+
+    if env_name:
+        value = os.environ.get(env_name, "")
+        if not value:
+            raise click.UsageError(f"environment variable {env_name} is empty or not set")
+        return value
+    return click.prompt(prompt, hide_input=True)
+
+
+def build_onboarding():
+    from ..crypto import SecretBox
+    from ..db import Database
+    from ..services.onboarding import Onboarding
+
+    settings = load_settings()
+    try:
+        box = SecretBox(settings.require_secret_keys())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    database = Database(settings.database_url)
+    return Onboarding(settings, database, box, connections_for(settings, database, box), lock(settings))
+
+
+def actor_for(upn: str | None):
+    from ..services.onboarding import Actor
+
+    return Actor(upn, upn) if upn else Actor("the organization's configured identity")
+
+
+AS_OPTION = click.option("--as", "as_upn", metavar="UPN",
+                         help="Act as this person connected through Entra ID (their permissions apply); "
+                              "default: the organization's configured identity.")
+
+
+# Registering the command groups (each module adds its commands to ``main``).
+from . import configuration, identities, operations, repositories  # noqa: E402, F401

@@ -1,0 +1,173 @@
+"""Who the bridge acts as: Entra connections, each organization's identity, dbt Cloud accounts."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.table import Table
+
+from ..errors import BridgeError, ConfigError
+from . import build_onboarding, console, load_settings, main, read_secret
+
+# -- connections -------------------------------------------------------------------------------------
+
+@main.group()
+def connections() -> None:
+    """Azure DevOps accounts connected through Microsoft Entra ID."""
+
+
+@connections.command("list")
+def connections_list() -> None:
+    """Who is connected, which organizations they reach, and what to do about a dead connection."""
+    from sqlalchemy import select
+
+    from ..db import Database
+    from ..models import Connection
+
+    settings = load_settings()
+    with Database(settings.database_url).session() as s:
+        rows = s.scalars(select(Connection).order_by(Connection.id)).all()
+    table = Table(title="connections")
+    for col in ("id", "user", "organizations", "health"):
+        table.add_column(col, overflow="fold")
+    for c in rows:
+        table.add_row(str(c.id), c.upn, ", ".join(c.organizations or []) or "…",
+                      "ok" if c.status == "ok" else f"[red]needs re-authorization[/]: {c.status_reason}")
+    console.print(table)
+    dead = [c for c in rows if c.status != "ok"]
+    for c in dead:
+        console.print(f"To fix {c.upn}: open {settings.public_url}/console, choose [bold]Connect Azure DevOps[/] "
+                      f"and sign in as {c.upn} (work for organizations acting as {c.upn} resumes with the next "
+                      "event or PR sweep).")
+    if dead:
+        sys.exit(1)
+
+
+# -- organizations -------------------------------------------------------------------------------------
+
+@main.group()
+def orgs() -> None:
+    """Azure DevOps organizations and the identity workers act as in each."""
+
+
+@orgs.command("list")
+def orgs_list() -> None:
+    """Organizations and who reads their PRs and posts their statuses."""
+    from sqlalchemy import select
+
+    from ..db import Database
+    from ..models import Organization
+
+    with Database(load_settings().database_url).session() as s:
+        rows = s.scalars(select(Organization).order_by(Organization.name)).all()
+    table = Table(title="organizations")
+    for col in ("name", "url", "acts as"):
+        table.add_column(col, overflow="fold")
+    for org in rows:
+        table.add_row(org.name, org.url, _acts_as(org))
+    console.print(table)
+
+
+def _acts_as(org) -> str:
+    kind = org.identity_kind or "pat"
+    if kind == "user":
+        return f"connected user {org.identity_upn}"
+    if kind == "service_principal":
+        return f"service principal {org.sp_client_id} in tenant {org.sp_tenant_id}"
+    return "personal access token" if org.pat_enc else "[red]nothing configured[/]"
+
+
+@orgs.command("identity")
+@click.argument("organization")
+@click.option("--kind", type=click.Choice(["pat", "user", "service-principal"]), required=True,
+              help="pat: a personal access token; user: a person connected through Entra ID; "
+                   "service-principal: an Entra app added to the organization.")
+@click.option("--upn", help="user: the connected person's sign-in name (user@example.com).")
+@click.option("--tenant", help="service-principal: the organization's Entra tenant id.")
+@click.option("--client-id", help="service-principal: the application (client) id.")
+@click.option("--secret-env", metavar="VAR",
+              help="Read the PAT or client secret from this environment variable instead of prompting.")
+def orgs_identity(*, organization: str, kind: str, upn: str | None, tenant: str | None, client_id: str | None,
+                  secret_env: str | None) -> None:
+    """Choose who reads ORGANIZATION's pull requests and posts their statuses. (A config file applied later
+    sets it again: keep the file's `identity` in step if you manage organizations with one.)"""
+    from sqlalchemy import func, select
+
+    from ..crypto import SecretBox
+    from ..db import Database
+    from ..models import Connection, Organization
+
+    settings = load_settings()
+    if kind == "user" and not upn:
+        raise click.UsageError("--kind user needs --upn")
+    if kind == "service-principal" and not (tenant and client_id):
+        raise click.UsageError("--kind service-principal needs --tenant and --client-id")
+    if kind != "pat" and settings.entra is None:
+        raise click.ClickException(f"--kind {kind} needs Entra ID: set BRIDGE_ENTRA_CLIENT_ID and "
+                                   "BRIDGE_ENTRA_CLIENT_SECRET first")
+    try:
+        box = SecretBox(settings.require_secret_keys())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    with Database(settings.database_url).session() as s:
+        org = s.scalar(select(Organization).where(func.lower(Organization.name) == organization.lower()))
+        if org is None:
+            known = ", ".join(s.scalars(select(Organization.name).order_by(Organization.name))) or "none"
+            raise click.ClickException(f"no organization {organization!r} (known: {known}); add it with "
+                                       "`bridge config apply`")
+        if kind == "pat":
+            org.pat_enc = box.encrypt(read_secret(secret_env, f"Personal access token for {org.name}"))
+            org.identity_kind, org.identity_upn = "pat", None
+        elif kind == "user":
+            org.identity_kind, org.identity_upn = "user", upn.lower()
+            connected = s.scalar(select(Connection.status).where(func.lower(Connection.upn) == upn.lower()))
+        else:
+            secret = read_secret(secret_env, f"Client secret of {client_id}")
+            org.identity_kind, org.identity_upn = "service_principal", None
+            org.sp_tenant_id, org.sp_client_id, org.sp_secret_enc = tenant, client_id, box.encrypt(secret)
+        acts_as = _acts_as(org)
+    console.print(f"{organization}: workers now act as {acts_as}")
+    if kind == "user" and connected is None:
+        console.print(f"[yellow]{upn} has not connected yet[/]: until they do (console → Connect Azure DevOps), "
+                      "work for this organization waits.")
+    elif kind == "user" and connected != "ok":
+        console.print(f"[yellow]{upn}'s connection needs re-authorization[/]: reconnect it in the console.")
+
+
+# -- dbt Cloud accounts ------------------------------------------------------------------------------------
+
+@main.group()
+def dbt() -> None:
+    """dbt Cloud accounts the bridge triggers runs in."""
+
+
+@dbt.command("add-account")
+@click.argument("account_id", type=int)
+@click.option("--url", default="https://cloud.getdbt.com", show_default=True,
+              help="The account's access URL (regional, cell or single-tenant hosts included).")
+@click.option("--token-env", metavar="VAR", help="Read the service token from this environment variable instead "
+                                                 "of prompting.")
+def dbt_add_account(account_id: int, url: str, token_env: str | None) -> None:
+    """Add (or update) a dbt Cloud account and check its service token against dbt Cloud."""
+    from ..crypto import SecretBox
+    from ..db import Database
+    from ..models import DbtAccount
+    from ..urls import check_base_url
+
+    settings = load_settings()
+    try:
+        url = check_base_url(url, allow_insecure_http=settings.allow_insecure_http, what="--url")
+        box = SecretBox(settings.require_secret_keys())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    token = read_secret(token_env, f"Service token of dbt Cloud account {account_id}")
+    with Database(settings.database_url).session() as s:
+        account = s.get(DbtAccount, account_id) or DbtAccount(id=account_id, url=url)
+        account.url, account.api_token_enc = url, box.encrypt(token)
+        s.merge(account)
+    try:
+        jobs = build_onboarding().dbt_jobs(account_id)
+    except BridgeError as exc:
+        raise click.ClickException(f"stored, but dbt Cloud refused: {exc}") from None
+    console.print(f"dbt Cloud account {account_id} at {url}: the token works ({len(jobs)} jobs)")

@@ -248,164 +248,7 @@ class Onboarding:
     def setup(self, request: SetupRequest, actor: Actor) -> SetupReport:
         """Set up (or repair) CI for one repository. Each step is reported; a failing step stops the steps
         that depend on it, and can be retried alone with ``request.only``."""
-        report = SetupReport(f"{request.organization}/{request.project}/{request.repository}")
-        context = StatusContext(request.status_genre, request.status_name)
-        state: dict = {}
-
-        def run(name: str, action: Callable[[], Step]) -> bool:
-            if report.failed_steps or (report.steps and report.steps[0].outcome == "skipped"):
-                reason = f"after {report.failed_steps[0]} failed" if report.failed_steps else "nothing to set up"
-                report.steps.append(Step(name, "skipped", reason))
-                return False
-            if request.only and name in OPTIONAL_STEPS and name not in request.only:
-                report.steps.append(Step(name, "skipped", "not retried this time"))
-                return True
-            try:
-                report.steps.append(action())
-            except StepFailed as exc:
-                report.steps.append(Step(name, exc.outcome, exc.detail))
-            except (ApiError, BridgeError) as exc:
-                report.steps.append(Step(name, "failed", _problem(exc)))
-            except LockBusy as exc:
-                report.steps.append(Step(name, "failed", f"another set-up or health check is changing these "
-                                                         f"subscriptions ({exc}); retry in a moment"))
-            return not report.failed_steps
-
-        ado: AzureDevOpsClient | None = None
-
-        def repository() -> Step:
-            nonlocal ado
-            ado = self.azure_devops(actor, request.organization)
-            try:
-                info = ado.get_repository(request.project, request.repository)
-            except NotFound:
-                raise StepFailed("failed", f"{actor.name} cannot see repository {request.repository} in project "
-                                           f"{request.project} (it does not exist, or they lack Read access)") from None
-            if info.get("is_disabled"):
-                raise StepFailed("skipped", f"repository {info['name']} is disabled in Azure DevOps")
-            state["repo"] = info
-            return Step("repository", "unchanged", f"{info['project_name']}/{info['name']} ({info['id']})")
-
-        def permissions() -> Step:
-            repo = state["repo"]
-            checks = [(SERVICE_HOOKS_NAMESPACE, f"PublisherSecurity/{repo['project_id']}", EDIT_SUBSCRIPTIONS)]
-            names = ["Edit subscriptions (Service hooks) on the project"]
-            if request.policy:
-                checks.append((GIT_REPOSITORIES_NAMESPACE, f"repoV2/{repo['project_id']}/{repo['id']}",
-                               EDIT_POLICIES))
-                names.append("Edit policies on the repository")
-            granted = ado.has_permissions(checks)
-            missing = [n for n, ok in zip(names, granted, strict=False) if not ok]
-            if missing:
-                raise StepFailed("refused", f"{actor.name} lacks {' and '.join(missing)} in "
-                                            f"{request.organization}/{repo['project_name']}. A Project "
-                                            "Administrator can grant it (Project settings → Permissions, or "
-                                            "Repos → Security for policies), or can run this set-up instead.")
-            return Step("permissions", "unchanged", "; ".join(names) + ": granted")
-
-        def ci_job() -> Step:
-            dbt = self._dbt(request.dbt_account)
-            if request.ci_job:
-                job = dbt.get_job(request.ci_job)
-                state["job"] = job
-                warning = _job_warning(job)
-                return Step("ci job", "linked", f"job {job['id']} {job['name']!r}" + (f" ({warning})" if warning
-                                                                                         else ""))
-            if request.new_job is None:
-                raise StepFailed("failed", "choose an existing dbt Cloud CI job or ask for one to be created")
-            spec = request.new_job
-            existing = [j for j in dbt.list_jobs(project_id=spec.project_id) if j["name"] == spec.name
-                        and j["environment_id"] == spec.environment_id]
-            if existing:  # set-up ran before: the job it created is reused, not duplicated
-                state["job"] = existing[0]
-                return Step("ci job", "unchanged", f"job {existing[0]['id']} {spec.name!r} exists")
-            project_id = spec.project_id or next((e["project_id"] for e in self.dbt_environments(request.dbt_account)
-                                                  if e["id"] == spec.environment_id), None)
-            if project_id is None:
-                raise StepFailed("failed", f"dbt Cloud environment {spec.environment_id} was not found")
-            if "ci job" in request.only or not request.only:
-                job = dbt.create_job(ci_job_definition(
-                    account_id=request.dbt_account, project_id=project_id, environment_id=spec.environment_id,
-                    name=spec.name, deferring_environment_id=spec.deferring_environment_id, steps=spec.steps))
-                state["job"] = job
-                return Step("ci job", "created", f"job {job['id']} {spec.name!r}: {'; '.join(spec.steps)}")
-            raise StepFailed("failed", "no CI job yet; retry the 'ci job' step")
-
-        def link() -> Step:
-            repo, job = state["repo"], state["job"]
-            with self.db.session() as s:
-                org = s.scalar(select(Organization).where(func.lower(Organization.name) ==
-                                                          request.organization.lower()))
-                created_org = org is None
-                if created_org:
-                    org = Organization(name=request.organization, url=self._org_url(request.organization),
-                                       identity_kind="user" if actor.upn else "pat", identity_upn=actor.upn)
-                    s.add(org)
-                    s.flush()
-                row = s.scalar(select(Repository).where(Repository.organization_id == org.id,
-                                                        Repository.ado_repository_id == repo["id"]))
-                created = row is None
-                if created:
-                    row = Repository(organization_id=org.id, ado_repository_id=repo["id"])
-                    s.add(row)
-                wanted = {"ado_project_id": repo["project_id"], "ado_project_name": repo["project_name"],
-                          "name": repo["name"], "dbt_account_id": request.dbt_account, "ci_job_id": job["id"],
-                          "teardown_job_id": request.teardown_job,
-                          "target_branches": [normalize_ref(request.target_branch)] if request.target_branch else [],
-                          "drafts": request.drafts, "status_genre": context.genre, "status_name": context.name}
-                changed = [k for k, v in wanted.items() if getattr(row, k, None) != v]
-                for k in changed:
-                    setattr(row, k, wanted[k])
-                row.set_up_by = actor.name
-                s.flush()
-                state["repository_id"] = report.repository_id = row.id
-                state["organization_id"] = org.id
-            note = f" (organization {request.organization} added; workers act as {actor.upn})" if created_org else ""
-            if created:
-                return Step("link", "created", f"linked to dbt Cloud account {request.dbt_account}, job "
-                                               f"{job['id']}, status {context.genre}/{context.name}{note}")
-            return Step("link", "repaired" if changed else "unchanged",
-                        f"updated {', '.join(changed)}" if changed else "already linked")
-
-        def hooks() -> Step:
-            with self.lock(f"hooks:{state['organization_id']}"):
-                outcomes = self._ensure_hooks(ado, state["repository_id"], state["organization_id"], state["repo"],
-                                              by_admin=True)
-            created = sum(1 for o in outcomes if o[0] == "created")
-            repaired = [f"{e}: {why}" for kind, e, why in outcomes if kind == "repaired"]
-            outcome = "created" if created == len(outcomes) else "repaired" if created or repaired else "unchanged"
-            detail = f"{len(outcomes)} subscriptions ({', '.join(e for _, e, _ in outcomes)})"
-            if repaired:
-                detail += "; repaired " + "; ".join(repaired)
-            return Step("service hooks", outcome, detail)
-
-        def dbt_webhook() -> Step:
-            jobs = tuple(j for j in (state["job"]["id"], request.teardown_job) if j)
-            kind, why = self._ensure_dbt_webhook(self._dbt(request.dbt_account), state["repository_id"],
-                                                 request.dbt_account, jobs)
-            return Step("dbt webhook", kind, why)
-
-        def policy() -> Step:
-            if not request.policy:
-                return Step("branch policy", "skipped", "not asked for (the PR can complete without a dbt run)")
-            repo = state["repo"]
-            settings = status_policy_settings(repo["id"], request.target_branch, context,
-                                              reset_on_new_changes=request.reset_on_new_changes)
-            for existing in ado.list_status_policies(repo["project_id"]):
-                if _same_policy(existing["settings"], settings):
-                    self._set_policy(state["repository_id"], existing["id"])
-                    return Step("branch policy", "unchanged", f"policy {existing['id']} requires "
-                                                             f"{context.genre}/{context.name}")
-            policy_id = ado.create_status_policy(repo["project_id"], settings)
-            self._set_policy(state["repository_id"], policy_id)
-            return Step("branch policy", "created", f"policy {policy_id}: {normalize_ref(request.target_branch)} "
-                                                   f"requires {context.genre}/{context.name} to succeed"
-                                                   + (", reset on new changes" if request.reset_on_new_changes
-                                                      else ""))
-
-        for name, action in zip(STEPS, (repository, permissions, ci_job, link, hooks, dbt_webhook, policy),
-                                strict=True):
-            run(name, action)
+        report = _SetupRun(self, request, actor).run()
         log.info("set-up of %s by %s: %s", report.repository, actor.name, report.outcome)
         return report
 
@@ -705,6 +548,172 @@ class Onboarding:
             steps.append(Step(f"{org_name} {event_type}", "rotated",
                               f"{username}: old password accepted until {grace.total_seconds():.0f}s from now"))
         return steps
+
+
+class _SetupRun:
+    """One set-up of one repository: the steps in order, each reporting what it found and did."""
+
+    def __init__(self, onboarding: Onboarding, request: SetupRequest, actor: Actor):
+        self.o, self.request, self.actor = onboarding, request, actor
+        self.report = SetupReport(f"{request.organization}/{request.project}/{request.repository}")
+        self.context = StatusContext(request.status_genre, request.status_name)
+        self.ado: AzureDevOpsClient | None = None
+        self.repo: dict = {}
+        self.job: dict = {}
+        self.repository_id = self.organization_id = 0
+
+    def run(self) -> SetupReport:
+        steps = (self.repository, self.permissions, self.ci_job, self.link, self.hooks, self.dbt_webhook,
+                 self.policy)
+        for name, action in zip(STEPS, steps, strict=True):
+            self._step(name, action)
+        return self.report
+
+    def _step(self, name: str, action: Callable[[], Step]) -> None:
+        report, only = self.report, self.request.only
+        if report.failed_steps or (report.steps and report.steps[0].outcome == "skipped"):
+            reason = f"after {report.failed_steps[0]} failed" if report.failed_steps else "nothing to set up"
+            report.steps.append(Step(name, "skipped", reason))
+            return
+        if only and name in OPTIONAL_STEPS and name not in only:
+            report.steps.append(Step(name, "skipped", "not retried this time"))
+            return
+        try:
+            report.steps.append(action())
+        except StepFailed as exc:
+            report.steps.append(Step(name, exc.outcome, exc.detail))
+        except (ApiError, BridgeError) as exc:
+            report.steps.append(Step(name, "failed", _problem(exc)))
+        except LockBusy as exc:
+            report.steps.append(Step(name, "failed", f"another set-up or health check is changing these "
+                                                     f"subscriptions ({exc}); retry in a moment"))
+
+    def repository(self) -> Step:
+        request = self.request
+        self.ado = self.o.azure_devops(self.actor, request.organization)
+        try:
+            info = self.ado.get_repository(request.project, request.repository)
+        except NotFound:
+            raise StepFailed("failed", f"{self.actor.name} cannot see repository {request.repository} in project "
+                                       f"{request.project} (it does not exist, or they lack Read access)") from None
+        if info.get("is_disabled"):
+            raise StepFailed("skipped", f"repository {info['name']} is disabled in Azure DevOps")
+        self.repo = info
+        return Step("repository", "unchanged", f"{info['project_name']}/{info['name']} ({info['id']})")
+
+    def permissions(self) -> Step:
+        repo = self.repo
+        checks = [(SERVICE_HOOKS_NAMESPACE, f"PublisherSecurity/{repo['project_id']}", EDIT_SUBSCRIPTIONS)]
+        names = ["Edit subscriptions (Service hooks) on the project"]
+        if self.request.policy:
+            checks.append((GIT_REPOSITORIES_NAMESPACE, f"repoV2/{repo['project_id']}/{repo['id']}", EDIT_POLICIES))
+            names.append("Edit policies on the repository")
+        granted = self.ado.has_permissions(checks)
+        missing = [n for n, ok in zip(names, granted, strict=False) if not ok]
+        if missing:
+            raise StepFailed("refused", f"{self.actor.name} lacks {' and '.join(missing)} in "
+                                        f"{self.request.organization}/{repo['project_name']}. A Project "
+                                        "Administrator can grant it (Project settings → Permissions, or "
+                                        "Repos → Security for policies), or can run this set-up instead.")
+        return Step("permissions", "unchanged", "; ".join(names) + ": granted")
+
+    def ci_job(self) -> Step:
+        request = self.request
+        dbt = self.o._dbt(request.dbt_account)
+        if request.ci_job:
+            self.job = dbt.get_job(request.ci_job)
+            warning = _job_warning(self.job)
+            return Step("ci job", "linked", f"job {self.job['id']} {self.job['name']!r}"
+                                            + (f" ({warning})" if warning else ""))
+        spec = request.new_job
+        if spec is None:
+            raise StepFailed("failed", "choose an existing dbt Cloud CI job or ask for one to be created")
+        existing = [j for j in dbt.list_jobs(project_id=spec.project_id)
+                    if j["name"] == spec.name and j["environment_id"] == spec.environment_id]
+        if existing:  # set-up ran before: the job it created is reused, not duplicated
+            self.job = existing[0]
+            return Step("ci job", "unchanged", f"job {self.job['id']} {spec.name!r} exists")
+        if request.only and "ci job" not in request.only:
+            raise StepFailed("failed", "no CI job yet; retry the 'ci job' step")
+        project_id = spec.project_id or next((e["project_id"] for e in self.o.dbt_environments(request.dbt_account)
+                                              if e["id"] == spec.environment_id), None)
+        if project_id is None:
+            raise StepFailed("failed", f"dbt Cloud environment {spec.environment_id} was not found")
+        self.job = dbt.create_job(ci_job_definition(
+            account_id=request.dbt_account, project_id=project_id, environment_id=spec.environment_id,
+            name=spec.name, deferring_environment_id=spec.deferring_environment_id, steps=spec.steps))
+        return Step("ci job", "created", f"job {self.job['id']} {spec.name!r}: {'; '.join(spec.steps)}")
+
+    def link(self) -> Step:
+        request, repo, job, context, actor = self.request, self.repo, self.job, self.context, self.actor
+        with self.o.db.session() as s:
+            org = s.scalar(select(Organization).where(func.lower(Organization.name) == request.organization.lower()))
+            created_org = org is None
+            if created_org:
+                org = Organization(name=request.organization, url=self.o._org_url(request.organization),
+                                   identity_kind="user" if actor.upn else "pat", identity_upn=actor.upn)
+                s.add(org)
+                s.flush()
+            row = s.scalar(select(Repository).where(Repository.organization_id == org.id,
+                                                    Repository.ado_repository_id == repo["id"]))
+            created = row is None
+            if created:
+                row = Repository(organization_id=org.id, ado_repository_id=repo["id"])
+                s.add(row)
+            wanted = {"ado_project_id": repo["project_id"], "ado_project_name": repo["project_name"],
+                      "name": repo["name"], "dbt_account_id": request.dbt_account, "ci_job_id": job["id"],
+                      "teardown_job_id": request.teardown_job,
+                      "target_branches": [normalize_ref(request.target_branch)] if request.target_branch else [],
+                      "drafts": request.drafts, "status_genre": context.genre, "status_name": context.name}
+            changed = [k for k, v in wanted.items() if getattr(row, k, None) != v]
+            for k in changed:
+                setattr(row, k, wanted[k])
+            row.set_up_by = actor.name
+            s.flush()
+            self.repository_id = self.report.repository_id = row.id
+            self.organization_id = org.id
+        note = f" (organization {request.organization} added; workers act as {actor.upn})" if created_org else ""
+        if created:
+            return Step("link", "created", f"linked to dbt Cloud account {request.dbt_account}, job {job['id']}, "
+                                           f"status {context.genre}/{context.name}{note}")
+        return Step("link", "repaired" if changed else "unchanged",
+                    f"updated {', '.join(changed)}" if changed else "already linked")
+
+    def hooks(self) -> Step:
+        with self.o.lock(f"hooks:{self.organization_id}"):
+            outcomes = self.o._ensure_hooks(self.ado, self.repository_id, self.organization_id, self.repo,
+                                            by_admin=True)
+        created = sum(1 for o in outcomes if o[0] == "created")
+        repaired = [f"{e}: {why}" for kind, e, why in outcomes if kind == "repaired"]
+        outcome = "created" if created == len(outcomes) else "repaired" if created or repaired else "unchanged"
+        detail = f"{len(outcomes)} subscriptions ({', '.join(e for _, e, _ in outcomes)})"
+        if repaired:
+            detail += "; repaired " + "; ".join(repaired)
+        return Step("service hooks", outcome, detail)
+
+    def dbt_webhook(self) -> Step:
+        request = self.request
+        jobs = tuple(j for j in (self.job["id"], request.teardown_job) if j)
+        kind, why = self.o._ensure_dbt_webhook(self.o._dbt(request.dbt_account), self.repository_id,
+                                               request.dbt_account, jobs)
+        return Step("dbt webhook", kind, why)
+
+    def policy(self) -> Step:
+        request, repo, context = self.request, self.repo, self.context
+        if not request.policy:
+            return Step("branch policy", "skipped", "not asked for (the PR can complete without a dbt run)")
+        settings = status_policy_settings(repo["id"], request.target_branch, context,
+                                          reset_on_new_changes=request.reset_on_new_changes)
+        for existing in self.ado.list_status_policies(repo["project_id"]):
+            if _same_policy(existing["settings"], settings):
+                self.o._set_policy(self.repository_id, existing["id"])
+                return Step("branch policy", "unchanged", f"policy {existing['id']} requires "
+                                                         f"{context.genre}/{context.name}")
+        policy_id = self.ado.create_status_policy(repo["project_id"], settings)
+        self.o._set_policy(self.repository_id, policy_id)
+        reset = ", reset on new changes" if request.reset_on_new_changes else ""
+        return Step("branch policy", "created", f"policy {policy_id}: {normalize_ref(request.target_branch)} "
+                                               f"requires {context.genre}/{context.name} to succeed{reset}")
 
 
 def _matches(name: str, search: str) -> bool:

@@ -64,6 +64,9 @@ def test_a_new_admin_imports_a_repository_in_a_couple_of_clicks(bridge, browser)
         button = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.XPATH, "//button[text()='Set up CI']"))
         assert browser.find_element(By.NAME, "policy").is_selected()  # requiring the status is the default
         browser.find_element(By.XPATH, "//input[@name='job_choice'][@value='create']").click()  # a new CI job
+        name = browser.find_element(By.NAME, "job_name")
+        name.clear()
+        name.send_keys("PR CI (marketing)")
         button[0].click()
         wait_for_text(browser, "Set-up of fabrikam/")
         WebDriverWait(browser, 40).until(lambda d: "Working" not in d.find_element(By.TAG_NAME, "body").text)

@@ -53,8 +53,9 @@ def start(workdir: Path, console: Console) -> RunningBridge:
     console.print(f"• database   {env['BRIDGE_DATABASE_URL']} (migrated; {stack.workdir / 'bridge.yaml'} applied)")
     console.print(f"• web        {running.web}  (gunicorn; service hooks POST /webhooks/azure-devops)")
     console.print("• worker + beat (Celery)")
-    console.print(f"• console    {running.web}/console (local admin token: {ADMIN_TOKEN}; Entra ID is the "
-                  "sandbox's fake identity platform, signed in as ada@fabrikam.example)")
+    console.print(f"• console    {running.web}/console — \"Sign in with Microsoft\" signs you in as "
+                  f"{ENTRA_USER['upn']} at the sandbox's fake identity platform (or use the local admin token "
+                  f"{ADMIN_TOKEN}); then Import a repository")
     return running
 
 

@@ -10,8 +10,10 @@ organization's configured identity.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, abort, redirect, render_template_string, request, session, url_for
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from ..errors import ConfigError
 from ..models import (
@@ -22,6 +24,7 @@ from ..models import (
     OnboardingJob,
     Organization,
     Repository,
+    utcnow,
 )
 from ..urls import check_base_url
 from .pages import admins_only, check_csrf, csrf_token, ext, is_admin, page, signed_in
@@ -38,8 +41,12 @@ def _acting_upn() -> str | None:
     return session["user"] if session.get("via") == "entra" else None
 
 
+JOBS_KEPT = timedelta(days=7)
+
+
 def _start(kind: str, params: dict) -> int:
     with ext()["db"].session() as s:
+        s.execute(delete(OnboardingJob).where(OnboardingJob.created_at < utcnow() - JOBS_KEPT))  # old pages go
         job = OnboardingJob(kind=kind, requested_by=session["user"],
                             params={**params, "as_upn": _acting_upn()}, steps=[], result={})
         s.add(job)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -33,9 +33,14 @@ def browser(bridge):
     driver.quit()
 
 
+def waiting(driver, timeout: float = 30) -> WebDriverWait:
+    """Job pages reload themselves every second: an element found just before a reload goes stale."""
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def wait_for_text(driver, text: str, timeout: float = 30):
-    WebDriverWait(driver, timeout).until(lambda d: text in d.find_element(By.TAG_NAME, "body").text,
-                                         message=f"page never showed {text!r}")
+    waiting(driver, timeout).until(lambda d: text in d.find_element(By.TAG_NAME, "body").text,
+                                   message=f"page never showed {text!r}")
 
 
 def test_a_new_admin_imports_a_repository_in_a_couple_of_clicks(bridge, browser):
@@ -58,10 +63,10 @@ def test_a_new_admin_imports_a_repository_in_a_couple_of_clicks(bridge, browser)
         wait_until(organizations_listed, timeout=30, what="the connection's organizations")
         Select(browser.find_element(By.NAME, "org")).select_by_visible_text("fabrikam")
         browser.find_element(By.XPATH, "//button[text()='Show projects']").click()
-        WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.LINK_TEXT, PROJECT)).__getitem__(0).click()
-        WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.XPATH, f"//tr[td[text()='{REPO}']]//a"))
+        waiting(browser).until(lambda d: d.find_elements(By.LINK_TEXT, PROJECT))[0].click()
+        waiting(browser).until(lambda d: d.find_elements(By.XPATH, f"//tr[td[text()='{REPO}']]//a"))
         browser.find_element(By.XPATH, f"//tr[td[text()='{REPO}']]//a[contains(., 'Set up CI')]").click()
-        button = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.XPATH, "//button[text()='Set up CI']"))
+        button = waiting(browser).until(lambda d: d.find_elements(By.XPATH, "//button[text()='Set up CI']"))
         assert browser.find_element(By.NAME, "policy").is_selected()  # requiring the status is the default
         browser.find_element(By.XPATH, "//input[@name='job_choice'][@value='create']").click()  # a new CI job
         name = browser.find_element(By.NAME, "job_name")
@@ -69,7 +74,7 @@ def test_a_new_admin_imports_a_repository_in_a_couple_of_clicks(bridge, browser)
         name.send_keys("PR CI (marketing)")
         button[0].click()
         wait_for_text(browser, "Set-up of fabrikam/")
-        WebDriverWait(browser, 40).until(lambda d: "Working" not in d.find_element(By.TAG_NAME, "body").text)
+        waiting(browser, 40).until(lambda d: "Working" not in d.find_element(By.TAG_NAME, "body").text)
         body = browser.find_element(By.TAG_NAME, "body").text
         assert ": created" in body, body
         for step in ("ci job", "service hooks", "dbt webhook", "branch policy"):

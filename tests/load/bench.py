@@ -406,12 +406,17 @@ NOTES = """\
   py-spy --gil) drove the changes from the first measurement (0.15x, 881 req/s): the hot INSERT stopped
   recompiling on every request, then group commit (one writer thread per process commits all waiting
   deliveries in one INSERT and publishes one fan-out task; 2xx still means committed) with threaded gunicorn
-  workers (1,400-1,700 req/s). What remains is CPU in Python per request (Flask, parsing, the
-  hand-off between threads) plus PostgreSQL's per-row cost. The trivial endpoint's own rate swings between
-  about 3,100 and 6,900 req/s from round to round on this VM (probably how the kernel spreads 16 connections
-  over the 2 gunicorn processes), so the ratio is between 0.25 and 0.5 depending on the round; the medians are quoted.
-  Next steps worth trying: answering from a process that does not hold the GIL with request threads
-  (e.g. an ASGI/uvicorn receiver), or a PostgreSQL COPY-based writer.
+  workers (1,400-1,700 req/s). Where the rest goes, measured as CPU per accepted delivery (per-process
+  `/proc` accounting over a 15 s wrk run with the worker stopped): the web tier spends about 1.6 ms per
+  delivery against 0.35-0.4 ms for the trivial endpoint, PostgreSQL about 0.15 ms and Redis 0.03 ms — the gap
+  is Python in the web process. By `py-spy --gil`: Celery's `send_task` (message building, a Redis client per
+  publish) ~26%, the Flask route (parse, checks, answer) ~20%, connection checkout ~9% (since removed: the
+  writer keeps its connection, and one thread sends everything committed meanwhile in one broker message).
+  The trivial endpoint's own rate swings between about 1,600 and 6,900 req/s from round to round on this VM,
+  so the ratio lands between 0.25 and 0.5 depending on the round; the medians are quoted. Not publishing from
+  the web at all (the upper bound of an outbox relay in the worker tier) gave ~1.5x the rate but not 0.5 of
+  the trivial endpoint in the same run; reaching it needs both a relay and a lighter receiver path than Flask
+  (ASGI or raw WSGI).
 - 1,500+ acknowledged, durable deliveries per second on 2 shared cores is some 100x the rate of a busy Azure
   DevOps organization; the receiver is not the bottleneck of the product (see *Scale on paper*).
 - API economy is measured: the bridge's calls per CI run do not grow with the run's length (webhooks, not

@@ -26,6 +26,9 @@ def test_no_secret_appears_in_any_log(bridge):
     secrets = [HOOK_PASSWORD, DBT_SECRET, bridge.env["BRIDGE_SECRET_KEY"], bridge.env["ADO_PAT"],
                bridge.env["DBT_CLOUD_TOKEN"], "c2FuZGJveC1wYXQ=",  # base64 of the PAT as sent in Basic auth
                "Token sandbox-dbt-token"]
+    # what onboarding generated or was given: each subscription's password, each dbt webhook's secret
+    secrets += [h["password"] for h in bridge.sandbox.hooks() if h["password"] and h["password"] != HOOK_PASSWORD]
+    secrets += [h["secret"] for h in bridge.sandbox.dbt_webhooks() if h["secret"] != DBT_SECRET]
     logs = bridge.stack.read_logs()
     for name in ("web", "worker", "beat"):
         assert logs.get(name)

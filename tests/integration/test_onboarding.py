@@ -331,3 +331,34 @@ def test_dbt_cloud_accounts_are_added_and_checked_from_the_console_and_the_cli(b
     assert refused.returncode == 1 and "dbt Cloud refused" in refused.stderr
     works = add_account("second-account-token")
     assert works.returncode == 0 and "the token works (0 jobs)" in works.stdout
+
+
+def test_console_onboarding_refuses_bad_input_and_other_peoples_jobs(bridge, project):
+    sb = bridge.sandbox
+    admin = Person(bridge.web, sb.url)
+    admin.sign_in_with_token(ADMIN_TOKEN)
+    form = {"organization": ORG, "project": PROJECT, "repository": WEB, "dbt_account": "1", "job_choice": "existing",
+            "ci_job": "42"}
+    no_csrf = admin.browser.post(f"{bridge.web}/console/import/setup", data=form, timeout=10)
+    assert no_csrf.status_code == 400
+    page = admin.get("/console").text  # any page with a form carries the session's CSRF token
+    assert admin.post_form("/console/import/setup", {**form, "ci_job": "42; drop"}, page=page).status_code == 400
+    bad_steps = admin.post_form("/console/import/setup", {**form, "job_choice": "create", "environment_id": "9",
+                                                          "job_steps": "rm -rf /"}, page=page)
+    assert bad_steps.status_code == 400 and "dbt command" in bad_steps.text
+    missing = admin.post_form("/console/import/setup", {**form, "ci_job": ""}, page=page)
+    assert missing.status_code == 400
+    job = finished(admin, admin.get("/console/import/projects", params={"org": ORG}))
+    assert admin.get("/console/import/projects", params={"org": "evil.example/x"}).status_code == 200  # a job…
+    hostile = finished(admin, admin.get("/console/import/projects", params={"org": "evil.example/x"}))
+    assert "not an Azure DevOps organization name" in hostile.text  # …that refuses to leave the configured host
+
+    bob = {"oid": "0b0b0b0b-0000-4000-8000-0000000000b3", "tid": ENTRA_USER["tid"], "upn": "bob3@fabrikam.example",
+           "name": "Bob"}
+    sb._post("/idp/setup", {"users": [bob], "sign_in": bob["oid"]})
+    try:
+        other = Person(bridge.web, sb.url)
+        assert "(user)" in other.sign_in_with_entra().text
+        assert other.browser.get(job.url, timeout=10).status_code == 404  # someone else's job is not there
+    finally:
+        sb._post("/idp/setup", {"sign_in": ENTRA_USER["oid"]})

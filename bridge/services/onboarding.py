@@ -205,7 +205,8 @@ class Onboarding:
             if account is None:
                 known = ", ".join(str(a) for a in s.scalars(select(DbtAccount.id))) or "none"
                 raise OnboardingError(f"dbt Cloud account {account_id} is not configured (configured: {known}); "
-                                      "add it under dbt_cloud.accounts in the configuration file")
+                                      "add it in the console (dbt Cloud accounts), with `bridge dbt add-account`, "
+                                      "or under dbt_cloud.accounts in the configuration file")
             s.expunge(account)
         return self.connections.dbt_cloud(account)
 

@@ -362,3 +362,19 @@ def test_console_onboarding_refuses_bad_input_and_other_peoples_jobs(bridge, pro
         assert other.browser.get(job.url, timeout=10).status_code == 404  # someone else's job is not there
     finally:
         sb._post("/idp/setup", {"sign_in": ENTRA_USER["oid"]})
+
+
+def test_a_health_check_that_cannot_list_says_so_and_recovers(bridge, project):
+    sb = bridge.sandbox
+    sb.fault(service="ado", method="GET", path="/_apis/hooks/subscriptions$", status=403, times=1,
+             body={"message": "TF400813: not allowed to view subscriptions", "typeKey": "UnauthorizedRequestException"})
+    try:
+        code, out = cli(bridge, "hooks", "check")
+        assert code == 0 and "unchecked" in out, out
+        code, out = cli(bridge, "hooks", "status")
+        assert code == 1 and "could not list service hooks of fabrikam" in out and "View subscriptions" in out
+    finally:
+        sb.fault(clear=True)
+    code, out = cli(bridge, "hooks", "check")
+    assert code == 0 and "unchecked" not in out, out
+    assert cli(bridge, "hooks", "status")[0] == 0  # the problem is gone once the check succeeds

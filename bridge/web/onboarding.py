@@ -169,7 +169,7 @@ def save_dbt_account():
 # -- import: organization → project → repository → job → confirm -----------------------------------------
 
 @bp.get("/console/import")
-@admins_only
+@signed_in
 def choose_organization():
     upn = _acting_upn()
     with ext()["db"].session() as s:
@@ -183,23 +183,25 @@ def choose_organization():
         else:
             organizations = sorted(s.scalars(select(Organization.name)).all())
         accounts = s.scalars(select(DbtAccount.id)).all()
-    if not accounts:
+    if not accounts and is_admin():
         return page("import", '<p>No dbt Cloud account is configured yet: <a href="/console/dbt-accounts">add '
                               'one</a> (or under <code>dbt_cloud.accounts</code> in the configuration file).</p>')
     body = render_template_string("""
-<h2>Import a repository — 1. organization</h2>
+<h2>{{ 'Import a repository' if admin else 'Your repositories' }} — 1. organization</h2>
 {% if organizations %}<form method="get" action="/console/import/projects"><label>Azure DevOps organization
 <select name="org">{% for o in organizations %}<option>{{ o }}</option>{% endfor %}</select></label>
 <button>Show projects</button></form>
 {% elif who %}<p>{{ who }} reaches no Azure DevOps organization yet (the bridge reads them a few seconds after you
 connect; reload this page).</p>{% else %}<p>No organization is configured, and the local admin token acts as an
 organization's configured identity: sign in with Microsoft and connect your Azure DevOps account to import with
-your own permissions.</p>{% endif %}""", organizations=organizations, who=upn)
+your own permissions.</p>{% endif %}
+{% if not admin %}<p>You can look around with your own Azure DevOps permissions; setting up CI is for bridge
+admins.</p>{% endif %}""", organizations=organizations, who=upn, admin=is_admin())
     return page("import", body)
 
 
 @bp.get("/console/import/projects")
-@admins_only
+@signed_in
 def find_projects():
     org = request.args.get("org", "").strip()
     if not org:
@@ -208,7 +210,7 @@ def find_projects():
 
 
 @bp.get("/console/import/repositories")
-@admins_only
+@signed_in
 def find_repositories():
     org, project = request.args.get("org", "").strip(), request.args.get("project", "").strip()
     if not org or not project:
@@ -294,7 +296,7 @@ RESULT = {
     "repositories": """
 <h2>Import a repository — 3. repository in {{ p.organization }}/{{ p.project }}</h2>
 <form method="get"><label>Search <input name="search" value="{{ search }}"></label><button>Filter</button></form>
-<table>{% for item in items %}<tr><td>{{ item.name }}</td><td>{% if item.is_disabled %}disabled{% else %}
+<table>{% for item in items %}<tr><td>{{ item.name }}</td><td>{% if item.is_disabled %}disabled{% elif admin %}
 <a href="/console/import/setup?org={{ p.organization | urlencode }}&project={{ item.project_id
 }}&repo={{ item.id }}&name={{ item.name | urlencode }}">
 {{ 'Repair set-up' if item.linked else 'Set up CI' }}</a>{% endif %}</td>
@@ -369,7 +371,7 @@ def job(job_id: int):
     items, number, pages = _paged(found.result.get(found.kind, []), search) \
         if found.kind in ("projects", "repositories") else ([], 1, 1)
     body = render_template_string(RESULT[found.kind], p=found.params, r=found.result, items=items, search=search,
-                                  csrf=csrf_token())
+                                  csrf=csrf_token(), admin=is_admin())
     if pages > 1:
         body += render_template_string(
             '<p>Page {{ n }} of {{ pages }}: {% if n > 1 %}<a href="?page={{ n - 1 }}&search={{ s | urlencode }}">'

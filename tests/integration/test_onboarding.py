@@ -229,6 +229,15 @@ def test_a_person_sees_only_their_projects_and_is_refused_without_permission(bri
         assert "erin@fabrikam.example lacks Edit subscriptions" in out and "Project Administrator" in out, out
         assert "--only 'permissions'" in out
         assert hooks_of(bridge, WEB) == []
+
+        erin_browser = Person(bridge.web, sb.url)  # in the console too, with her own token
+        assert "(user)" in erin_browser.sign_in_with_entra().text
+        assert "<option>fabrikam</option>" in erin_browser.get("/console/import").text
+        projects = finished(erin_browser, erin_browser.get("/console/import/projects", params={"org": ORG}))
+        assert PROJECT in projects.text and "Fabrikam-Fiber-Git" not in projects.text
+        link = re.search(r'href="(/console/import/repositories\?[^"]+)">' + PROJECT, projects.text).group(1)
+        repos = finished(erin_browser, erin_browser.get(link.replace("&amp;", "&").replace("\n", "")))
+        assert WEB in repos.text and "Set up CI" not in repos.text  # looking, not setting up
     finally:
         sb.setup(members={})
         sb._post("/idp/setup", {"sign_in": ENTRA_USER["oid"]})
@@ -283,7 +292,11 @@ def test_console_import_is_for_admins_and_a_failed_step_can_be_retried(bridge, p
     try:
         user = Person(bridge.web, sb.url)
         assert "(user)" in user.sign_in_with_entra().text
-        assert user.get("/console/import").status_code == 403
+        looking = user.get("/console/import")  # anyone signed in may look around, with their own token
+        assert looking.status_code == 200 and "connect your Azure DevOps account" in looking.text
+        assert user.get("/console/import/setup", params={"org": ORG, "project": PROJECT, "repo": WEB}
+                        ).status_code == 403  # setting up spends the bridge's dbt Cloud token: admins only
+        assert user.post_form("/console/import/setup", {"organization": ORG}).status_code == 403
     finally:
         sb._post("/idp/setup", {"sign_in": ENTRA_USER["oid"]})
 

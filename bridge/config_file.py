@@ -345,26 +345,34 @@ def apply(session: Session, desired: Desired, box: SecretBox, resolve: Repositor
         except ApiError as exc:
             raise ConfigError(f"repository {entry['organization']}/{entry['project']}/{entry['repository']}: "
                               f"Azure DevOps could not resolve it: {exc}") from None
-        repo = session.scalar(select(Repository).where(Repository.organization_id == org.id,
-                                                       Repository.ado_repository_id == info["id"]))
-        created = repo is None
-        if created:
-            repo = Repository(organization_id=org.id, ado_repository_id=info["id"])
-            session.add(repo)
         status = entry.get("status") or {}
-        changed = [
-            _set(repo, "ado_project_id", info["project_id"]), _set(repo, "ado_project_name", info["project_name"]),
-            _set(repo, "name", info["name"]), _set(repo, "dbt_account_id", entry["dbt_account"]),
-            _set(repo, "ci_job_id", entry["ci_job"]), _set(repo, "teardown_job_id", entry.get("teardown_job")),
-            _set(repo, "target_branches", list(entry.get("target_branches") or [])),
-            _set(repo, "drafts", entry["drafts"]),
-            _set(repo, "status_genre", status.get("genre", "dbt-cloud")),
-            _set(repo, "status_name", status.get("name", "ci")),
-        ]
+        _, created, changed = link_repository(session, org.id, info, {
+            "dbt_account_id": entry["dbt_account"], "ci_job_id": entry["ci_job"],
+            "teardown_job_id": entry.get("teardown_job"),
+            "target_branches": list(entry.get("target_branches") or []), "drafts": entry["drafts"],
+            "status_genre": status.get("genre", "dbt-cloud"), "status_name": status.get("name", "ci")})
         changes.append(Change("repository", f"{entry['organization']}/{info['project_name']}/{info['name']}",
                               _action(created, any(changed))))
     session.flush()
     return changes
+
+
+def link_repository(session: Session, organization_id: int, info: dict, settings: dict) -> tuple[Repository, bool,
+                                                                                               list[str]]:
+    """Create or update the bridge's record of a repository (``info`` as Azure DevOps describes it, ``settings``
+    its CI columns); returns (row, created, names of the columns that changed). Shared by the configuration file
+    and onboarding, so both link a repository the same way."""
+    row = session.scalar(select(Repository).where(Repository.organization_id == organization_id,
+                                                  Repository.ado_repository_id == info["id"]))
+    created = row is None
+    if created:
+        row = Repository(organization_id=organization_id, ado_repository_id=info["id"])
+        session.add(row)
+    wanted = {"ado_project_id": info["project_id"], "ado_project_name": info["project_name"], "name": info["name"],
+              **settings}
+    changed = [column for column, value in wanted.items() if _set(row, column, value)]
+    session.flush()
+    return row, created, changed
 
 
 def _action(created: bool, changed: bool) -> str:

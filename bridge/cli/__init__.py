@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from ..errors import ConfigError
 from ..settings import Settings
 
 console = Console(soft_wrap=True)
+
+
+def new_table(title: str, *columns: str) -> Table:
+    """A table whose long cells wrap instead of being cut (reasons and fixes must be readable whole)."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
 
 
 def load_settings() -> Settings:

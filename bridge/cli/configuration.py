@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from ..errors import BridgeError, ConfigError
 from ..settings import Settings
-from . import connections_for, console, load_settings, main
+from . import connections_for, console, load_settings, main, new_table
 
 # -- database -----------------------------------------------------------------------------------------
 
@@ -94,9 +93,7 @@ def config_apply(file: Path | None) -> None:
             changes = config_file.apply(session, desired, box, resolve)
     except BridgeError as exc:
         raise click.ClickException(f"{exc}\nnothing was changed") from None
-    table = Table(title=f"bridge config apply {file}")
-    for col in ("kind", "name", "result"):
-        table.add_column(col, overflow="fold")
+    table = new_table(f"bridge config apply {file}", "kind", "name", "result")
     for change in changes:
         table.add_row(change.kind, change.name, change.action)
     console.print(table)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.table import Table
 
 from ..errors import BridgeError, ConfigError
-from . import build_onboarding, console, load_settings, main, read_secret
+from . import build_onboarding, console, load_settings, main, new_table, read_secret
 
 # -- connections -------------------------------------------------------------------------------------
 
@@ -28,9 +27,7 @@ def connections_list() -> None:
     settings = load_settings()
     with Database(settings.database_url).session() as s:
         rows = s.scalars(select(Connection).order_by(Connection.id)).all()
-    table = Table(title="connections")
-    for col in ("id", "user", "organizations", "health"):
-        table.add_column(col, overflow="fold")
+    table = new_table("connections", "id", "user", "organizations", "health")
     for c in rows:
         table.add_row(str(c.id), c.upn, ", ".join(c.organizations or []) or "…",
                       "ok" if c.status == "ok" else f"[red]needs re-authorization[/]: {c.status_reason}")
@@ -61,9 +58,7 @@ def orgs_list() -> None:
 
     with Database(load_settings().database_url).session() as s:
         rows = s.scalars(select(Organization).order_by(Organization.name)).all()
-    table = Table(title="organizations")
-    for col in ("name", "url", "acts as"):
-        table.add_column(col, overflow="fold")
+    table = new_table("organizations", "name", "url", "acts as")
     for org in rows:
         table.add_row(org.name, org.url, _acts_as(org))
     console.print(table)

@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 import click
-from rich.table import Table
 
-from . import console, load_settings, main
+from . import console, load_settings, main, new_table
 
 # -- sandbox and demo ---------------------------------------------------------------------------------
 
@@ -106,9 +105,8 @@ def status(limit: int) -> None:
         backlog = s.execute(select(Delivery.source, Delivery.state, func.count())
                             .group_by(Delivery.source, Delivery.state)).all()
         prs = s.scalars(select(PullRequestRecord).order_by(PullRequestRecord.id.desc()).limit(limit)).all()
-        table = Table(title="pull requests")
-        for col in ("repository", "PR", "state", "head", "runs (newest last)", "last decision"):
-            table.add_column(col, overflow="fold")
+        table = new_table("pull requests", "repository", "PR", "state", "head", "runs (newest last)",
+                          "last decision")
         for pr in prs:
             repo = s.get(Repository, pr.repository_id)
             runs = " ".join(f"{r.kind}:{r.dbt_run_id or '-'}:{r.posted_state or '?'}" for r in
@@ -117,9 +115,7 @@ def status(limit: int) -> None:
                           pr.status + (" (draft)" if pr.is_draft else ""), (pr.head_commit or "")[:8], runs,
                           pr.last_reason or "")
     console.print(table)
-    deliveries = Table(title="deliveries")
-    for col in ("source", "state", "count"):
-        deliveries.add_column(col, overflow="fold")
+    deliveries = new_table("deliveries", "source", "state", "count")
     for source, state, n in backlog:
         deliveries.add_row(source, state, str(n))
     console.print(deliveries)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.table import Table
 
 from ..errors import BridgeError
-from . import AS_OPTION, actor_for, build_onboarding, console, load_settings, main
+from . import AS_OPTION, actor_for, build_onboarding, console, load_settings, main, new_table
 
 # -- repositories and their service hooks (onboarding) ----------------------------------------------
 
@@ -42,9 +41,7 @@ def repos_list(*, organization: str | None, project: str | None, search: str, pa
     except BridgeError as exc:
         raise click.ClickException(str(exc)) from None
     start = (page - 1) * page_size
-    table = Table(title=f"{title} (page {page} of {max(1, -(-len(rows) // page_size))}, {len(rows)} in all)")
-    for col in cols:
-        table.add_column(col, overflow="fold")
+    table = new_table(f"{title} (page {page} of {max(1, -(-len(rows) // page_size))}, {len(rows)} in all)", *cols)
     for row in rows[start:start + page_size]:
         table.add_row(*row)
     console.print(table)
@@ -122,19 +119,19 @@ def repos_setup(**options) -> None:
         sys.exit(1)
 
 
+def _print_steps(title: str, steps, *, first: str = "step") -> None:
+    table = new_table(title, first, "result", "detail")
+    for step in steps:
+        table.add_row(step.step, step.outcome, step.detail)
+    console.print(table)
+
+
 def _print_reports(reports) -> None:
     colour = {"created": "green", "repaired": "yellow", "unchanged": "", "skipped": "", "failed": "red"}
     if len(reports) == 1:
-        table = Table(title=f"set-up of {reports[0].repository}: {reports[0].outcome}")
-        for col in ("step", "result", "detail"):
-            table.add_column(col, overflow="fold")
-        for step in reports[0].steps:
-            table.add_row(step.step, step.outcome, step.detail)
-        console.print(table)
+        _print_steps(f"set-up of {reports[0].repository}: {reports[0].outcome}", reports[0].steps)
     else:
-        table = Table(title="set-up")
-        for col in ("repository", "result", "what happened"):
-            table.add_column(col, overflow="fold")
+        table = new_table("set-up", "repository", "result", "what happened")
         for report in reports:
             notes = "; ".join(f"{s.step}: {s.outcome}" + (f" ({s.detail})" if s.outcome in ("failed", "refused")
                                                            else "")
@@ -180,12 +177,7 @@ def repos_unlink(repository: str, remove_policy: bool, as_upn: str | None) -> No
         steps = build_onboarding().unlink(repository_id, actor_for(as_upn), remove_policy=remove_policy)
     except BridgeError as exc:
         raise click.ClickException(f"{exc}\nnothing was forgotten; retry once fixed") from None
-    table = Table(title=f"unlink {repository}")
-    for col in ("step", "result", "detail"):
-        table.add_column(col, overflow="fold")
-    for step in steps:
-        table.add_row(step.step, step.outcome, step.detail)
-    console.print(table)
+    _print_steps(f"unlink {repository}", steps)
 
 
 @repos.command("jobs")
@@ -197,16 +189,12 @@ def repos_jobs(dbt_account: int) -> None:
         jobs, environments = onboarding.dbt_jobs(dbt_account), onboarding.dbt_environments(dbt_account)
     except BridgeError as exc:
         raise click.ClickException(str(exc)) from None
-    table = Table(title=f"jobs of dbt Cloud account {dbt_account}")
-    for col in ("job", "name", "type", "environment", "steps"):
-        table.add_column(col, overflow="fold")
+    table = new_table(f"jobs of dbt Cloud account {dbt_account}", "job", "name", "type", "environment", "steps")
     for job in jobs:
         table.add_row(str(job["id"]), job["name"], str(job["job_type"]), str(job["environment_id"]),
                       "; ".join(job["execute_steps"]))
     console.print(table)
-    table = Table(title="environments")
-    for col in ("environment", "name", "project", "kind"):
-        table.add_column(col, overflow="fold")
+    table = new_table("environments", "environment", "name", "project", "kind")
     for env in environments:
         table.add_row(str(env["id"]), env["name"], env["project"], str(env.get("deployment_type") or env["type"]))
     console.print(table)
@@ -232,9 +220,8 @@ def hooks_status() -> None:
                                                                            HookSubscriptionRecord.id))]
         rows += [(names.get(d.repository_id, "?"), f"dbt Cloud webhook {d.dbt_webhook_id}", d.status, d.healed,
                   d.last_healed_reason, d.problem) for d in s.scalars(select(DbtWebhookRecord))]
-    table = Table(title="subscriptions")
-    for col in ("repository", "subscription", "status", "healed", "last healed because", "needs a person"):
-        table.add_column(col, overflow="fold")
+    table = new_table("subscriptions", "repository", "subscription", "status", "healed", "last healed because",
+                      "needs a person")
     for repo, what, status, healed, why, problem in rows:
         table.add_row(repo, what, status if status in ("enabled", "active") else f"[yellow]{status}[/]",
                       str(healed), why or "", f"[red]{problem}[/]" if problem else "")
@@ -274,11 +261,6 @@ def hooks_rotate(repository: str | None, grace: int, as_upn: str | None) -> None
                                           grace=timedelta(seconds=grace))
     except BridgeError as exc:
         raise click.ClickException(str(exc)) from None
-    table = Table(title="rotated credentials")
-    for col in ("subscription", "result", "detail"):
-        table.add_column(col, overflow="fold")
-    for step in steps:
-        table.add_row(step.step, step.outcome, step.detail)
-    console.print(table)
+    _print_steps("rotated credentials", steps, first="subscription")
     if any(step.outcome == "failed" for step in steps):
         sys.exit(1)

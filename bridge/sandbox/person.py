@@ -29,6 +29,16 @@ class Person:
         # What the person's browser does at login.microsoftonline.com is served by the sandbox.
         self._idp = local_session(sandbox_url)
 
+    @classmethod
+    def signed_in_with_entra(cls, web: str, sandbox_url: str, user: dict) -> tuple[Person, requests.Response]:
+        """``user`` (oid, tid, upn, name, …) registered at the fake identity platform, signed in there, and then
+        signed in to the console: (the person, the page the console answered)."""
+        response = requests.post(f"{sandbox_url.rstrip('/')}/_sandbox/idp/setup",
+                                 json={"users": [user], "sign_in": user["oid"]}, timeout=10)
+        response.raise_for_status()
+        someone = cls(web, sandbox_url)
+        return someone, someone.sign_in_with_entra()
+
     def get(self, path: str, **kwargs) -> requests.Response:
         return self.browser.get(f"{self.web}{path}", timeout=10, **kwargs)
 

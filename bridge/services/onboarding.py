@@ -30,6 +30,7 @@ from ..clients.azure_devops import (
     Credentials,
 )
 from ..clients.dbt_cloud import DbtCloudClient
+from ..config_file import link_repository
 from ..crypto import SecretBox
 from ..db import Database
 from ..domain import (
@@ -655,20 +656,11 @@ class _SetupRun:
                                    identity_kind="user" if actor.upn else "pat", identity_upn=actor.upn)
                 s.add(org)
                 s.flush()
-            row = s.scalar(select(Repository).where(Repository.organization_id == org.id,
-                                                    Repository.ado_repository_id == repo["id"]))
-            created = row is None
-            if created:
-                row = Repository(organization_id=org.id, ado_repository_id=repo["id"])
-                s.add(row)
-            wanted = {"ado_project_id": repo["project_id"], "ado_project_name": repo["project_name"],
-                      "name": repo["name"], "dbt_account_id": request.dbt_account, "ci_job_id": job["id"],
-                      "teardown_job_id": request.teardown_job,
-                      "target_branches": [normalize_ref(request.target_branch)] if request.target_branch else [],
-                      "drafts": request.drafts, "status_genre": context.genre, "status_name": context.name}
-            changed = [k for k, v in wanted.items() if getattr(row, k, None) != v]
-            for k in changed:
-                setattr(row, k, wanted[k])
+            row, created, changed = link_repository(s, org.id, repo, {
+                "dbt_account_id": request.dbt_account, "ci_job_id": job["id"],
+                "teardown_job_id": request.teardown_job,
+                "target_branches": [normalize_ref(request.target_branch)] if request.target_branch else [],
+                "drafts": request.drafts, "status_genre": context.genre, "status_name": context.name})
             row.set_up_by = actor.name
             s.flush()
             self.repository_id = self.report.repository_id = row.id

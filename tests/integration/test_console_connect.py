@@ -134,11 +134,10 @@ def person(name: str, n: int, **extra) -> dict:
 
 
 def signed_in_as(bridge, user: dict) -> tuple[Person, requests.Response]:
-    bridge.sandbox._post("/idp/setup", {"users": [user], "sign_in": user["oid"]})
-    someone = Person(bridge.web, bridge.sandbox.url)
+    someone, page = Person.signed_in_with_entra(bridge.web, bridge.sandbox.url, user)
     start = someone.get("/console/sign-in/entra", allow_redirects=False)
     assert "user_impersonation" not in start.headers["Location"]  # sign-in asks for no Azure DevOps access
-    return someone, someone.sign_in_with_entra()
+    return someone, page
 
 
 def test_entra_sign_in_decides_admins_users_and_strangers(bridge):

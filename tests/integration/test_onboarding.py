@@ -230,8 +230,8 @@ def test_a_person_sees_only_their_projects_and_is_refused_without_permission(bri
         assert "--only 'permissions'" in out
         assert hooks_of(bridge, WEB) == []
 
-        erin_browser = Person(bridge.web, sb.url)  # in the console too, with her own token
-        assert "(user)" in erin_browser.sign_in_with_entra().text
+        erin_browser, home = Person.signed_in_with_entra(bridge.web, sb.url, erin)  # the console, her own token
+        assert "(user)" in home.text
         assert "<option>fabrikam</option>" in erin_browser.get("/console/import").text
         projects = finished(erin_browser, erin_browser.get("/console/import/projects", params={"org": ORG}))
         assert PROJECT in projects.text and "Fabrikam-Fiber-Git" not in projects.text
@@ -288,10 +288,9 @@ def test_console_import_is_for_admins_and_a_failed_step_can_be_retried(bridge, p
     sb = bridge.sandbox
     bob = {"oid": "0b0b0b0b-0000-4000-8000-0000000000b2", "tid": ENTRA_USER["tid"], "upn": "bob2@fabrikam.example",
            "name": "Bob"}
-    sb._post("/idp/setup", {"users": [bob], "sign_in": bob["oid"]})
     try:
-        user = Person(bridge.web, sb.url)
-        assert "(user)" in user.sign_in_with_entra().text
+        user, home = Person.signed_in_with_entra(bridge.web, sb.url, bob)
+        assert "(user)" in home.text
         looking = user.get("/console/import")  # anyone signed in may look around, with their own token
         assert looking.status_code == 200 and "connect your Azure DevOps account" in looking.text
         assert user.get("/console/import/setup", params={"org": ORG, "project": PROJECT, "repo": WEB}
@@ -368,10 +367,9 @@ def test_console_onboarding_refuses_bad_input_and_other_peoples_jobs(bridge, pro
 
     bob = {"oid": "0b0b0b0b-0000-4000-8000-0000000000b3", "tid": ENTRA_USER["tid"], "upn": "bob3@fabrikam.example",
            "name": "Bob"}
-    sb._post("/idp/setup", {"users": [bob], "sign_in": bob["oid"]})
     try:
-        other = Person(bridge.web, sb.url)
-        assert "(user)" in other.sign_in_with_entra().text
+        other, home = Person.signed_in_with_entra(bridge.web, sb.url, bob)
+        assert "(user)" in home.text
         assert other.browser.get(job.url, timeout=10).status_code == 404  # someone else's job is not there
     finally:
         sb._post("/idp/setup", {"sign_in": ENTRA_USER["oid"]})

@@ -30,6 +30,7 @@ from ..models import (
     Repository,
     utcnow,
 )
+from ..webhooks import dbt_cloud
 from .outbox import OutboxWriter
 
 log = logging.getLogger(__name__)
@@ -143,13 +144,20 @@ class Intake:
         matches = [hmac.compare_digest(e.encode(), given) for e in expected]
         return creds.organization_id if creds and any(matches) else None
 
-    def dbt_webhook_secrets(self, account_id: int, webhook_id: str | None) -> list[str | None]:
-        """Secrets a dbt delivery may be signed with: its subscription's (set up by the bridge), the account's."""
-        self._refresh()
-        if webhook_id and webhook_id not in self._dbt_hooks:
-            self._reload_now()
+    def _dbt_secrets(self, account_id: int, webhook_id: str | None) -> list[str | None]:
         owner, secret = self._dbt_hooks.get(webhook_id or "", (None, None))
         return [secret if owner == account_id else None, self._accounts.get(account_id)]
+
+    def verify_dbt(self, account_id: int, webhook_id: str | None, body: bytes, authorization: str | None) -> bool:
+        """A dbt Cloud delivery's signature, checked with its subscription's secret (set up by the bridge) and
+        the account's. Only when that fails for a subscription not known yet (set up seconds ago) are the
+        secrets read again, so deliveries of other subscriptions cost no extra query."""
+        self._refresh()
+        if dbt_cloud.verify(self._dbt_secrets(account_id, webhook_id), body, authorization):
+            return True
+        if webhook_id and webhook_id not in self._dbt_hooks and self._reload_now():
+            return dbt_cloud.verify(self._dbt_secrets(account_id, webhook_id), body, authorization)
+        return False
 
     def repository_for(self, organization_id: int, ado_repository_id: str) -> int | None:
         self._refresh()

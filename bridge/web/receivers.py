@@ -123,8 +123,7 @@ def dbt_cloud_hook():
         account_id, webhook_id = dbt_cloud.sender_of(body)
     except PayloadError as exc:
         return _answer(DBT, "malformed", 400, error=str(exc))
-    secrets = intake.dbt_webhook_secrets(account_id, webhook_id)
-    if not dbt_cloud.verify(secrets, body, request.headers.get("Authorization")):
+    if not intake.verify_dbt(account_id, webhook_id, body, request.headers.get("Authorization")):
         return _answer(DBT, "unauthorized", 401, error="signature missing or wrong for this account")
     try:
         event = dbt_cloud.parse(body)

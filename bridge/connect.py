@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from .crypto import SecretBox
 from .db import Database
 from .identity import FlowRejected, Identity
-from .models import AuthFlow, Connection, utcnow
+from .models import AuthFlow, Connection, as_utc, utcnow
 
 FLOW_TTL = timedelta(minutes=10)
 TENANT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -68,7 +68,7 @@ class ConnectFlows:
                 raise FlowRejected("this sign-in answer belongs to no connect flow in progress "
                                    "(already used, expired, or forged)")
             s.delete(row)  # single use, whatever happens next
-            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=utcnow().tzinfo)
+            expires = as_utc(row.expires_at)
             bound_to, started_by = row.owner, row.started_by
             flow = json.loads(self.box.decrypt(row.flow_enc))
         if bound_to != owner:

@@ -83,6 +83,15 @@ class EntraSettings:
         return cls(client_id=client_id, client_secret=secret, authority=authority.rstrip("/"), test_base=test_base)
 
 
+def local_url(base: str, url: str) -> str:
+    """``url`` on one of Microsoft's hosts, served instead by the local fake at ``base``; other URLs unchanged."""
+    parts = urlsplit(url)
+    prefix = MICROSOFT_HOSTS.get(parts.hostname or "")
+    if prefix is None or parts.scheme != "https":
+        return url
+    return f"{base.rstrip('/')}{prefix}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+
+
 class _LocalRedirect(requests.Session):
     """Sends requests meant for Microsoft's hosts to a local fake instead (tests and the demo only)."""
 
@@ -91,11 +100,7 @@ class _LocalRedirect(requests.Session):
         self._base = base.rstrip("/")
 
     def request(self, method, url, *args, **kwargs):
-        parts = urlsplit(url)
-        prefix = MICROSOFT_HOSTS.get(parts.hostname or "")
-        if prefix is not None and parts.scheme == "https":
-            url = f"{self._base}{prefix}{parts.path}" + (f"?{parts.query}" if parts.query else "")
-        return super().request(method, url, *args, **kwargs)
+        return super().request(method, local_url(self._base, url), *args, **kwargs)
 
 
 def http_session(settings: EntraSettings) -> requests.Session:
@@ -143,14 +148,7 @@ class Identity:
     def browser_uri(self, uri: str) -> str:
         """Where to send a person's browser. Only with the local fake identity platform (tests, the demo)
         does this differ: a real browser cannot be told that login.microsoftonline.com lives elsewhere."""
-        if not self.settings.test_base:
-            return uri
-        parts = urlsplit(uri)
-        prefix = MICROSOFT_HOSTS.get(parts.hostname or "")
-        if prefix is None:
-            return uri
-        return f"{self.settings.test_base.rstrip('/')}{prefix}{parts.path}" + (f"?{parts.query}" if parts.query
-                                                                               else "")
+        return local_url(self.settings.test_base, uri) if self.settings.test_base else uri
 
     def authority_for(self, tenant: str | None) -> str:
         """The configured authority, or the same host with a specific tenant (a guest signing in there)."""

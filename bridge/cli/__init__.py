@@ -86,7 +86,7 @@ def build_onboarding():
 def actor_for(upn: str | None):
     from ..services.onboarding import Actor
 
-    return Actor(upn, upn) if upn else Actor("the organization's configured identity")
+    return Actor.of(upn)
 
 
 AS_OPTION = click.option("--as", "as_upn", metavar="UPN",

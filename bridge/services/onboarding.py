@@ -27,7 +27,6 @@ from ..clients.azure_devops import (
     GIT_REPOSITORIES_NAMESPACE,
     SERVICE_HOOKS_NAMESPACE,
     AzureDevOpsClient,
-    Credentials,
 )
 from ..clients.dbt_cloud import DbtCloudClient
 from ..config_file import link_repository
@@ -89,6 +88,11 @@ class Actor:
 
     name: str
     upn: str | None = None
+
+    @classmethod
+    def of(cls, upn: str | None, otherwise: str = "the organization's configured identity") -> Actor:
+        """A connected person by sign-in name, or (``upn`` None) each organization's configured identity."""
+        return cls(upn, upn) if upn else cls(otherwise)
 
 
 @dataclass(frozen=True)
@@ -176,29 +180,32 @@ class Onboarding:
 
     # -- who acts where --------------------------------------------------------------------------------------
 
-    def _org_url(self, name: str) -> str:
+    def _organization(self, name: str) -> Organization | None:
         with self.db.session() as s:
             org = s.scalar(select(Organization).where(func.lower(Organization.name) == name.lower()))
             if org is not None:
-                return org.url
+                s.expunge(org)
+            return org
+
+    def _org_url(self, name: str, org: Organization | None = None) -> str:
+        if org is not None:
+            return org.url
         if not ORGANIZATION_NAME.fullmatch(name):
             raise OnboardingError(f"{name!r} is not an Azure DevOps organization name (letters, digits and hyphens)")
         return f"{self.settings.azure_devops_url}/{name}"
 
-    def _credentials(self, actor: Actor, organization: str) -> Credentials:
-        if actor.upn:
-            return self.connections.connected_user(actor.upn, organization=organization)
-        with self.db.session() as s:
-            org = s.scalar(select(Organization).where(func.lower(Organization.name) == organization.lower()))
-            if org is None:
-                raise OnboardingError(f"organization {organization!r} is not configured yet: act as a connected "
-                                      "person (--as UPN, or from the console) to set up its first repository")
-            s.expunge(org)
-        return self.connections.credentials_for(org)
-
     def azure_devops(self, actor: Actor, organization: str) -> AzureDevOpsClient:
-        return self.connections.azure_devops_at(self._org_url(organization), self._credentials(actor, organization),
-                                                what=f"organization {organization}")
+        """A client for ``organization`` acting as ``actor`` (one read of the organization's row)."""
+        org = self._organization(organization)
+        url = self._org_url(organization, org)  # a name that is no name is refused before anything else
+        if actor.upn:
+            credentials = self.connections.connected_user(actor.upn, organization=organization)
+        elif org is None:
+            raise OnboardingError(f"organization {organization!r} is not configured yet: act as a connected "
+                                  "person (--as UPN, or from the console) to set up its first repository")
+        else:
+            credentials = self.connections.credentials_for(org)
+        return self.connections.azure_devops_at(url, credentials, what=f"organization {organization}")
 
     def _dbt(self, account_id: int) -> DbtCloudClient:
         with self.db.session() as s:
@@ -520,8 +527,9 @@ class Onboarding:
             records = s.scalars(query.order_by(HookSubscriptionRecord.id)).all()
             work = [(r.id, r.repository_id, r.event_type, r.ado_subscription_id, r.username, r.password_enc)
                     for r in records]
-            repos = {r.id: (r.organization.name, {"id": r.ado_repository_id, "project_id": r.ado_project_id})
-                     for r in s.scalars(select(Repository))}
+            repos = {rid: (org, {"id": repo, "project_id": project}) for rid, org, repo, project in s.execute(
+                select(Repository.id, Organization.name, Repository.ado_repository_id, Repository.ado_project_id)
+                .join(Organization).where(Repository.id.in_({w[1] for w in work})))}
         if not work:
             raise OnboardingError("no service-hook subscriptions to rotate" +
                                   (f" for repository {repository_id}" if repository_id else ""))
@@ -652,7 +660,7 @@ class _SetupRun:
             org = s.scalar(select(Organization).where(func.lower(Organization.name) == request.organization.lower()))
             created_org = org is None
             if created_org:
-                org = Organization(name=request.organization, url=self.o._org_url(request.organization),
+                org = Organization(name=request.organization, url=self.ado.base_url,
                                    identity_kind="user" if actor.upn else "pat", identity_upn=actor.upn)
                 s.add(org)
                 s.flush()

@@ -15,11 +15,6 @@ from .onboarding import Actor, NewJob, Onboarding, SetupRequest
 log = logging.getLogger(__name__)
 
 
-def _actor(params: dict) -> Actor:
-    upn = params.get("as_upn")
-    return Actor(upn, upn) if upn else Actor(params.get("requested_by") or "the console admin")
-
-
 def _setup_request(p: dict) -> SetupRequest:
     new_job = None
     if p.get("environment_id"):
@@ -49,7 +44,7 @@ def run(db: Database, onboarding: Onboarding, job_id: int) -> str:
             return "gone" if job is None else job.state  # a redelivered task: already carried out
         kind, params = job.kind, {**job.params, "requested_by": job.requested_by}
         job.state = "running"
-    actor = _actor(params)
+    actor = Actor.of(params.get("as_upn"), params.get("requested_by") or "the console admin")
     try:
         if kind == "projects":
             result = {"projects": onboarding.projects(actor, params["organization"])}

@@ -28,6 +28,7 @@ from ..models import (
     HookSubscriptionRecord,
     Organization,
     Repository,
+    as_utc,
     utcnow,
 )
 from ..webhooks import dbt_cloud
@@ -96,8 +97,7 @@ class Intake:
             for hook in s.scalars(select(HookSubscriptionRecord)):
                 passwords = [self._decrypt(hook.password_enc)]
                 until = hook.previous_valid_until
-                if hook.previous_password_enc and until and (until if until.tzinfo else until.replace(
-                        tzinfo=now.tzinfo)) > now:
+                if hook.previous_password_enc and until and as_utc(until) > now:
                     passwords.append(self._decrypt(hook.previous_password_enc))
                 passwords = tuple(p for p in passwords if p)
                 if passwords:

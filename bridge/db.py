@@ -8,13 +8,16 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True, pooled: bool = True) -> Engine:
+    """``pooled=False``: every ``connect()`` opens a connection of its own, for a caller that keeps it."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               **({} if pooled else {"poolclass": NullPool}))
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # several processes share the file: WAL + wait on locks
@@ -25,6 +28,8 @@ def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engin
             cur.close()
 
         return engine
+    if not pooled:
+        return create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=pre_ping,
                          pool_recycle=1800)
 

@@ -27,6 +27,11 @@ CHECK_SUBSCRIPTIONS = "bridge.check_subscriptions"  # (): heal service hooks and
 
 QUEUE = "bridge"
 
+# The outbox (the deliveries table): receivers write rows to be processed in this state and, on PostgreSQL,
+# notify this channel; the workers' relay sends them and marks them "dispatched".
+UNDISPATCHED = "received"
+OUTBOX_CHANNEL = "bridge_outbox"
+
 
 def celery_config(settings: Settings) -> dict:
     """Settings both sides agree on. JSON only; late acks so a killed worker's task is redelivered."""
@@ -59,9 +64,11 @@ class Dispatcher:
     """Hands deliveries to the workers. Failing to reach the broker is not fatal: the delivery is already
     stored, and beat re-enqueues what was never dispatched."""
 
-    def __init__(self, settings: Settings):
-        self.app = Celery("bridge-producer", set_as_current=False)
-        self.app.conf.update(celery_config(settings))
+    def __init__(self, settings: Settings, app: Celery | None = None):
+        if app is None:  # the web tier: a producer-only app
+            app = Celery("bridge-producer", set_as_current=False)
+            app.conf.update(celery_config(settings))
+        self.app = app
 
     def _send(self, task: str, args: list, *, what: str) -> bool:
         try:
@@ -72,8 +79,8 @@ class Dispatcher:
         return True
 
     def process_deliveries(self, delivery_ids: list[int]) -> bool:
-        """One message for a batch of accepted deliveries (a worker fans it out); False leaves them stored
-        for the sweeper."""
+        """One message for a batch of accepted deliveries (a worker fans it out); False: the broker did not
+        take it (the relay leaves them stored and tries again)."""
         ids = [int(i) for i in delivery_ids]
         what = f"{len(ids)} deliveries stay stored for the sweeper"
         if len(ids) == 1:

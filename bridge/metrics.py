@@ -17,9 +17,6 @@ class Metrics:
         self.ingest_seconds = Histogram("bridge_ingest_seconds", "Time to verify, parse, persist and enqueue",
                                         ["source"], registry=r,
                                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
-        self.enqueue_failures = Counter("bridge_enqueue_failures_total",
-                                        "Deliveries persisted but not handed to the broker (beat retries them)",
-                                        registry=r)
         self.runs_started = Counter("bridge_dbt_runs_started_total", "dbt Cloud runs the bridge tried to start",
                                     ["kind", "result"], registry=r)
         self.runs_cancelled = Counter("bridge_dbt_runs_cancelled_total", "dbt Cloud runs the bridge cancelled",

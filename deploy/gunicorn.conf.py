@@ -1,6 +1,6 @@
 # Gunicorn settings for the web process (read by gunicorn, never imported by the bridge).
-# Threaded workers: request threads hand their delivery to the process's outbox writer, which commits
-# whatever is waiting in one transaction (group commit, bridge/web/outbox.py); processes scale CPU.
+# Threaded workers: each request thread commits its delivery on a database connection it keeps (one
+# autocommit INSERT, bridge/web/outbox.py) while others run; processes scale CPU.
 # PORT is honoured for platforms that set it (Procfile, containers).
 import os
 

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import redis
-from celery import Celery
+from celery import Celery, bootsteps
 
 from bridge.crypto import SecretBox
 from bridge.db import Database
@@ -15,6 +15,7 @@ from bridge.dispatch import (
     POLL_QUIET_RUNS,
     SWEEP_DELIVERIES,
     SWEEP_PULL_REQUESTS,
+    Dispatcher,
     celery_config,
 )
 from bridge.locks import redis_lock_factory
@@ -24,6 +25,8 @@ from bridge.services.entra import ConnectionStore
 from bridge.services.onboarding import Onboarding
 from bridge.services.reconcile import Reconciler
 from bridge.settings import Settings
+
+from .relay import OutboxRelay
 
 log = logging.getLogger(__name__)
 
@@ -72,4 +75,22 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     from . import tasks
 
     tasks.register(app)
+    app.steps["worker"].add(RelayStep)
     return app
+
+
+class RelayStep(bootsteps.StartStopStep):
+    """Runs the outbox relay (``workers/relay.py``) alongside every worker; beat does not."""
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.relay = None
+
+    def start(self, worker):
+        rt: Runtime = worker.app.bridge
+        self.relay = OutboxRelay(rt.db, Dispatcher(rt.settings, app=worker.app), interval=rt.settings.relay_interval)
+        self.relay.start()
+
+    def stop(self, worker):
+        if self.relay is not None:
+            self.relay.stop()

@@ -127,7 +127,7 @@ def register(app: Celery) -> None:
 
     @app.task(bind=True, base=BridgeTask, name=DISPATCH_DELIVERIES, queue=QUEUE)
     def dispatch_deliveries(self, delivery_ids: list[int]) -> int:
-        """Fan a batch from the web tier's group commit out to one task per delivery."""
+        """Fan a batch the outbox relay claimed out to one task per delivery."""
         for delivery_id in delivery_ids:
             process_delivery.apply_async(args=[int(delivery_id)])
         return len(delivery_ids)
@@ -142,7 +142,8 @@ def register(app: Celery) -> None:
 
     @app.task(bind=True, base=BridgeTask, name=SWEEP_DELIVERIES, queue=QUEUE)
     def sweep_deliveries(self) -> int:
-        """Re-enqueue deliveries that were stored but never reached (or were lost by) the broker."""
+        """Re-enqueue deliveries that were stored but never reached (or were lost by) the broker: the safety
+        net under the relay (rows it is sending right now are locked, and skipped)."""
         rt = self.runtime
         now = utcnow()
         undispatched = now - timedelta(seconds=rt.settings.sweep_after)
@@ -151,7 +152,7 @@ def register(app: Celery) -> None:
             rows = s.scalars(select(Delivery).where(or_(
                 (Delivery.state == "received") & (Delivery.received_at < undispatched),
                 Delivery.state.in_(("dispatched", "processing")) & (Delivery.dispatched_at < lost),
-            )).order_by(Delivery.id).limit(1000)).all()
+            )).order_by(Delivery.id).limit(1000).with_for_update(skip_locked=True)).all()
             ids = [r.id for r in rows]
             for r in rows:
                 r.state, r.dispatched_at = "dispatched", now

@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics = Metrics()
     box = SecretBox(settings.secret_keys) if settings.secret_keys else None
     dispatcher = Dispatcher(settings)
-    intake = Intake(db=db, box=box, dispatcher=dispatcher, metrics=metrics)
+    intake = Intake(db=db, box=box)
     metrics.registry.register(DatabaseCollector(intake.counts))
     flows = None
     if settings.entra is not None and box is not None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
-from ..models import Connection, DbtWebhookRecord, Delivery, HookSubscriptionRecord, Repository
+from ..dispatch import UNDISPATCHED
+from ..models import Connection, DbtWebhookRecord, Delivery, HookSubscriptionRecord, Repository, utcnow
 
 bp = Blueprint("health", __name__)
+
+STALLED_AFTER = 60  # seconds a stored delivery may wait for the workers' relay before /readyz says so
 
 
 @bp.get("/healthz")
@@ -36,6 +41,8 @@ def readyz():
             dead = s.execute(select(Connection.upn, Connection.status_reason)
                              .where(Connection.status == "needs_reauth")).all()
             blocked = s.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "blocked"))
+            stalled = s.scalar(select(func.count()).select_from(Delivery).where(
+                Delivery.state == UNDISPATCHED, Delivery.received_at < utcnow() - timedelta(seconds=STALLED_AFTER)))
             hook_problems = s.execute(select(Repository.name, HookSubscriptionRecord.event_type,
                                              HookSubscriptionRecord.problem)
                                       .join(Repository, Repository.id == HookSubscriptionRecord.repository_id)
@@ -46,6 +53,9 @@ def readyz():
                                        .where(DbtWebhookRecord.problem.is_not(None))).all()
         warnings = [f"Azure DevOps connection {upn} needs re-authorization ({reason}); reconnect it "
                     f"at {ext['settings'].public_url}/console" for upn, reason in dead]
+        if stalled:
+            warnings.append(f"{stalled} deliveries have waited over {STALLED_AFTER} s for a worker to take them; "
+                            "are workers running, and can they reach the broker and the database?")
         if blocked:
             warnings.append(f"{blocked} deliveries wait for an identity to be reconnected; they run again when "
                             "it is (or: bridge deliveries retry --state blocked)")

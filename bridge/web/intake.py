@@ -1,8 +1,8 @@
 """Durable acceptance of deliveries: who may deliver (cached credentials), and the outbox they go to.
 
 A delivery is stored (unique on its source event id) before the receiver answers 2xx; the broker is
-only the transport. Rows are written as "dispatched" and set back to "received" if the broker cannot be
-reached; beat re-enqueues those (``outbox.py`` does the writing).
+only the transport. Rows to be processed are written as "received"; the workers' relay hands them to
+Celery and marks them "dispatched" (``outbox.py`` does the writing, ``workers/relay.py`` the sending).
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from sqlalchemy import func, select
 
 from ..crypto import SecretBox
 from ..db import Database
-from ..dispatch import Dispatcher
-from ..metrics import Metrics
 from ..models import (
     CiRun,
     Connection,
@@ -32,7 +30,7 @@ from ..models import (
     utcnow,
 )
 from ..webhooks import dbt_cloud
-from .outbox import OutboxWriter
+from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +59,9 @@ def event_record(event) -> dict:
 
 
 class Intake:
-    def __init__(self, *, db: Database, box: SecretBox | None, dispatcher: Dispatcher, metrics: Metrics):
+    def __init__(self, *, db: Database, box: SecretBox | None):
         self.db = db
         self.box = box
-        self.dispatcher = dispatcher
-        self.metrics = metrics
         self._lock = threading.Lock()
         self._loaded_at = 0.0
         self._orgs: dict[str, OrgCredentials] = {}
@@ -73,7 +69,7 @@ class Intake:
         self._dbt_hooks: dict[str, tuple[int, str | None]] = {}
         self._forced_at = 0.0
         self._repos: dict[tuple[int, str], int] = {}
-        self.outbox = OutboxWriter(db, dispatcher, metrics)
+        self.outbox = Outbox(db)
 
     # -- credentials (cached briefly; config changes show within CACHE_SECONDS) -----------------------
 
@@ -171,8 +167,8 @@ class Intake:
 
     # -- persistence ---------------------------------------------------------------------------------
 
-    def store(self, **delivery) -> tuple[int | None, bool]:
-        """Commit a delivery (group commit); (id, queued), id None for a duplicate. Raises OutboxUnavailable."""
+    def store(self, **delivery) -> int | None:
+        """Commit a delivery; its id, None for a duplicate. Raises SQLAlchemyError (answered 503)."""
         return self.outbox.write(**delivery)
 
     # -- read-outs -----------------------------------------------------------------------------------

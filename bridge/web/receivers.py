@@ -1,8 +1,9 @@
 """``POST /webhooks/azure-devops`` and ``POST /webhooks/dbt-cloud``.
 
 Answer discipline (Azure DevOps disables subscriptions that answer 410 and puts on probation those that
-fail, so "not interested" is always 200): 202 accepted and queued; 200 duplicate, ignored or test
-delivery; 400 malformed; 401 bad credentials; 413 too large; 415 not JSON; 503 database unavailable.
+fail, so "not interested" is always 200): 202 accepted (committed; the workers' relay queues it); 200
+duplicate, ignored or test delivery; 400 malformed; 401 bad credentials; 413 too large; 415 not JSON; 503
+database unavailable.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..dispatch import UNDISPATCHED
 from ..domain import IgnoredEvent, PullRequestEvent
 from ..errors import PayloadError
 from ..webhooks import azure_devops, dbt_cloud
 from .intake import Intake, event_record
-from .outbox import OutboxUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("receivers", __name__)
@@ -59,7 +60,6 @@ def _body(source: str):
 
 
 @bp.errorhandler(SQLAlchemyError)
-@bp.errorhandler(OutboxUnavailable)
 def _database_unavailable(exc):
     log.error("database unavailable while receiving a delivery: %s", type(exc).__name__)
     response = jsonify({"outcome": "unavailable", "error": "database unavailable; retry later"})
@@ -88,7 +88,7 @@ def azure_devops_hook():
         return _answer(ADO, "malformed", 400, error=str(exc), details=exc.errors)
 
     if isinstance(event, IgnoredEvent):
-        stored, _ = intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
+        stored = intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
                                  event=event_record(event), state="ignored")
         if stored is None:
             return _answer(ADO, "duplicate", 200)
@@ -98,18 +98,18 @@ def azure_devops_hook():
         return _answer(ADO, "test", 200, reason="test delivery received; the subscription works")
     repository_id = intake.repository_for(organization_id, event.repository_id)
     if repository_id is None:
-        stored, _ = intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
+        stored = intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
                                  event=event_record(event), state="ignored")
         if stored is None:
             return _answer(ADO, "duplicate", 200)
         return _answer(ADO, "ignored", 200, reason=f"repository {event.repository_id} is not configured")
-    delivery_id, queued = intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
-                                       event=event_record(event), state="dispatched", repository_id=repository_id)
+    delivery_id = intake.store(source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type,
+                               event=event_record(event), state=UNDISPATCHED, repository_id=repository_id)
     if delivery_id is None:
         return _answer(ADO, "duplicate", 200)
     current_app.extensions["bridge"]["metrics"].ingest_seconds.labels(source=ADO).observe(
         time.perf_counter() - started)
-    return _answer(ADO, "accepted", 202, delivery=delivery_id, queued=queued)
+    return _answer(ADO, "accepted", 202, delivery=delivery_id)
 
 
 @bp.post("/webhooks/dbt-cloud")
@@ -130,15 +130,15 @@ def dbt_cloud_hook():
     except PayloadError as exc:
         return _answer(DBT, "malformed", 400, error=str(exc), details=exc.errors)
     if event.event_type not in dbt_cloud.SETTLING_EVENT_TYPES:
-        stored, _ = intake.store(source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type,
+        stored = intake.store(source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type,
                                  event=event_record(event), state="ignored", dbt_account_id=account_id)
         if stored is None:
             return _answer(DBT, "duplicate", 200)
         return _answer(DBT, "ignored", 200, reason=f"event type {event.event_type} needs no action")
-    delivery_id, queued = intake.store(source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type,
-                                       event=event_record(event), state="dispatched", dbt_account_id=account_id)
+    delivery_id = intake.store(source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type,
+                               event=event_record(event), state=UNDISPATCHED, dbt_account_id=account_id)
     if delivery_id is None:
         return _answer(DBT, "duplicate", 200)
     current_app.extensions["bridge"]["metrics"].ingest_seconds.labels(source=DBT).observe(
         time.perf_counter() - started)
-    return _answer(DBT, "accepted", 202, delivery=delivery_id, queued=queued)
+    return _answer(DBT, "accepted", 202, delivery=delivery_id)

@@ -6,12 +6,14 @@ one dbt run per PR head.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+from datetime import timedelta
 
 from sqlalchemy import select
 
-from bridge.models import Delivery
+from bridge.models import Delivery, utcnow
 from bridge.sandbox.control import wait_until
 
 
@@ -38,7 +40,7 @@ def test_redis_down_while_deliveries_arrive_then_back(bridge, infra, clean_fault
         opened = [bridge.sandbox.open_pr(title=f"while redis is down {i}") for i in range(3)]
         for o in opened:
             answer = o["delivered"][0]
-            assert answer["status"] == 202 and '"queued":false' in answer["answer"].replace(" ", "")
+            assert answer["status"] == 202 and '"outcome":"accepted"' in answer["answer"].replace(" ", "")
         assert time.monotonic() - started < 15  # acceptance does not hang on the broker
     finally:
         infra.start_redis(infra.redis_port)
@@ -60,6 +62,23 @@ def test_redis_restarted_while_tasks_wait_in_the_queue(bridge, infra, clean_faul
     for o in opened:
         succeeded(bridge, o["pr"], timeout=90)
         assert len(bridge.ci_runs(o["pr"])) == 1
+
+
+def test_deliveries_no_worker_takes_are_reported_until_one_does(bridge, infra, clean_faults):
+    worker = infra.procs.pop("worker")
+    worker.stop()
+    try:
+        opened = bridge.sandbox.open_pr(title="no worker to take it")
+        answer = json.loads(opened["delivered"][0]["answer"])
+        with bridge.db.session() as s:  # as if it had waited for over a minute
+            s.get(Delivery, answer["delivery"]).received_at = utcnow() - timedelta(minutes=2)
+        warnings = bridge.http.get(f"{bridge.web}/readyz").json().get("warnings", [])
+        assert any("waited over 60 s for a worker" in w for w in warnings), warnings
+    finally:
+        infra.start_worker(bridge.env, concurrency=8)
+    succeeded(bridge, opened["pr"], timeout=90)
+    warnings = bridge.http.get(f"{bridge.web}/readyz").json().get("warnings", [])
+    assert not any("for a worker" in w for w in warnings), warnings
 
 
 def test_worker_sigkilled_mid_task_redelivers_without_a_duplicate_run(bridge, infra, clean_faults):

@@ -168,7 +168,7 @@ class Intake:
     # -- persistence ---------------------------------------------------------------------------------
 
     def store(self, **delivery) -> int | None:
-        """Commit a delivery; its id, None for a duplicate. Raises SQLAlchemyError (answered 503)."""
+        """Commit a delivery; its id, None for a duplicate. Raises OutboxUnavailable (answered 503)."""
         return self.outbox.write(**delivery)
 
     # -- read-outs -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from ..domain import IgnoredEvent, PullRequestEvent
 from ..errors import PayloadError
 from ..webhooks import azure_devops, dbt_cloud
 from .intake import Intake, event_record
+from .outbox import OutboxUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("receivers", __name__)
@@ -60,6 +61,7 @@ def _body(source: str):
 
 
 @bp.errorhandler(SQLAlchemyError)
+@bp.errorhandler(OutboxUnavailable)
 def _database_unavailable(exc):
     log.error("database unavailable while receiving a delivery: %s", type(exc).__name__)
     response = jsonify({"outcome": "unavailable", "error": "database unavailable; retry later"})

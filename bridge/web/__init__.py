@@ -46,8 +46,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from . import console, health, onboarding, receivers
 
-    app.register_blueprint(receivers.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(console.bp)
     app.register_blueprint(onboarding.bp)
+    # The webhook receivers sit in front of Flask (the hot path; see receivers.py).
+    app.wsgi_app = receivers.Receivers(app.wsgi_app, intake=intake, metrics=metrics,
+                                       max_body=settings.max_body_bytes)
     return app

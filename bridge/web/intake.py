@@ -7,6 +7,7 @@ Celery and marks them "dispatched" (``outbox.py`` does the writing, ``workers/re
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import threading
@@ -48,14 +49,19 @@ class OrgCredentials:
 def event_record(event) -> dict:
     """A domain event as JSON-ready primitives for the delivery row (flat: no nested dataclasses)."""
     record = {}
-    for f in fields(event):
-        value = getattr(event, f.name)
+    for name in _field_names(type(event)):
+        value = getattr(event, name)
         if hasattr(value, "isoformat"):
             value = value.isoformat()
         elif hasattr(value, "value"):
             value = value.value
-        record[f.name] = value
+        record[name] = value
     return record
+
+
+@functools.cache
+def _field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 class Intake:

@@ -289,3 +289,15 @@ def test_secrets_are_stored_encrypted(app):
         assert base64.b64encode(secret.encode()).decode().rstrip("=") not in dump
     with db.session() as s:
         assert all(o.pat_enc.startswith("gAAAA") for o in s.scalars(select(Organization)))  # Fernet tokens
+
+
+def test_the_receivers_answer_only_post(client, app):
+    before = stored(app)
+    for path in ("/webhooks/azure-devops", "/webhooks/dbt-cloud"):
+        for method in ("GET", "PUT", "DELETE", "PATCH"):
+            answer = client.open(path, method=method, headers=A, data=json.dumps(real()),
+                                 content_type="application/json")
+            assert answer.status_code == 405 and answer.headers["Allow"] == "POST", (method, path)
+            assert answer.get_json()["outcome"] == "method-not-allowed"
+    assert stored(app) == before
+    assert client.get("/healthz").status_code == 200  # every other path is Flask's, as before

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import datetime
 import json
 import os
@@ -126,7 +127,30 @@ end
 """
 
 
-def run_wrk(url: str, body_file: Path, auth: str, script: Path, run: str) -> dict:
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU these processes have used (/proc/<pid>/stat, clock ticks)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants."""
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo += _children(found[-1])
+    return found
+
+
+def run_wrk(url: str, body_file: Path, auth: str, script: Path, run: str,
+            measure: dict[str, list[int]] | None = None) -> dict:
+    """One wrk run; with ``measure`` ({name: pids}), also the CPU each group spent per request (ms)."""
+    measure = measure or {}
+    cpu_before = {name: _cpu_seconds(pids) for name, pids in measure.items()}
     argv = [ensure_binaries("wrk")["wrk"], "-t", str(WRK["threads"]), "-c", str(WRK["connections"]),
             "-d", f"{WRK['seconds']}s", "--latency", "-s", str(script), url, "--", str(body_file), auth, run]
     out = subprocess.run(argv, capture_output=True, text=True, check=True)
@@ -138,9 +162,11 @@ def run_wrk(url: str, body_file: Path, auth: str, script: Path, run: str) -> dic
         return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    requests_done = int(re.search(r"(\d+) requests in", text).group(1))
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)), "p50": latency("50%"),
-            "p99": latency("99%"), "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "requests": int(re.search(r"(\d+) requests in", text).group(1))}
+            "p99": latency("99%"), "non2xx": int(non2xx.group(1)) if non2xx else 0, "requests": requests_done,
+            "cpu_ms": {name: 1000 * (_cpu_seconds(pids) - cpu_before[name]) / max(1, requests_done)
+                       for name, pids in measure.items()}}
 
 
 def ingest(report: Report, rounds: int) -> None:
@@ -165,10 +191,15 @@ def ingest(report: Report, rounds: int) -> None:
                                       app="tests.load.trivial:create_app()")
         run_wrk(f"{trivial_url}/trivial", body_file, auth, script, "warm-t")  # warm both, then alternate
         warm = run_wrk(f"{running.web}/webhooks/azure-devops", body_file, auth, script, "warm-b")
+        # CPU per request of each gunicorn (master and workers) and of PostgreSQL (whose backends for the
+        # receivers' kept connections exist once the warm-up has run), from /proc: steadier than req/s here.
+        trivial_cpu = {"web": _tree(stack.procs["trivial"].pid)}
+        bridge_cpu = {"web": _tree(stack.procs["web"].pid), "postgres": _tree(stack.procs["postgres"].pid)}
         bridge_runs, trivial_runs = [], []
         for i in range(rounds):
-            trivial_runs.append(run_wrk(f"{trivial_url}/trivial", body_file, auth, script, f"t{i}"))
-            bridge_runs.append(run_wrk(f"{running.web}/webhooks/azure-devops", body_file, auth, script, f"b{i}"))
+            trivial_runs.append(run_wrk(f"{trivial_url}/trivial", body_file, auth, script, f"t{i}", trivial_cpu))
+            bridge_runs.append(run_wrk(f"{running.web}/webhooks/azure-devops", body_file, auth, script, f"b{i}",
+                                       bridge_cpu))
             console.print(f"  round {i + 1}: bridge {bridge_runs[-1]['rps']:.0f} req/s, "
                           f"trivial {trivial_runs[-1]['rps']:.0f} req/s")
         with db.session() as s:
@@ -182,6 +213,10 @@ def ingest(report: Report, rounds: int) -> None:
         report.add("ingest: trivial Flask endpoint", f"{tmed['rps']:.0f} req/s, p50 {tmed['p50']:.1f} ms, "
                    f"p99 {tmed['p99']:.1f} ms")
         report.add("ingest: throughput ratio", f"{ratio:.2f}", "≥ 0.5", ratio >= 0.5)
+        cpu = {k: statistics.median(r["cpu_ms"][k] for r in bridge_runs) for k in ("web", "postgres")}
+        report.add("ingest: CPU per request (medians)", f"receiver {cpu['web']:.2f} ms + PostgreSQL "
+                   f"{cpu['postgres']:.2f} ms; trivial endpoint "
+                   f"{statistics.median(r['cpu_ms']['web'] for r in trivial_runs):.2f} ms")
         report.add("ingest: p99 ratio", f"{p99_ratio:.2f}", "≤ 3", p99_ratio <= 3)
         report.add("ingest: durable acceptance", f"{stored} rows for {accepted} 2xx answers "
                    f"({sum(r['non2xx'] for r in bridge_runs)} non-2xx)", "every 2xx stored", stored >= accepted)
@@ -476,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         WRK["seconds"] = 3
     if "ingest" in only:
-        ingest(report, rounds=1 if args.quick else 5)
+        ingest(report, rounds=1 if args.quick else 7)
     if "e2e" in only:
         measured = end_to_end(report, seconds=3 if args.quick else 20)
         economy(report, measured)

@@ -13,6 +13,8 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, fields
+from datetime import date
+from enum import Enum
 
 from sqlalchemy import func, select
 
@@ -51,10 +53,10 @@ def event_record(event) -> dict:
     record = {}
     for name in _field_names(type(event)):
         value = getattr(event, name)
-        if hasattr(value, "isoformat"):
-            value = value.isoformat()
-        elif hasattr(value, "value"):
+        if isinstance(value, Enum):
             value = value.value
+        elif isinstance(value, date):
+            value = value.isoformat()
         record[name] = value
     return record
 

@@ -48,6 +48,7 @@ class Receivers:
         self.metrics = metrics
         self.max_body = max_body
         self._handlers = {ADO: self.azure_devops, DBT: self.dbt_cloud}
+        self._counted: dict[tuple[str, str], object] = {}  # metric children by (source, outcome), looked up once
 
     def __call__(self, environ, start_response):
         source = PATHS.get(environ.get("PATH_INFO", ""))
@@ -68,7 +69,10 @@ class Receivers:
     # -- answers -------------------------------------------------------------------------------------
 
     def _answer(self, source: str, outcome: str, status: int, **extra) -> Response:
-        self.metrics.deliveries.labels(source=source, outcome=outcome).inc()
+        counter = self._counted.get((source, outcome))
+        if counter is None:
+            counter = self._counted[source, outcome] = self.metrics.deliveries.labels(source=source, outcome=outcome)
+        counter.inc()
         return Response(json.dumps({"outcome": outcome, **extra}, separators=(",", ":")), status=status,
                         mimetype="application/json")
 

@@ -21,8 +21,8 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_fork(server, worker):
-    # Request threads hand work to the outbox writer thread and wait for it; a shorter GIL switch
-    # interval lets the writer run as soon as the database answers instead of after a CPU-bound slice.
+    # Request threads wait on the database; a shorter GIL switch interval lets one whose answer has
+    # arrived run at once instead of after another thread's CPU-bound slice.
     import sys
 
     sys.setswitchinterval(float(os.environ.get("BRIDGE_GIL_SWITCH_INTERVAL", "0.001")))

@@ -196,10 +196,11 @@ def ingest(report: Report, rounds: int) -> None:
         trivial_cpu = {"web": _tree(stack.procs["trivial"].pid)}
         bridge_cpu = {"web": _tree(stack.procs["web"].pid), "postgres": _tree(stack.procs["postgres"].pid)}
         bridge_runs, trivial_runs = [], []
-        for i in range(rounds):
-            trivial_runs.append(run_wrk(f"{trivial_url}/trivial", body_file, auth, script, f"t{i}", trivial_cpu))
-            bridge_runs.append(run_wrk(f"{running.web}/webhooks/azure-devops", body_file, auth, script, f"b{i}",
-                                       bridge_cpu))
+        for i in range(rounds):  # each round a pair, run back to back; which goes first alternates
+            pair = [(trivial_runs, f"{trivial_url}/trivial", f"t{i}", trivial_cpu),
+                    (bridge_runs, f"{running.web}/webhooks/azure-devops", f"b{i}", bridge_cpu)]
+            for runs, url, label, measure in pair if i % 2 == 0 else reversed(pair):
+                runs.append(run_wrk(url, body_file, auth, script, label, measure))
             console.print(f"  round {i + 1}: bridge {bridge_runs[-1]['rps']:.0f} req/s, "
                           f"trivial {trivial_runs[-1]['rps']:.0f} req/s")
         with db.session() as s:
@@ -207,17 +208,24 @@ def ingest(report: Report, rounds: int) -> None:
         accepted = sum(r["requests"] - r["non2xx"] for r in [warm, *bridge_runs])
         med = {k: statistics.median(r[k] for r in bridge_runs) for k in ("rps", "p50", "p99")}
         tmed = {k: statistics.median(r[k] for r in trivial_runs) for k in ("rps", "p50", "p99")}
-        ratio, p99_ratio = med["rps"] / tmed["rps"], med["p99"] / tmed["p99"]
+        # This VM's speed drifts within a run (the trivial endpoint alone has swung 2x between rounds), so the
+        # targets are judged on the rounds' paired ratios (median), each pair measured back to back.
+        ratios = [b["rps"] / t["rps"] for b, t in zip(bridge_runs, trivial_runs, strict=True)]
+        p99_ratios = [b["p99"] / t["p99"] for b, t in zip(bridge_runs, trivial_runs, strict=True)]
+        ratio, p99_ratio = statistics.median(ratios), statistics.median(p99_ratios)
         report.add("ingest: webhook receiver",
                    f"{med['rps']:.0f} req/s, p50 {med['p50']:.1f} ms, p99 {med['p99']:.1f} ms")
         report.add("ingest: trivial Flask endpoint", f"{tmed['rps']:.0f} req/s, p50 {tmed['p50']:.1f} ms, "
                    f"p99 {tmed['p99']:.1f} ms")
-        report.add("ingest: throughput ratio", f"{ratio:.2f}", "≥ 0.5", ratio >= 0.5)
+        report.add("ingest: throughput ratio (median of the rounds' pairs)",
+                   f"{ratio:.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)}; ratio of the medians above: "
+                   f"{med['rps'] / tmed['rps']:.2f})", "≥ 0.5", ratio >= 0.5)
         cpu = {k: statistics.median(r["cpu_ms"][k] for r in bridge_runs) for k in ("web", "postgres")}
         report.add("ingest: CPU per request (medians)", f"receiver {cpu['web']:.2f} ms + PostgreSQL "
                    f"{cpu['postgres']:.2f} ms; trivial endpoint "
                    f"{statistics.median(r['cpu_ms']['web'] for r in trivial_runs):.2f} ms")
-        report.add("ingest: p99 ratio", f"{p99_ratio:.2f}", "≤ 3", p99_ratio <= 3)
+        report.add("ingest: p99 ratio (median of the rounds' pairs)", f"{p99_ratio:.2f} (ratio of the medians: "
+                   f"{med['p99'] / tmed['p99']:.2f})", "≤ 3", p99_ratio <= 3)
         report.add("ingest: durable acceptance", f"{stored} rows for {accepted} 2xx answers "
                    f"({sum(r['non2xx'] for r in bridge_runs)} non-2xx)", "every 2xx stored", stored >= accepted)
     finally:
@@ -434,26 +442,28 @@ def memory(report: Report, stack: Stack) -> None:
 NOTES = """\
 ### Reading the table
 
-- **Ingest throughput is the one target not met** (about a quarter of the trivial endpoint's rate, where 0.5 is
-  the goal; the p99 target is met). The receiver does real work the trivial endpoint does not: a marshmallow
-  parse, a committed INSERT into PostgreSQL and a publish to Redis before it answers, and on this 2-core machine
-  PostgreSQL, Redis and the load generator take their CPU from the same two cores. Profiles (pyinstrument,
-  py-spy --gil) drove the changes from the first measurement (0.15x, 881 req/s): the hot INSERT stopped
-  recompiling on every request, then group commit (one writer thread per process commits all waiting
-  deliveries in one INSERT and publishes one fan-out task; 2xx still means committed) with threaded gunicorn
-  workers (1,400-1,700 req/s). Where the rest goes, measured as CPU per accepted delivery (per-process
-  `/proc` accounting over a 15 s wrk run with the worker stopped): the web tier spends about 1.6 ms per
-  delivery against 0.35-0.4 ms for the trivial endpoint, PostgreSQL about 0.15 ms and Redis 0.03 ms — the gap
-  is Python in the web process. By `py-spy --gil`: Celery's `send_task` (message building, a Redis client per
-  publish) ~26%, the Flask route (parse, checks, answer) ~20%, connection checkout ~9% (since removed: the
-  writer keeps its connection, and one thread sends everything committed meanwhile in one broker message).
-  The trivial endpoint's own rate swings between about 1,600 and 6,900 req/s from round to round on this VM,
-  so the ratio lands between 0.25 and 0.5 depending on the round; the medians are quoted. Not publishing from
-  the web at all (the upper bound of an outbox relay in the worker tier) gave ~1.5x the rate but not 0.5 of
-  the trivial endpoint in the same run; reaching it needs both a relay and a lighter receiver path than Flask
-  (ASGI or raw WSGI).
-- 1,500+ acknowledged, durable deliveries per second on 2 shared cores is some 100x the rate of a busy Azure
-  DevOps organization; the receiver is not the bottleneck of the product (see *Scale on paper*).
+- **Ingest.** The receiver does what the trivial endpoint does not: it authenticates the delivery, parses it,
+  and commits it to PostgreSQL before answering (durable acceptance: the *durable acceptance* row counts the
+  rows against the 2xx answers). It does not talk to Redis: the outbox relay in each worker sends committed
+  deliveries on (`workers/relay.py`, woken by the INSERT's `NOTIFY`), and the worker is stopped during this
+  phase, as the trivial endpoint has nothing to hand on. PostgreSQL, the load generator and both web tiers
+  share the same two cores, so the receiver's rate pays for PostgreSQL's CPU as well. The VM's speed drifts
+  within a run (the trivial endpoint alone has swung 2x between rounds), so each round runs the two back to
+  back (alternating which goes first) and the targets are judged on the median of the rounds' ratios; the
+  ratio of the medians is shown beside it. *CPU per request* (from `/proc`, per process tree) is the steadier
+  measure of what a delivery costs.
+- **How the receiver got here** (profiles with py-spy and cProfile; CPU per delivery in the web tier, from
+  `/proc`, against 0.35-0.4 ms for the trivial endpoint): 1.76 ms with the first group-commit design (request
+  threads handing deliveries to a writer thread, which committed batches and published Celery messages) →
+  1.56 ms with a kept connection and coalesced publishing → ~1.0 ms once publishing moved to the workers'
+  relay and each request thread committed its own INSERT → ~0.85 ms with the INSERT on the DBAPI cursor
+  (SQLAlchemy's per-execution work cost as much as the INSERT) → ~0.6 ms with the receivers as a WSGI layer
+  in front of Flask (a delivery needs no request context, session or URL map) and the usual delivery read
+  without marshmallow (the schemas still decide anything unusual; property tests hold both to the same
+  result). What remains is mostly gunicorn's own request handling (which the trivial endpoint pays too),
+  the INSERT's round trip and PostgreSQL's work on it.
+- Well over 1,000 acknowledged, durable deliveries per second on 2 shared cores is some 100x the rate of a
+  busy Azure DevOps organization; the receiver is not the bottleneck of the product (see *Scale on paper*).
 - API economy is measured: the bridge's calls per CI run do not grow with the run's length (webhooks, not
   polling); the polling client is measured against the sandbox time-scaled 1:100.
 """

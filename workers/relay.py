@@ -25,6 +25,7 @@ from bridge.models import Delivery, utcnow
 log = logging.getLogger(__name__)
 
 BATCH = 500
+FAN_OUT = 25  # ids per fan-out task: a claimed batch is spread over that many worker threads, not one
 MAX_BACKOFF = 5.0
 
 
@@ -53,8 +54,9 @@ class OutboxRelay:
                  .values(state="dispatched", dispatched_at=utcnow()).returning(Delivery.id))
         with self.db.engine.begin() as conn:
             ids = sorted(conn.scalars(claim))
-            if ids and not self.dispatcher.process_deliveries(ids):
-                raise _NotSent(f"{len(ids)} deliveries")
+            for start in range(0, len(ids), FAN_OUT):  # a refusal rolls the whole claim back (resending is safe)
+                if not self.dispatcher.process_deliveries(ids[start:start + FAN_OUT]):
+                    raise _NotSent(f"{len(ids)} deliveries")
         return len(ids)
 
     def drain(self) -> int:

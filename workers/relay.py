@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
@@ -29,7 +30,7 @@ FAN_OUT = 25  # ids per fan-out task: a claimed batch is spread over that many w
 MAX_BACKOFF = 5.0
 
 
-class _NotSent(Exception):
+class NotSent(Exception):
     """The broker did not take the batch: roll the claim back."""
 
 
@@ -45,24 +46,27 @@ class OutboxRelay:
 
     # -- one step --------------------------------------------------------------------------------------
 
-    def relay_once(self) -> int:
-        """Claim up to ``batch`` received deliveries, send them, mark them dispatched; how many were sent.
-        Raises SQLAlchemyError, or _NotSent when the broker refused (nothing is marked then)."""
-        claimable = (select(Delivery.id).where(Delivery.state == UNDISPATCHED).order_by(Delivery.id)
-                     .limit(self.batch).with_for_update(skip_locked=True))
+    def relay_once(self, received_before: datetime | None = None) -> int:
+        """Claim up to ``batch`` received deliveries (only those received before ``received_before``, if
+        given), send them, mark them dispatched; how many were sent. Raises SQLAlchemyError, or NotSent
+        when the broker refused (nothing is marked then)."""
+        claimable = select(Delivery.id).where(Delivery.state == UNDISPATCHED)
+        if received_before is not None:
+            claimable = claimable.where(Delivery.received_at < received_before)
+        claimable = claimable.order_by(Delivery.id).limit(self.batch).with_for_update(skip_locked=True)
         claim = (update(Delivery).where(Delivery.id.in_(claimable))
                  .values(state="dispatched", dispatched_at=utcnow()).returning(Delivery.id))
         with self.db.engine.begin() as conn:
             ids = sorted(conn.scalars(claim))
             for start in range(0, len(ids), FAN_OUT):  # a refusal rolls the whole claim back (resending is safe)
                 if not self.dispatcher.process_deliveries(ids[start:start + FAN_OUT]):
-                    raise _NotSent(f"{len(ids)} deliveries")
+                    raise NotSent(f"{len(ids)} deliveries")
         return len(ids)
 
-    def drain(self) -> int:
-        """Relay until nothing is waiting."""
+    def drain(self, received_before: datetime | None = None) -> int:
+        """Relay until nothing (received before ``received_before``) is waiting."""
         total = 0
-        while (sent := self.relay_once()) > 0:
+        while (sent := self.relay_once(received_before)) > 0:
             total += sent
             if sent < self.batch:
                 break
@@ -128,7 +132,7 @@ class OutboxRelay:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, _NotSent):
+    if isinstance(exc, NotSent):
         return f"broker unavailable, {exc} wait"
     if isinstance(exc, DBAPIError):
         return f"database unavailable ({type(exc.orig).__name__})"

@@ -22,12 +22,15 @@ from bridge.dispatch import (
     RUN_ONBOARDING_JOB,
     SWEEP_DELIVERIES,
     SWEEP_PULL_REQUESTS,
+    Dispatcher,
 )
 from bridge.domain import DbtRun, RunStatus, is_rerun_command
 from bridge.errors import ApiError, ConfigError
 from bridge.identity import IdentityError, ReauthRequired
 from bridge.models import CiRun, Delivery, Repository, utcnow
 from bridge.services import onboarding_jobs
+
+from .relay import NotSent, OutboxRelay
 
 log = logging.getLogger(__name__)
 
@@ -142,25 +145,30 @@ def register(app: Celery) -> None:
 
     @app.task(bind=True, base=BridgeTask, name=SWEEP_DELIVERIES, queue=QUEUE)
     def sweep_deliveries(self) -> int:
-        """Re-enqueue deliveries that were stored but never reached (or were lost by) the broker: the safety
-        net under the relay (rows it is sending right now are locked, and skipped)."""
+        """The safety net under the relay: deliveries stored but not sent for ``sweep_after`` go out the relay's
+        way (claimed, sent in fan-out batches, rolled back if the broker refuses); those sent but unfinished
+        after ``redispatch_after`` (a message lost with Redis) are sent again."""
         rt = self.runtime
         now = utcnow()
-        undispatched = now - timedelta(seconds=rt.settings.sweep_after)
+        try:
+            relayed = OutboxRelay(rt.db, Dispatcher(rt.settings, app=app), interval=0).drain(
+                received_before=now - timedelta(seconds=rt.settings.sweep_after))
+        except NotSent as exc:  # they stay stored; the relays and the next sweep try again
+            log.warning("sweeper could not send waiting deliveries: %s", exc)
+            relayed = 0
         lost = now - timedelta(seconds=rt.settings.redispatch_after)
         with rt.db.session() as s:
-            rows = s.scalars(select(Delivery).where(or_(
-                (Delivery.state == "received") & (Delivery.received_at < undispatched),
-                Delivery.state.in_(("dispatched", "processing")) & (Delivery.dispatched_at < lost),
-            )).order_by(Delivery.id).limit(1000).with_for_update(skip_locked=True)).all()
+            rows = s.scalars(select(Delivery).where(
+                Delivery.state.in_(("dispatched", "processing")), Delivery.dispatched_at < lost,
+            ).order_by(Delivery.id).limit(1000).with_for_update(skip_locked=True)).all()
             ids = [r.id for r in rows]
             for r in rows:
                 r.state, r.dispatched_at = "dispatched", now
         for delivery_id in ids:
             process_delivery.apply_async(args=[delivery_id])
-        if ids:
-            log.info("sweeper re-enqueued %d deliveries", len(ids))
-        return len(ids)
+        if relayed or ids:
+            log.info("sweeper sent %d waiting and %d lost deliveries", relayed, len(ids))
+        return relayed + len(ids)
 
     @app.task(bind=True, base=BridgeTask, name=REFRESH_CONNECTION, queue=QUEUE)
     def refresh_connection(self, connection_id: int) -> str:

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 from bridge.db import Database, upgrade
 from bridge.devstack import free_port
 from bridge.dispatch import DISPATCH_DELIVERIES, PROCESS_DELIVERY, QUEUE, Dispatcher
-from bridge.models import Delivery
+from bridge.models import Delivery, utcnow
 from bridge.settings import Settings
 from bridge.web.outbox import Outbox
 from workers.relay import OutboxRelay
@@ -139,3 +140,14 @@ def test_the_relay_outlives_a_database_restart(outbox_db, broker, infra):
         assert sorted(sent_ids(client)) == sorted(first + second)
     finally:
         running.stop()
+
+
+def test_the_sweeper_sends_only_what_has_waited_long_enough(outbox_db, broker):
+    url, client = broker
+    old, new = store(outbox_db, 2)
+    with outbox_db.session() as s:
+        s.get(Delivery, old).received_at = utcnow() - timedelta(minutes=5)
+    assert relay(outbox_db, url).drain(received_before=utcnow() - timedelta(seconds=15)) == 1
+    assert sent_ids(client) == [old]
+    with outbox_db.session() as s:
+        assert s.get(Delivery, new).state == "received"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from .. import domain
 from ..clients.azure_devops import AzureDevOpsClient
@@ -99,6 +99,11 @@ class Outcome:
     posted: int = 0
 
 
+# A repository is read with its organization and dbt account in one query (each reconcile needs all three;
+# lazy loads made it three round trips).
+WITH_OWNERS = (joinedload(Repository.organization), joinedload(Repository.dbt_account))
+
+
 class Reconciler:
     def __init__(self, db: Database, connections: Connections, lock: LockFactory, metrics: Metrics):
         self.db = db
@@ -143,7 +148,7 @@ class Reconciler:
 
     def _reconcile(self, repository_id: int, pull_request_id: int, *, rerun: bool) -> Outcome:
         with self.db.session() as s:
-            repo = s.get(Repository, repository_id)
+            repo = s.get(Repository, repository_id, options=WITH_OWNERS)
             if repo is None:
                 return Outcome("repository is no longer configured")
             org, account = repo.organization, repo.dbt_account
@@ -306,7 +311,7 @@ class Reconciler:
         with self.db.session() as s:
             run = s.get(CiRun, ci_run_id)
             record = run.pull_request
-            repo = s.get(Repository, record.repository_id)
+            repo = s.get(Repository, record.repository_id, options=WITH_OWNERS)
             org, account = repo.organization, repo.dbt_account
             settings = ci_settings(repo)
             project, ado_repo, pr_number = repo.ado_project_id, repo.ado_repository_id, record.pull_request_id

@@ -18,7 +18,7 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float | None) -> float | None:
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -42,8 +42,8 @@ class Settings:
     quiet_after: float = 60.0        # a live run with no news for this long is polled
     sweep_interval: float = 10.0     # beat: how often to re-enqueue undispatched deliveries
     sweep_after: float = 15.0        # a delivery undispatched for this long is re-enqueued
-    relay_interval: float = 2.0      # the relay looks for new deliveries at least this often (PostgreSQL
-    #                                  also wakes it at once; SQLite cannot, so there the default is 0.1 s)
+    relay_interval: float | None = None  # the relay looks for new deliveries at least this often (None: 2 s on
+    #                                      PostgreSQL, which also wakes it at once; 0.1 s on SQLite, which cannot)
     pr_sweep_interval: float = 300.0  # beat: how often to catch up with PR changes no delivery told us of (0: off)
     redispatch_after: float = 600.0  # a dispatched delivery not finished after this long was lost: resend
     lock_timeout: float = 15.0      # lease of a per-PR lock; renewed while held, so only a dead holder lets it lapse
@@ -68,9 +68,8 @@ class Settings:
         if admin_token is not None and len(admin_token) < 24:
             raise ConfigError("BRIDGE_ADMIN_TOKEN must be at least 24 characters long")
         config = env.get("BRIDGE_CONFIG")
-        database_url = env.get("BRIDGE_DATABASE_URL") or DEFAULT_DATABASE_URL
         return cls(
-            database_url=database_url,
+            database_url=env.get("BRIDGE_DATABASE_URL") or DEFAULT_DATABASE_URL,
             broker_url=env.get("BRIDGE_BROKER_URL") or DEFAULT_BROKER_URL,
             secret_keys=keys,
             public_url=(env.get("BRIDGE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
@@ -87,7 +86,7 @@ class Settings:
             quiet_after=_number(env, "BRIDGE_QUIET_AFTER", 60.0),
             sweep_interval=_number(env, "BRIDGE_SWEEP_INTERVAL", 10.0),
             sweep_after=_number(env, "BRIDGE_SWEEP_AFTER", 15.0),
-            relay_interval=_number(env, "BRIDGE_RELAY_INTERVAL", 0.1 if database_url.startswith("sqlite") else 2.0),
+            relay_interval=_number(env, "BRIDGE_RELAY_INTERVAL", None),
             pr_sweep_interval=_number(env, "BRIDGE_PR_SWEEP_INTERVAL", 300.0),
             redispatch_after=_number(env, "BRIDGE_REDISPATCH_AFTER", 600.0),
             lock_timeout=_number(env, "BRIDGE_LOCK_TIMEOUT", 15.0),

@@ -39,6 +39,7 @@ class Runtime:
     metrics: Metrics
     connections: Connections
     onboarding: Onboarding
+    relay: OutboxRelay  # started by RelayStep in workers (not in beat); the sweeper drains through it too
 
     @property
     def entra(self) -> ConnectionStore | None:
@@ -70,7 +71,8 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     connections = Connections.from_settings(settings, db, box, lock)
     reconciler = Reconciler(db, connections, lock, metrics)
     app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections,
-                         onboarding=Onboarding(settings, db, box, connections, lock))
+                         onboarding=Onboarding(settings, db, box, connections, lock),
+                         relay=OutboxRelay(db, Dispatcher(settings, app=app), interval=settings.relay_interval))
 
     from . import tasks
 
@@ -82,15 +84,8 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
 class RelayStep(bootsteps.StartStopStep):
     """Runs the outbox relay (``workers/relay.py``) alongside every worker; beat does not."""
 
-    def __init__(self, worker, **kwargs):
-        super().__init__(worker, **kwargs)
-        self.relay = None
-
     def start(self, worker):
-        rt: Runtime = worker.app.bridge
-        self.relay = OutboxRelay(rt.db, Dispatcher(rt.settings, app=worker.app), interval=rt.settings.relay_interval)
-        self.relay.start()
+        worker.app.bridge.relay.start()
 
     def stop(self, worker):
-        if self.relay is not None:
-            self.relay.stop()
+        worker.app.bridge.relay.stop()

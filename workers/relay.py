@@ -35,10 +35,11 @@ class NotSent(Exception):
 
 
 class OutboxRelay:
-    def __init__(self, db: Database, dispatcher: Dispatcher, *, interval: float, batch: int = BATCH):
+    def __init__(self, db: Database, dispatcher: Dispatcher, *, interval: float | None = None, batch: int = BATCH):
         self.db = db
         self.dispatcher = dispatcher
-        self.interval = interval
+        # How often it looks when nothing woke it: PostgreSQL wakes it at once, SQLite cannot.
+        self.interval = interval if interval is not None else (2.0 if db.is_postgres else 0.1)
         self.batch = batch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -75,6 +76,7 @@ class OutboxRelay:
     # -- the loop --------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._thread.start()
 

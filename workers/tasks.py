@@ -22,7 +22,6 @@ from bridge.dispatch import (
     RUN_ONBOARDING_JOB,
     SWEEP_DELIVERIES,
     SWEEP_PULL_REQUESTS,
-    Dispatcher,
 )
 from bridge.domain import DbtRun, RunStatus, is_rerun_command
 from bridge.errors import ApiError, ConfigError
@@ -30,7 +29,7 @@ from bridge.identity import IdentityError, ReauthRequired
 from bridge.models import CiRun, Delivery, Repository, utcnow
 from bridge.services import onboarding_jobs
 
-from .relay import NotSent, OutboxRelay
+from .relay import NotSent
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +150,7 @@ def register(app: Celery) -> None:
         rt = self.runtime
         now = utcnow()
         try:
-            relayed = OutboxRelay(rt.db, Dispatcher(rt.settings, app=app), interval=0).drain(
-                received_before=now - timedelta(seconds=rt.settings.sweep_after))
+            relayed = rt.relay.drain(received_before=now - timedelta(seconds=rt.settings.sweep_after))
         except NotSent as exc:  # they stay stored; the relays and the next sweep try again
             log.warning("sweeper could not send waiting deliveries: %s", exc)
             relayed = 0

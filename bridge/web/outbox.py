@@ -60,15 +60,13 @@ class Outbox:
         self.url = db.url
         self._notify = db.is_postgres
         self._local = threading.local()
-        self._engine: Engine | None = None
-        self._statements: tuple[_Statement, _Statement] | None = None
-        self._pid: int | None = None
+        self._process: tuple[int, Engine, _Statement, _Statement] | None = None  # pid, engine, statements
         self._lock = threading.Lock()
 
     def write(self, *, source: str, dedupe_key: str, event_type: str, event: dict, state: str,
               repository_id: int | None = None, dbt_account_id: int | None = None) -> int | None:
         """Commit one delivery; its id, or None for a duplicate. Raises OutboxUnavailable (answered 503)."""
-        engine, (plain, new_work) = self._setup()
+        engine, plain, new_work = self._setup()
         statement = new_work if state == UNDISPATCHED else plain
         params = statement.params({
             "source": source, "dedupe_key": dedupe_key[:300], "event_type": event_type[:100],
@@ -91,20 +89,23 @@ class Outbox:
                     raise OutboxUnavailable(type(exc).__name__) from exc
         raise AssertionError("unreachable")
 
-    def _setup(self) -> tuple[Engine, tuple[_Statement, _Statement]]:
+    def _setup(self) -> tuple[Engine, _Statement, _Statement]:
         """The engine and statements of this process (gunicorn forks after the app is built)."""
-        if self._pid != os.getpid():
+        process = self._process
+        if process is None or process[0] != os.getpid():
             with self._lock:
-                if self._pid != os.getpid():
+                process = self._process
+                if process is None or process[0] != os.getpid():
                     engine = make_engine(self.url, pooled=False)
-                    self._statements = (_Statement(engine, notify=False), _Statement(engine, notify=self._notify))
-                    self._engine, self._pid = engine, os.getpid()
-        return self._engine, self._statements
+                    process = self._process = (os.getpid(), engine, _Statement(engine, notify=False),
+                                               _Statement(engine, notify=self._notify))
+        return process[1:]
 
     def _connection(self, engine: Engine):
-        """This thread's own autocommit DBAPI connection, opened on first use."""
+        """This thread's own autocommit DBAPI connection, opened on first use (and again in a new process,
+        whose engine is a new one)."""
         conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        if conn is not None and self._local.engine is engine:
             return conn.dbapi_connection
         conn = engine.raw_connection()
         try:
@@ -116,7 +117,7 @@ class Outbox:
         except BaseException:
             conn.close()
             raise
-        self._local.conn, self._local.pid = conn, os.getpid()
+        self._local.conn, self._local.engine = conn, engine
         return dbapi_conn
 
     def _drop_connection(self) -> None:

@@ -38,6 +38,9 @@ DBT = "dbt-cloud"
 PATHS = {"/webhooks/azure-devops": ADO, "/webhooks/dbt-cloud": DBT}
 
 
+def _json(payload: dict, status: int) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":")), status=status, mimetype="application/json")
+
 
 class Receivers:
     """WSGI middleware: answers the two webhook paths, hands everything else to ``app``."""
@@ -73,14 +76,12 @@ class Receivers:
         if counter is None:
             counter = self._counted[source, outcome] = self.metrics.deliveries.labels(source=source, outcome=outcome)
         counter.inc()
-        return Response(json.dumps({"outcome": outcome, **extra}, separators=(",", ":")), status=status,
-                        mimetype="application/json")
+        return _json({"outcome": outcome, **extra}, status)
 
     @staticmethod
     def _unavailable(exc: BaseException) -> Response:
         log.error("database unavailable while receiving a delivery: %s", type(exc).__name__)
-        response = Response(json.dumps({"outcome": "unavailable", "error": "database unavailable; retry later"}),
-                            status=503, mimetype="application/json")
+        response = _json({"outcome": "unavailable", "error": "database unavailable; retry later"}, 503)
         response.headers["Retry-After"] = "5"
         return response
 

@@ -25,7 +25,7 @@ from bridge.dispatch import DISPATCH_DELIVERIES, PROCESS_DELIVERY, QUEUE, Dispat
 from bridge.models import Delivery, utcnow
 from bridge.settings import Settings
 from bridge.web.outbox import Outbox
-from workers.relay import OutboxRelay
+from workers.relay import NotSent, OutboxRelay
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_a_refused_send_leaves_the_deliveries_for_the_next_attempt(outbox_db, br
     url, client = broker
     ids = store(outbox_db, 3)
     down = relay(outbox_db, f"redis://127.0.0.1:{free_port()}/0")
-    with pytest.raises(Exception, match="3 deliveries"):
+    with pytest.raises(NotSent, match="3 deliveries"):
         down.relay_once()
     with outbox_db.session() as s:
         assert set(s.scalars(select(Delivery.state))) == {"received"}

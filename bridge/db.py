@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -41,6 +41,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size, pre_ping=pre_ping)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -54,6 +55,11 @@ class Database:
             raise
         finally:
             session.close()
+
+    def statement(self) -> Connection:
+        """A pooled connection for statements that each stand alone (one UPDATE, one UPDATE … RETURNING): no
+        BEGIN and COMMIT around them, so each is one round trip. Use as ``with db.statement() as conn:``."""
+        return self._autocommit.connect()
 
     @property
     def is_postgres(self) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from celery import Celery, Task
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select, update
 
 from bridge import retry
 from bridge.dispatch import (
@@ -76,15 +76,33 @@ def _aware(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+FINISHED = ("processed", "ignored", "failed")
+
+# The statements every delivery runs, built once: SQLAlchemy keeps their compiled form, and a statement
+# object reused is not keyed again on each execution.
+MARK = update(Delivery).where(Delivery.id == bindparam("delivery_id")).values(
+    state=bindparam("new_state"), error=bindparam("new_error"), processed_at=bindparam("finished_at"))
+CLAIM = (update(Delivery).where(Delivery.id == bindparam("delivery_id"), Delivery.state.not_in(FINISHED))
+         .values(state="processing", attempts=Delivery.attempts + 1)
+         .returning(Delivery.source, Delivery.event, Delivery.repository_id, Delivery.dbt_account_id))
+STATE = select(Delivery.state).where(Delivery.id == bindparam("delivery_id"))
+
+
 def _mark(db, delivery_id: int, state: str, error: str | None = None) -> None:
-    with db.session() as s:
-        row = s.get(Delivery, delivery_id)
-        if row is None:
-            return
-        row.state = state
-        row.error = error
-        if state in ("processed", "ignored", "failed"):
-            row.processed_at = utcnow()
+    """Record how a delivery ended (or that it waits): one UPDATE, no read first."""
+    with db.statement() as conn:
+        conn.execute(MARK, {"delivery_id": delivery_id, "new_state": state, "new_error": error,
+                            "finished_at": utcnow() if state in FINISHED else None})
+
+
+def _claim(db, delivery_id: int):
+    """Mark a delivery as being processed and read what the work needs, in one statement. Returns the row,
+    or the state that makes it nothing to do: ``missing`` or a finished state (a redelivered message)."""
+    with db.statement() as conn:
+        row = conn.execute(CLAIM, {"delivery_id": delivery_id}).first()
+        if row is not None:
+            return row
+        return conn.scalar(STATE, {"delivery_id": delivery_id}) or "missing"
 
 
 def register(app: Celery) -> None:
@@ -95,16 +113,10 @@ def register(app: Celery) -> None:
     @app.task(bind=True, base=DeliveryTask, name=PROCESS_DELIVERY, queue=QUEUE)
     def process_delivery(self, delivery_id: int) -> str:
         rt = self.runtime
-        with rt.db.session() as s:
-            row = s.get(Delivery, delivery_id)
-            if row is None:
-                return "missing"
-            if row.state in ("processed", "ignored", "failed"):
-                return row.state  # a redelivered message: the work is done
-            row.state = "processing"
-            row.attempts += 1
-            source, event, repository_id = row.source, dict(row.event), row.repository_id
-            account_id = row.dbt_account_id
+        claimed = _claim(rt.db, delivery_id)
+        if isinstance(claimed, str):
+            return claimed  # missing, or a redelivered message whose work is done
+        source, event, repository_id, account_id = claimed
         try:
             if source == "azure-devops":
                 outcome = rt.reconciler.reconcile(repository_id, int(event["pull_request_id"]),

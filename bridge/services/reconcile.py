@@ -12,8 +12,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import bindparam, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import update as sql_update
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from .. import domain
 from ..clients.azure_devops import AzureDevOpsClient
@@ -62,6 +64,14 @@ def recorded(run: CiRun) -> RecordedRun:
         href=run.href, status_message=run.status_message, duration_seconds=run.duration_seconds)
 
 
+def whole_run(**values) -> CiRun:
+    """A new run record with every column given, so that once inserted it is whole: added to a later session
+    it is updated without being read again."""
+    unset = {attr.key: None for attr in sa_inspect(CiRun).column_attrs
+             if attr.key not in values and not attr.columns[0].primary_key and attr.columns[0].default is None}
+    return CiRun(**unset, **values)
+
+
 def apply_run(run: CiRun, dbt_run: DbtRun) -> bool:
     """Copy what dbt Cloud says of a run onto our record; never move a finished run backwards."""
     current = RunStatus.parse(run.status)
@@ -102,6 +112,11 @@ class Outcome:
 # A repository is read with its organization and dbt account in one query (each reconcile needs all three;
 # lazy loads made it three round trips).
 WITH_OWNERS = (joinedload(Repository.organization), joinedload(Repository.dbt_account))
+
+
+# Built once (compiled once, never keyed again): what a posted status leaves on its run.
+POSTED = sql_update(CiRun).where(CiRun.id == bindparam("run_id")).values(
+    posted_state=bindparam("state"), posted_description=bindparam("description"))
 
 
 class Reconciler:
@@ -164,13 +179,14 @@ class Reconciler:
 
         with self.db.session() as s:
             record = self._pr_record(s, repository_id, pull_request_id, pr)
-            record_id = record.id
             in_doubt = [r.id for r in record.runs
                         if r.dbt_run_id is None and r.start_error is None]
             runs = [recorded(r) for r in record.runs]
             if not in_doubt:  # the common case: decide and record the decision in the same transaction
                 plan = domain.plan(pr, runs, settings, rerun=rerun)
                 record.last_reason, record.reconciled_at = plan.reason, utcnow()
+            s.flush()  # a new record is one INSERT, with the decision in it
+            record_id = record.id
         if in_doubt:
             for run_id in in_doubt:
                 self._resolve_in_doubt(run_id, dbt, pull_request_id)
@@ -200,11 +216,11 @@ class Reconciler:
     @staticmethod
     def _pr_record(s: Session, repository_id: int, pull_request_id: int,
                    pr: PullRequest | None) -> PullRequestRecord:
-        record = s.scalar(select(PullRequestRecord).where(
+        record = s.scalar(select(PullRequestRecord).options(selectinload(PullRequestRecord.runs)).where(
             PullRequestRecord.repository_id == repository_id,
-            PullRequestRecord.pull_request_id == pull_request_id))
-        if record is None:
-            record = PullRequestRecord(repository_id=repository_id, pull_request_id=pull_request_id)
+            PullRequestRecord.pull_request_id == pull_request_id))  # runs read before any change: one UPDATE
+        if record is None:  # known to have no runs: reading them would be a query
+            record = PullRequestRecord(repository_id=repository_id, pull_request_id=pull_request_id, runs=[])
             s.add(record)
         if pr is None:
             record.status = "deleted"
@@ -214,7 +230,6 @@ class Reconciler:
             record.is_draft = pr.is_draft
             record.target_ref = pr.target_ref
             record.head_commit = pr.head_commit
-        s.flush()
         return record
 
     def _resolve_in_doubt(self, ci_run_id: int, dbt: DbtCloudClient, pull_request_id: int) -> None:
@@ -255,10 +270,9 @@ class Reconciler:
 
     def _post(self, target: Target, record_id: int, update: domain.StatusUpdate) -> None:
         target.ado.post_status(target.project, target.repository, target.pull_request_id, target.context, update)
-        with self.db.session() as s:
-            run = s.get(CiRun, record_id)
-            run.posted_state = update.state.value
-            run.posted_description = update.description
+        with self.db.statement() as conn:  # one UPDATE, no read first: the most frequent write of a reconcile
+            conn.execute(POSTED, {"run_id": record_id, "state": update.state.value,
+                                  "description": update.description})
         self.metrics.statuses_posted.labels(state=update.state.value).inc()
 
     def _trigger(self, target: Target, dbt: DbtCloudClient, record_id: int, pr: PullRequest, *,
@@ -271,8 +285,8 @@ class Reconciler:
             iteration = domain.iteration_for(trigger.commit, target.ado.list_iterations(
                 target.project, target.repository, pr.pull_request_id))
         with self.db.session() as s:
-            run = CiRun(pull_request_ref=record_id, kind=trigger.kind.value, commit=trigger.commit,
-                        iteration_id=iteration, dbt_account_id=dbt.account_id, dbt_job_id=job_id)
+            run = whole_run(pull_request_ref=record_id, kind=trigger.kind.value, commit=trigger.commit,
+                            iteration_id=iteration, dbt_account_id=dbt.account_id, dbt_job_id=job_id)
             s.add(run)
             s.flush()
             run_id = run.id
@@ -283,7 +297,7 @@ class Reconciler:
                 schema_override=domain.pr_schema(settings.ci_job_id, pr.pull_request_id))
         except (BadRequest, Forbidden, NotFound, Unauthorized) as exc:
             with self.db.session() as s:
-                run = s.get(CiRun, run_id)
+                s.add(run)  # the record as inserted (no one else writes it before it has a dbt run id)
                 run.start_error = _start_error(exc)
                 snapshot = recorded(run)
             self.metrics.runs_started.labels(kind=trigger.kind.value, result="refused").inc()
@@ -294,7 +308,7 @@ class Reconciler:
                 return 1
             return 0
         with self.db.session() as s:
-            run = s.get(CiRun, run_id)
+            s.add(run)
             run.dbt_run_id = started.run_id
             apply_run(run, started)
             snapshot = recorded(run)

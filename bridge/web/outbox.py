@@ -9,24 +9,29 @@ claims such rows and sends them.
 This is the web tier's hot path, measured (docs/benchmarks.md): building and publishing Celery messages, and
 hand-offs between request threads and a group-commit writer, were most of its CPU per delivery; then
 SQLAlchemy's per-execution work cost as much as the INSERT itself. So the statement is written once per
-dialect, its values converted by SQLAlchemy's own type processors, and run on the DBAPI cursor.
+dialect and state, with positional values (the timestamp through SQLAlchemy's own type processor), and run
+on a cursor each thread keeps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 
-from sqlalchemy import JSON, DateTime, Engine
+from sqlalchemy import DateTime, Engine
 
 from ..db import Database, make_engine
 from ..dispatch import OUTBOX_CHANNEL, UNDISPATCHED
 from ..models import utcnow
 
-COLUMNS = ("source", "dedupe_key", "event_type", "repository_id", "dbt_account_id", "event", "state", "attempts",
-           "received_at")
-TYPED = {"event": JSON(), "received_at": DateTime(timezone=True)}
+COLUMNS = ("source", "dedupe_key", "event_type", "repository_id", "dbt_account_id", "event", "received_at")
+
+
+# Every state a delivery is written in (a literal in its statement, so only these).
+STATES = (UNDISPATCHED, "ignored")
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class OutboxUnavailable(Exception):
@@ -34,25 +39,20 @@ class OutboxUnavailable(Exception):
 
 
 class _Statement:
-    """``INSERT … ON CONFLICT DO NOTHING RETURNING id`` (a duplicate returns no row) in the engine's
-    paramstyle, optionally wrapped so PostgreSQL notifies the relay when the row is new."""
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING id`` (a duplicate returns no row) for deliveries of one
+    state, with positional values in the engine's paramstyle (``COLUMNS``' order), optionally wrapped so
+    PostgreSQL notifies the relay when the row is new."""
 
-    def __init__(self, engine: Engine, *, notify: bool):
+    def __init__(self, engine: Engine, *, state: str, notify: bool):
         dialect = engine.dialect
-        mark = "%({})s" if dialect.paramstyle == "pyformat" else ":{}"  # psycopg | sqlite3 (named works)
-        sql = (f"INSERT INTO deliveries ({', '.join(COLUMNS)}) "  # noqa: S608 - no input in the SQL
-               f"VALUES ({', '.join(mark.format(c) for c in COLUMNS)}) "
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"  # sqlite3 | psycopg
+        sql = (f"INSERT INTO deliveries ({', '.join(COLUMNS)}, state, attempts) "  # noqa: S608 - no input in the SQL
+               f"VALUES ({', '.join(mark for _ in COLUMNS)}, '{state}', 0) "
                "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id")
         if notify:
             sql = f"WITH new AS ({sql}) SELECT id, pg_notify('{OUTBOX_CHANNEL}', '') FROM new"  # noqa: S608
         self.sql = sql
-        self.processors = [(name, p) for name, t in TYPED.items()
-                           if (p := t.dialect_impl(dialect).bind_processor(dialect)) is not None]
-
-    def params(self, values: dict) -> dict:
-        for name, process in self.processors:
-            values[name] = process(values[name])
-        return values
+        self.timestamp = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
 
 
 class Outbox:
@@ -60,27 +60,22 @@ class Outbox:
         self.url = db.url
         self._notify = db.is_postgres
         self._local = threading.local()
-        self._process: tuple[int, Engine, _Statement, _Statement] | None = None  # pid, engine, statements
+        self._process: tuple[int, Engine, dict[str, _Statement]] | None = None  # pid, engine, statement by state
         self._lock = threading.Lock()
 
     def write(self, *, source: str, dedupe_key: str, event_type: str, event: dict, state: str,
               repository_id: int | None = None, dbt_account_id: int | None = None) -> int | None:
         """Commit one delivery; its id, or None for a duplicate. Raises OutboxUnavailable (answered 503)."""
-        engine, plain, new_work = self._setup()
-        statement = new_work if state == UNDISPATCHED else plain
-        params = statement.params({
-            "source": source, "dedupe_key": dedupe_key[:300], "event_type": event_type[:100],
-            "repository_id": repository_id, "dbt_account_id": dbt_account_id, "event": event, "state": state,
-            "attempts": 0, "received_at": utcnow()})
+        engine, statements = self._setup()
+        statement = statements.get(state) or self._statement(state)
+        params = (source, dedupe_key[:300], event_type[:100], repository_id, dbt_account_id,
+                  _encode(event), statement.timestamp(utcnow()))
         dbapi = engine.dialect.loaded_dbapi
         for attempt in (1, 2):
             try:
-                cursor = self._connection(engine).cursor()
-                try:
-                    cursor.execute(statement.sql, params)
-                    row = cursor.fetchone()
-                finally:
-                    cursor.close()
+                cursor = self._cursor(engine)
+                cursor.execute(statement.sql, params)
+                row = cursor.fetchone()
                 return row[0] if row else None
             except dbapi.Error as exc:
                 self._drop_connection()
@@ -89,7 +84,7 @@ class Outbox:
                     raise OutboxUnavailable(type(exc).__name__) from exc
         raise AssertionError("unreachable")
 
-    def _setup(self) -> tuple[Engine, _Statement, _Statement]:
+    def _setup(self) -> tuple[Engine, dict[str, _Statement]]:
         """The engine and statements of this process (gunicorn forks after the app is built)."""
         process = self._process
         if process is None or process[0] != os.getpid():
@@ -97,16 +92,24 @@ class Outbox:
                 process = self._process
                 if process is None or process[0] != os.getpid():
                     engine = make_engine(self.url, pooled=False)
-                    process = self._process = (os.getpid(), engine, _Statement(engine, notify=False),
-                                               _Statement(engine, notify=self._notify))
+                    process = self._process = (os.getpid(), engine, {
+                        UNDISPATCHED: _Statement(engine, state=UNDISPATCHED, notify=self._notify)})
         return process[1:]
 
-    def _connection(self, engine: Engine):
-        """This thread's own autocommit DBAPI connection, opened on first use (and again in a new process,
-        whose engine is a new one)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.engine is engine:
-            return conn.dbapi_connection
+    def _statement(self, state: str) -> _Statement:
+        """The statement for rows that are not new work (ignored deliveries): no NOTIFY."""
+        engine, statements = self._setup()
+        if state not in STATES:
+            raise ValueError(f"not a delivery state: {state!r}")
+        statements[state] = _Statement(engine, state=state, notify=False)
+        return statements[state]
+
+    def _cursor(self, engine: Engine):
+        """This thread's cursor on its own autocommit DBAPI connection, opened on first use (and again in a
+        new process, whose engine is a new one)."""
+        local = self._local
+        if getattr(local, "conn", None) is not None and local.engine is engine:
+            return local.cursor
         conn = engine.raw_connection()
         try:
             dbapi_conn = conn.dbapi_connection
@@ -114,11 +117,12 @@ class Outbox:
                 dbapi_conn.isolation_level = None  # autocommit
             else:
                 dbapi_conn.autocommit = True
+            local.cursor = dbapi_conn.cursor()
         except BaseException:
             conn.close()
             raise
-        self._local.conn, self._local.engine = conn, engine
-        return dbapi_conn
+        local.conn, local.engine = conn, engine
+        return local.cursor
 
     def _drop_connection(self) -> None:
         conn, self._local.conn = getattr(self._local, "conn", None), None

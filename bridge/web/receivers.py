@@ -8,20 +8,23 @@ duplicate, ignored or test delivery; 400 malformed; 401 bad credentials; 405 not
 The receivers are a WSGI layer in front of the Flask app (``Receivers``, installed by ``create_app``), not
 Flask routes: a delivery needs none of Flask's per-request machinery (app and request contexts, the session,
 the console's URL map), which on the benchmark cost as much CPU as verifying, parsing and committing the
-delivery (docs/benchmarks.md). They use werkzeug's Request and Response, as Flask does; every other path
-goes to Flask unchanged.
+delivery (docs/benchmarks.md). They read the request with werkzeug's Request, as Flask does, and write
+their small JSON answers straight to WSGI; every other path goes to Flask unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
 
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Request
 
 from ..dispatch import UNDISPATCHED
 from ..domain import IgnoredEvent, PullRequestEvent
@@ -38,8 +41,27 @@ DBT = "dbt-cloud"
 PATHS = {"/webhooks/azure-devops": ADO, "/webhooks/dbt-cloud": DBT}
 
 
-def _json(payload: dict, status: int) -> Response:
-    return Response(json.dumps(payload, separators=(",", ":")), status=status, mimetype="application/json")
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder (json.dumps with options builds one a call)
+
+
+@dataclass(slots=True)
+class Answer:
+    """A JSON answer: written straight to WSGI (a werkzeug Response object per delivery cost measurable CPU)."""
+
+    status: int
+    payload: dict
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def __call__(self, environ, start_response):
+        body = _encode(self.payload).encode()
+        start_response(_status_line(self.status), [("Content-Type", "application/json"),
+                                                   ("Content-Length", str(len(body))), *self.headers])
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+@functools.cache
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
 
 
 class Receivers:
@@ -52,6 +74,7 @@ class Receivers:
         self.max_body = max_body
         self._handlers = {ADO: self.azure_devops, DBT: self.dbt_cloud}
         self._counted: dict[tuple[str, str], object] = {}  # metric children by (source, outcome), looked up once
+        self._timed = {source: metrics.ingest_seconds.labels(source=source) for source in PATHS.values()}
 
     def __call__(self, environ, start_response):
         source = PATHS.get(environ.get("PATH_INFO", ""))
@@ -61,7 +84,7 @@ class Receivers:
         request.max_content_length = self.max_body
         if request.method != "POST":
             response = self._answer(source, "method-not-allowed", 405, error="only POST is accepted here")
-            response.headers["Allow"] = "POST"
+            response.headers.append(("Allow", "POST"))
         else:
             try:
                 response = self._handlers[source](request)
@@ -71,21 +94,20 @@ class Receivers:
 
     # -- answers -------------------------------------------------------------------------------------
 
-    def _answer(self, source: str, outcome: str, status: int, **extra) -> Response:
+    def _answer(self, source: str, outcome: str, status: int, **extra) -> Answer:
         counter = self._counted.get((source, outcome))
         if counter is None:
             counter = self._counted[source, outcome] = self.metrics.deliveries.labels(source=source, outcome=outcome)
         counter.inc()
-        return _json({"outcome": outcome, **extra}, status)
+        return Answer(status, {"outcome": outcome, **extra})
 
     @staticmethod
-    def _unavailable(exc: BaseException) -> Response:
+    def _unavailable(exc: BaseException) -> Answer:
         log.error("database unavailable while receiving a delivery: %s", type(exc).__name__)
-        response = _json({"outcome": "unavailable", "error": "database unavailable; retry later"}, 503)
-        response.headers["Retry-After"] = "5"
-        return response
+        return Answer(503, {"outcome": "unavailable", "error": "database unavailable; retry later"},
+                      [("Retry-After", "5")])
 
-    def _body(self, request: Request, source: str) -> tuple[bytes | None, Response | None]:
+    def _body(self, request: Request, source: str) -> tuple[bytes | None, Answer | None]:
         """The raw body, or the answer for a body that is too large (413, without reading it) or not JSON."""
         if request.content_length is not None and request.content_length > self.max_body:
             return None, self._answer(source, "too-large", 413, error="body too large")
@@ -97,7 +119,7 @@ class Receivers:
         except RequestEntityTooLarge:
             return None, self._answer(source, "too-large", 413, error="body too large")
 
-    def _ignored(self, source: str, event, reason: str, **owner) -> Response:
+    def _ignored(self, source: str, event, reason: str, **owner) -> Answer:
         """Recorded (so a redelivery is recognised) but not worked on: 200, never a 4xx."""
         stored = self.intake.store(source=source, dedupe_key=event.dedupe_key, event_type=event.event_type,
                                    event=event_record(event), state="ignored", **owner)
@@ -105,15 +127,15 @@ class Receivers:
             return self._answer(source, "duplicate", 200)
         return self._answer(source, "ignored", 200, reason=reason)
 
-    def _accepted(self, source: str, started: float, delivery_id: int | None) -> Response:
+    def _accepted(self, source: str, started: float, delivery_id: int | None) -> Answer:
         if delivery_id is None:
             return self._answer(source, "duplicate", 200)
-        self.metrics.ingest_seconds.labels(source=source).observe(time.perf_counter() - started)
+        self._timed[source].observe(time.perf_counter() - started)
         return self._answer(source, "accepted", 202, delivery=delivery_id)
 
     # -- the two receivers ---------------------------------------------------------------------------
 
-    def azure_devops(self, request: Request) -> Response:
+    def azure_devops(self, request: Request) -> Answer:
         started = time.perf_counter()
         intake = self.intake
         auth = request.authorization
@@ -122,7 +144,7 @@ class Receivers:
                                                            auth.password if basic else None)
         if organization_id is None:
             response = self._answer(ADO, "unauthorized", 401, error="bad or missing Basic credentials")
-            response.headers["WWW-Authenticate"] = 'Basic realm="ado-dbt-bridge"'
+            response.headers.append(("WWW-Authenticate", 'Basic realm="ado-dbt-bridge"'))
             return response
         body, error = self._body(request, ADO)
         if error:
@@ -144,7 +166,7 @@ class Receivers:
             source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type, event=event_record(event),
             state=UNDISPATCHED, repository_id=repository_id))
 
-    def dbt_cloud(self, request: Request) -> Response:
+    def dbt_cloud(self, request: Request) -> Answer:
         started = time.perf_counter()
         intake = self.intake
         body, error = self._body(request, DBT)

@@ -146,6 +146,22 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
+# wrk's keep-alive connections are opened at once, and now and then gunicorn's two processes do not share
+# them: one takes all 16 and the run measures one process on one core (half the rate; either endpoint). Such
+# a run is measured again, and counted in the table.
+LOPSIDED_RETRIES = 3
+
+
+def _per_worker(master: int) -> dict[str, list[int]]:
+    return {f"worker {pid}": [pid] for pid in _children(master)}
+
+
+def _lopsided(run: dict) -> bool:
+    """One gunicorn process did (almost) all of a run's work."""
+    shares = [ms for name, ms in run["cpu_ms"].items() if name.startswith("worker ")]
+    return len(shares) > 1 and min(shares) < 0.1 * sum(shares)
+
+
 def run_wrk(url: str, body_file: Path, auth: str, script: Path, run: str,
             measure: dict[str, list[int]] | None = None) -> dict:
     """One wrk run; with ``measure`` ({name: pids}), also the CPU each group spent per request (ms)."""
@@ -193,14 +209,21 @@ def ingest(report: Report, rounds: int) -> None:
         warm = run_wrk(f"{running.web}/webhooks/azure-devops", body_file, auth, script, "warm-b")
         # CPU per request of each gunicorn (master and workers) and of PostgreSQL (whose backends for the
         # receivers' kept connections exist once the warm-up has run), from /proc: steadier than req/s here.
-        trivial_cpu = {"web": _tree(stack.procs["trivial"].pid)}
-        bridge_cpu = {"web": _tree(stack.procs["web"].pid), "postgres": _tree(stack.procs["postgres"].pid)}
+        trivial_cpu = {"web": _tree(stack.procs["trivial"].pid), **_per_worker(stack.procs["trivial"].pid)}
+        bridge_cpu = {"web": _tree(stack.procs["web"].pid), "postgres": _tree(stack.procs["postgres"].pid),
+                      **_per_worker(stack.procs["web"].pid)}
         bridge_runs, trivial_runs = [], []
+        lopsided: dict[str, list[dict]] = {"bridge": [], "trivial": []}
         for i in range(rounds):  # each round a pair, run back to back; which goes first alternates
-            pair = [(trivial_runs, f"{trivial_url}/trivial", f"t{i}", trivial_cpu),
-                    (bridge_runs, f"{running.web}/webhooks/azure-devops", f"b{i}", bridge_cpu)]
-            for runs, url, label, measure in pair if i % 2 == 0 else reversed(pair):
-                runs.append(run_wrk(url, body_file, auth, script, label, measure))
+            pair = [(trivial_runs, f"{trivial_url}/trivial", f"t{i}", trivial_cpu, lopsided["trivial"]),
+                    (bridge_runs, f"{running.web}/webhooks/azure-devops", f"b{i}", bridge_cpu, lopsided["bridge"])]
+            for runs, url, label, measure, skewed in pair if i % 2 == 0 else reversed(pair):
+                for attempt in range(LOPSIDED_RETRIES + 1):
+                    run = run_wrk(url, body_file, auth, script, f"{label}.{attempt}", measure)
+                    if not _lopsided(run) or attempt == LOPSIDED_RETRIES:
+                        break
+                    skewed.append(run)
+                runs.append(run)
             console.print(f"  round {i + 1}: bridge {bridge_runs[-1]['rps']:.0f} req/s, "
                           f"trivial {trivial_runs[-1]['rps']:.0f} req/s")
         with db.session() as s:
@@ -226,6 +249,10 @@ def ingest(report: Report, rounds: int) -> None:
                    f"{statistics.median(r['cpu_ms']['web'] for r in trivial_runs):.2f} ms")
         report.add("ingest: p99 ratio (median of the rounds' pairs)", f"{p99_ratio:.2f} (ratio of the medians: "
                    f"{med['p99'] / tmed['p99']:.2f})", "≤ 3", p99_ratio <= 3)
+        report.add("ingest: runs measured again (every keep-alive connection on one gunicorn process)",
+                   "; ".join(f"{side} {len(runs)}" + (f" (at {statistics.median(r['rps'] for r in runs):.0f} req/s)"
+                                                      if runs else "") for side, runs in lopsided.items()))
+        accepted += sum(r["requests"] - r["non2xx"] for r in lopsided["bridge"])
         report.add("ingest: durable acceptance", f"{stored} rows for {accepted} 2xx answers "
                    f"({sum(r['non2xx'] for r in bridge_runs)} non-2xx)", "every 2xx stored", stored >= accepted)
     finally:

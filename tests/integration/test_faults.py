@@ -7,14 +7,17 @@ one dbt run per PR head.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from datetime import timedelta
 
 from sqlalchemy import select
 
+from bridge.dispatch import PROCESS_DELIVERY, QUEUE, Dispatcher
 from bridge.models import Delivery, utcnow
 from bridge.sandbox.control import wait_until
+from bridge.settings import Settings
 
 
 def succeeded(bridge, pr: int, iteration: int = 1, timeout: float = 60) -> None:
@@ -162,3 +165,25 @@ def test_status_rejected_by_policy_fails_visibly_once(bridge, clean_faults):
     assert row.attempts == 1 and "rejected by status policy" in row.error
     # the run started; its completion still gets its status posted
     succeeded(bridge, opened["pr"])
+
+
+def test_a_message_for_a_finished_or_unknown_delivery_changes_nothing(bridge, infra):
+    """A message sent again (the sweeper resending one it thought lost, a broker redelivery) finds its delivery
+    finished and leaves it as it is; one for a delivery that does not exist is dropped."""
+    opened = bridge.sandbox.open_pr(title="its delivery sent twice")
+    succeeded(bridge, opened["pr"])
+    wait_until(lambda: all_processed(bridge, opened["pr"]), what="delivery processed")
+    (row,) = deliveries_for(bridge, opened["pr"])
+    runs = len(bridge.ci_runs(opened["pr"]))
+    log = infra.procs["worker"].log_path
+    app = Dispatcher(Settings(broker_url=bridge.env["BRIDGE_BROKER_URL"])).app
+    sent = {app.send_task(PROCESS_DELIVERY, args=[delivery_id], queue=QUEUE).id: answer
+            for delivery_id, answer in ((row.id, "processed"), (10**9, "missing"))}
+    for task_id, answer in sent.items():  # the worker logs each task's end with its id and its return value
+        wait_until(lambda task_id=task_id, answer=answer: re.search(
+            rf"\[{task_id}\] succeeded in [\d.]+s: '{answer}'", log.read_text(errors="replace")),
+            what=f"task {task_id} answered {answer!r}")
+    (again,) = deliveries_for(bridge, opened["pr"])
+    assert (again.state, again.attempts, again.processed_at, again.error) == (
+        "processed", row.attempts, row.processed_at, row.error)
+    assert len(bridge.ci_runs(opened["pr"])) == runs

@@ -68,8 +68,13 @@ def whole_run(**values) -> CiRun:
     """A new run record with every column given, so that once inserted it is whole: added to a later session
     it is updated without being read again."""
     unset = {attr.key: None for attr in sa_inspect(CiRun).column_attrs
-             if attr.key not in values and not attr.columns[0].primary_key and attr.columns[0].default is None}
+             if attr.key not in values and not _defaulted(attr.columns[0])}
     return CiRun(**unset, **values)
+
+
+def _defaulted(column) -> bool:
+    """Given a value on INSERT without us: the key, and columns with a default of their own."""
+    return column.primary_key or column.default is not None or column.server_default is not None
 
 
 def apply_run(run: CiRun, dbt_run: DbtRun) -> bool:

@@ -63,6 +63,28 @@ def test_too_large_gets_413(bridge):
     assert ado_post(bridge, body).status_code == 202  # the same client session goes on working
 
 
+def test_a_chunked_body_is_read_whole_and_limited_as_it_arrives(bridge):
+    """Without a Content-Length (Transfer-Encoding: chunked) the body is read to its end, and refused with 413
+    once it passes the limit."""
+    body, opened = real_event(bridge)
+    data = json.dumps(body).encode()
+
+    def pieces(raw: bytes, size: int = 700):
+        yield from (raw[i:i + size] for i in range(0, len(raw), size))
+
+    url = f"{bridge.web}/webhooks/azure-devops"
+    answer = bridge.http.post(url, data=pieces(data), auth=AUTH, headers={"Content-Type": "application/json"},
+                              timeout=10)
+    assert answer.request.headers.get("Transfer-Encoding") == "chunked"
+    assert answer.status_code == 202, answer.text
+    with bridge.db.session() as s:
+        assert s.get(Delivery, answer.json()["delivery"]).event["pull_request_id"] == opened["pr"]
+    huge = b"{" + b" " * (1_048_576 + 10) + b"}"
+    refused = bridge.http.post(url, data=pieces(huge, 65_536), auth=AUTH,
+                               headers={"Content-Type": "application/json"}, timeout=10)
+    assert refused.status_code == 413
+
+
 @pytest.mark.parametrize("path", [p for p in ADO_FIXTURES if not p.name.startswith("zulip__")],
                          ids=lambda p: p.name)
 def test_docs_samples_and_pushes_answer_200(bridge, path):

@@ -506,8 +506,8 @@ NOTES = """\
   that wakes first often accepts all of them: the run then measures one process on one core, at half the
   rate, for either endpoint (found by the CPU of each gunicorn process; this, not the VM, was the 2x swing
   between rounds that earlier notes blamed on the machine). Such a run is measured again, up to three times,
-  and counted in the table with its rate. Deliveries from Azure DevOps, or a proxy that opens connections as
-  load arrives, spread over the processes; a client that opens all its connections at once may not.
+  and counted in the table with its rate. Connections opened as load arrives spread over the processes; a
+  client that opens all its connections at once may not (*Scale on paper* says what to do about it).
 - **How the receiver got here** (profiles with py-spy and cProfile; CPU per delivery in the web tier, from
   `/proc`, against 0.31-0.42 ms for the trivial endpoint): 1.76 ms with the first group-commit design (request
   threads handing deliveries to a writer thread, which committed batches and published Celery messages) →
@@ -525,11 +525,11 @@ NOTES = """\
   over 1,500 queued PR events; the steady-state rate (10th to 90th percentile of the events) and the CPU per
   event are shown beside it. A new PR event is one Celery task (and a 25th of a fan-out batch), four API
   calls (read the PR, its iterations, trigger the run, post *pending*), seven database transactions
-  and about 12.5 ms of worker CPU (15.8 ms before the delivery's claim and end and the status bookkeeping
-  became single statements without a read, same machine, same morning). Threads per process, measured
-  (steady state, 2 processes): 12 → 54/s (bound by waiting: 24 threads / ~0.45 s of API latency per event),
-  24 → 85/s, 32 → 90/s, 48 → 84/s (bound by CPU, shared with the sandbox and PostgreSQL on 2 cores). 24
-  threads per process is past the point where waiting is the limit; more only add contention.
+  and 12.5-13.8 ms of worker CPU over this morning's runs (15.8 ms before the delivery's claim and end and
+  the status bookkeeping became single statements without a read, same machine, same morning). Threads per
+  process, measured (steady state, 2 processes): 12 → 54/s (bound by waiting: 24 threads / ~0.45 s of API
+  latency per event), 24 → 85/s, 32 → 90/s, 48 → 84/s (bound by CPU, shared with the sandbox and PostgreSQL
+  on 2 cores). 24 threads per process is past the point where waiting is the limit; more only add contention.
 - Well over 1,000 acknowledged, durable deliveries per second on 2 shared cores is some 100x the rate of a
   busy Azure DevOps organization; the receiver is not the bottleneck of the product (see *Scale on paper*).
 - API economy is measured: the bridge's calls per CI run do not grow with the run's length (webhooks, not

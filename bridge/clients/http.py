@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import time
 from collections.abc import Mapping
 from urllib.parse import quote
@@ -53,6 +54,22 @@ def error_kind(status: int) -> type[errors.ApiError] | None:
     }.get(status, errors.HttpError)
 
 
+@functools.lru_cache(maxsize=256)
+def environment_settings(base_url: str) -> dict:
+    """What requests takes from the environment for calls under ``base_url`` (HTTPS_PROXY / NO_PROXY,
+    REQUESTS_CA_BUNDLE), read once. A session that trusts the environment reads it, and ~/.netrc, on every
+    call: measurable CPU in the worker (docs/benchmarks.md), and a .netrc entry would replace our credentials."""
+    found = requests.Session().merge_environment_settings(base_url, {}, None, None, None)
+    return {"proxies": found["proxies"], "verify": found["verify"], "cert": found["cert"]}
+
+
+def plain_session() -> requests.Session:
+    """A session that leaves the environment to ``environment_settings``."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
 class JsonApi:
     """A JSON-over-HTTP API reached through one requests session with one credential.
 
@@ -66,8 +83,9 @@ class JsonApi:
                  timeout: float = 10.0):
         self.base_url = base_url.rstrip("/")
         self._authorization = authorization
-        self.session = session or requests.Session()
+        self.session = session or plain_session()
         self.timeout = timeout
+        self._environment = environment_settings(self.base_url)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": self._authorization, "Accept": "application/json", "User-Agent": USER_AGENT}
@@ -87,7 +105,7 @@ class JsonApi:
         url = f"{self.base_url}{path}"
         try:
             response = self.session.request(method, url, params=params, json=json, headers=self._headers(),
-                                            timeout=self.timeout, allow_redirects=False)
+                                            timeout=self.timeout, allow_redirects=False, **self._environment)
         except requests.RequestException as exc:
             cls = self.errors_by_kind.get(errors.TransportError, self.root_error)
             raise cls(f"{method} {path}: {type(exc).__name__}") from None

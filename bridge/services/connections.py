@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from ..clients.azure_devops import AzureDevOpsClient, Credentials, PersonalAccessToken
 from ..clients.dbt_cloud import DbtCloudClient
+from ..clients.http import plain_session
 from ..crypto import SecretBox
 from ..db import Database
 from ..errors import ConfigError
@@ -59,7 +60,7 @@ class Connections:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = plain_session()  # the clients pass what the environment says (http.environment_settings)
             adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8)
             session.mount("https://", adapter)
             session.mount("http://", adapter)

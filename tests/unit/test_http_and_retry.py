@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -22,7 +24,7 @@ from bridge.clients.dbt_cloud import (
     DbtCloudServerError,
     DbtCloudTransportError,
 )
-from bridge.clients.http import error_kind, retry_after, segment
+from bridge.clients.http import JsonApi, environment_settings, error_kind, retry_after, segment
 from bridge.crypto import SecretBox, generate_key
 from bridge.errors import ConfigError
 from bridge.urls import check_base_url
@@ -124,3 +126,40 @@ def test_secret_box_rotation():
         SecretBox(())
     with pytest.raises(ConfigError):
         SecretBox(("not-a-key",))
+
+
+def test_clients_go_through_the_proxy_the_environment_names(monkeypatch):
+    """HTTP(S)_PROXY and NO_PROXY are honoured as requests would, although they are read once per base URL."""
+    seen = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self):  # a proxied request names the whole URL
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for name in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{server.server_port}")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "127.0.0.1")
+    for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    environment_settings.cache_clear()
+    try:
+        assert JsonApi("http://upstream.invalid/api", "Token secret").call("GET", "/ping") == {"ok": True}
+        assert seen == [("http://upstream.invalid/api/ping", "Token secret")]
+        with pytest.raises(errors.ApiError):  # NO_PROXY: straight to the (closed) port, not through the proxy
+            JsonApi("http://127.0.0.1:9", "Token secret", timeout=0.5).call("GET", "/ping")
+        assert len(seen) == 1
+    finally:
+        server.shutdown()
+        environment_settings.cache_clear()

@@ -525,8 +525,9 @@ NOTES = """\
   over 1,500 queued PR events; the steady-state rate (10th to 90th percentile of the events) and the CPU per
   event are shown beside it. A new PR event is one Celery task (and a 25th of a fan-out batch), four API
   calls (read the PR, its iterations, trigger the run, post *pending*), seven database transactions
-  and 12.5-13.8 ms of worker CPU over this morning's runs (15.8 ms before the delivery's claim and end and
-  the status bookkeeping became single statements without a read, same machine, same morning). Threads per
+  and 12.5-14.5 ms of worker CPU over this morning's runs, as the VM's speed drifted (15.8 ms before the
+  delivery's claim and end and the status bookkeeping became single statements without a read, measured
+  back to back). Threads per
   process, measured (steady state, 2 processes): 12 → 54/s (bound by waiting: 24 threads / ~0.45 s of API
   latency per event), 24 → 85/s, 32 → 90/s, 48 → 84/s (bound by CPU, shared with the sandbox and PostgreSQL
   on 2 cores). 24 threads per process is past the point where waiting is the limit; more only add contention.

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
@@ -47,14 +46,13 @@ class OutboxRelay:
 
     # -- one step --------------------------------------------------------------------------------------
 
-    def relay_once(self, received_before: datetime | None = None) -> int:
-        """Claim up to ``batch`` received deliveries (only those received before ``received_before``, if
-        given), send them, mark them dispatched; how many were sent. Raises SQLAlchemyError, or NotSent
-        when the broker refused (nothing is marked then)."""
-        claimable = select(Delivery.id).where(Delivery.state == UNDISPATCHED)
-        if received_before is not None:
-            claimable = claimable.where(Delivery.received_at < received_before)
-        claimable = claimable.order_by(Delivery.id).limit(self.batch).with_for_update(skip_locked=True)
+    def relay_once(self, *where) -> int:
+        """Claim up to ``batch`` deliveries, send them, mark them dispatched; how many were sent. By default the
+        new ones (state received); the sweeper and a reconnection pass ``where`` (SQL criteria on Delivery)
+        for the waiting, the lost and the blocked. Raises SQLAlchemyError, or NotSent when the broker refused
+        (nothing is marked then)."""
+        claimable = (select(Delivery.id).where(*(where or (Delivery.state == UNDISPATCHED,))).order_by(Delivery.id)
+                     .limit(self.batch).with_for_update(skip_locked=True))
         claim = (update(Delivery).where(Delivery.id.in_(claimable))
                  .values(state="dispatched", dispatched_at=utcnow()).returning(Delivery.id))
         with self.db.engine.begin() as conn:
@@ -64,10 +62,11 @@ class OutboxRelay:
                     raise NotSent(f"{len(ids)} deliveries")
         return len(ids)
 
-    def drain(self, received_before: datetime | None = None) -> int:
-        """Relay until nothing (received before ``received_before``) is waiting."""
+    def drain(self, *where) -> int:
+        """Relay until nothing (that ``where`` selects) is left; a claimed row is dispatched, so it is not
+        selected again."""
         total = 0
-        while (sent := self.relay_once(received_before)) > 0:
+        while (sent := self.relay_once(*where)) > 0:
             total += sent
             if sent < self.batch:
                 break

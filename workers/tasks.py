@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from celery import Celery, Task
@@ -22,6 +21,7 @@ from bridge.dispatch import (
     RUN_ONBOARDING_JOB,
     SWEEP_DELIVERIES,
     SWEEP_PULL_REQUESTS,
+    UNDISPATCHED,
 )
 from bridge.domain import DbtRun, RunStatus, is_rerun_command
 from bridge.errors import ApiError, ConfigError
@@ -156,29 +156,17 @@ def register(app: Celery) -> None:
 
     @app.task(bind=True, base=BridgeTask, name=SWEEP_DELIVERIES, queue=QUEUE)
     def sweep_deliveries(self) -> int:
-        """The safety net under the relay: deliveries stored but not sent for ``sweep_after`` go out the relay's
-        way (claimed, sent in fan-out batches, rolled back if the broker refuses); those sent but unfinished
-        after ``redispatch_after`` (a message lost with Redis) are sent again."""
+        """The safety net under the relay, sending the relay's way: deliveries stored but not sent for
+        ``sweep_after``, and those sent but unfinished after ``redispatch_after`` (a message lost with Redis)."""
         rt = self.runtime
         now = utcnow()
-        try:
-            relayed = rt.relay.drain(received_before=now - timedelta(seconds=rt.settings.sweep_after))
-        except NotSent as exc:  # they stay stored; the relays and the next sweep try again
-            log.warning("sweeper could not send waiting deliveries: %s", exc)
-            relayed = 0
-        lost = now - timedelta(seconds=rt.settings.redispatch_after)
-        with rt.db.session() as s:
-            rows = s.scalars(select(Delivery).where(
-                Delivery.state.in_(("dispatched", "processing")), Delivery.dispatched_at < lost,
-            ).order_by(Delivery.id).limit(1000).with_for_update(skip_locked=True)).all()
-            ids = [r.id for r in rows]
-            for r in rows:
-                r.state, r.dispatched_at = "dispatched", now
-        for delivery_id in ids:
-            process_delivery.apply_async(args=[delivery_id])
-        if relayed or ids:
-            log.info("sweeper sent %d waiting and %d lost deliveries", relayed, len(ids))
-        return relayed + len(ids)
+        waiting = _resend(rt, "waiting", Delivery.state == UNDISPATCHED,
+                          Delivery.received_at < now - timedelta(seconds=rt.settings.sweep_after))
+        lost = _resend(rt, "lost", Delivery.state.in_(("dispatched", "processing")),
+                       Delivery.dispatched_at < now - timedelta(seconds=rt.settings.redispatch_after))
+        if waiting or lost:
+            log.info("sweeper sent %d waiting and %d lost deliveries", waiting, lost)
+        return waiting + lost
 
     @app.task(bind=True, base=BridgeTask, name=REFRESH_CONNECTION, queue=QUEUE)
     def refresh_connection(self, connection_id: int) -> str:
@@ -191,7 +179,11 @@ def register(app: Celery) -> None:
         except IdentityError as exc:  # marked on the connection (needs_reauth) when a person must act
             log.warning("connection %s: %s", connection_id, exc.reason)
             return "failed"
-        resumed = resume_blocked(self.runtime.db, lambda i: process_delivery.apply_async(args=[i]))
+        # The deliveries that waited for a dead identity run again; those whose identity is still dead block
+        # again, so nothing is lost either way.
+        resumed = _resend(self.runtime, "blocked", Delivery.state == "blocked")
+        if resumed:
+            log.info("resumed %d blocked deliveries", resumed)
         return f"{', '.join(organizations)}; {resumed} blocked deliveries resumed"
 
     @app.task(bind=True, base=BridgeTask, name=RUN_ONBOARDING_JOB, queue=QUEUE)
@@ -242,20 +234,14 @@ def register(app: Celery) -> None:
         return len(ids)
 
 
-def resume_blocked(db, send: Callable[[int], object]) -> int:
-    """Re-run the deliveries that waited for a dead identity (a connection came back). Those whose identity
-    is still dead block again; nothing is lost either way."""
-    with db.session() as s:
-        rows = s.scalars(select(Delivery).where(Delivery.state == "blocked").order_by(Delivery.id)
-                         .limit(5000).with_for_update(skip_locked=True)).all()
-        ids = [r.id for r in rows]
-        for r in rows:
-            r.state, r.dispatched_at = "dispatched", utcnow()
-    for delivery_id in ids:
-        send(delivery_id)
-    if ids:
-        log.info("resumed %d blocked deliveries", len(ids))
-    return len(ids)
+def _resend(rt, what: str, *where) -> int:
+    """Send the deliveries ``where`` selects the relay's way (claimed and sent in one transaction, rolled back
+    if the broker refuses: they stay as they were for the next attempt)."""
+    try:
+        return rt.relay.drain(*where)
+    except NotSent as exc:
+        log.warning("could not send %s deliveries: %s", what, exc)
+        return 0
 
 
 def _dbt_event(rt, delivery_id: int, account_id: int | None, event: dict) -> str:

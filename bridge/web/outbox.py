@@ -31,7 +31,8 @@ COLUMNS = ("source", "dedupe_key", "event_type", "repository_id", "dbt_account_i
 
 # Every state a delivery is written in (a literal in its statement, so only these).
 STATES = (UNDISPATCHED, "ignored")
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+# One encoder, made once (json.dumps with options builds one a call): the stored events and the answers.
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class OutboxUnavailable(Exception):
@@ -67,9 +68,9 @@ class Outbox:
               repository_id: int | None = None, dbt_account_id: int | None = None) -> int | None:
         """Commit one delivery; its id, or None for a duplicate. Raises OutboxUnavailable (answered 503)."""
         engine, statements = self._setup()
-        statement = statements.get(state) or self._statement(state)
+        statement = statements[state]  # KeyError: not a state a delivery is written in
         params = (source, dedupe_key[:300], event_type[:100], repository_id, dbt_account_id,
-                  _encode(event), statement.timestamp(utcnow()))
+                  compact_json(event), statement.timestamp(utcnow()))
         dbapi = engine.dialect.loaded_dbapi
         for attempt in (1, 2):
             try:
@@ -92,17 +93,10 @@ class Outbox:
                 process = self._process
                 if process is None or process[0] != os.getpid():
                     engine = make_engine(self.url, pooled=False)
-                    process = self._process = (os.getpid(), engine, {
-                        UNDISPATCHED: _Statement(engine, state=UNDISPATCHED, notify=self._notify)})
+                    process = self._process = (os.getpid(), engine, {  # only new work wakes the relay
+                        state: _Statement(engine, state=state, notify=self._notify and state == UNDISPATCHED)
+                        for state in STATES})
         return process[1:]
-
-    def _statement(self, state: str) -> _Statement:
-        """The statement for rows that are not new work (ignored deliveries): no NOTIFY."""
-        engine, statements = self._setup()
-        if state not in STATES:
-            raise ValueError(f"not a delivery state: {state!r}")
-        statements[state] = _Statement(engine, state=state, notify=False)
-        return statements[state]
 
     def _cursor(self, engine: Engine):
         """This thread's cursor on its own autocommit DBAPI connection, opened on first use (and again in a

@@ -16,7 +16,6 @@ other path goes to Flask unchanged.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -34,16 +33,13 @@ from ..errors import PayloadError
 from ..metrics import Metrics
 from ..webhooks import azure_devops, dbt_cloud
 from .intake import Intake, event_record
-from .outbox import OutboxUnavailable
+from .outbox import OutboxUnavailable, compact_json
 
 log = logging.getLogger(__name__)
 
 ADO = "azure-devops"
 DBT = "dbt-cloud"
 PATHS = {"/webhooks/azure-devops": ADO, "/webhooks/dbt-cloud": DBT}
-
-
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder (json.dumps with options builds one a call)
 
 
 @dataclass(slots=True)
@@ -55,7 +51,7 @@ class Answer:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
     def __call__(self, environ, start_response):
-        body = _encode(self.payload).encode()
+        body = compact_json(self.payload).encode()
         start_response(_status_line(self.status), [("Content-Type", "application/json"),
                                                    ("Content-Length", str(len(body))), *self.headers])
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]

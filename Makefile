@@ -34,6 +34,7 @@ venv: $(STAMP)
 
 lint: venv
 	$(BIN)/ruff check bridge workers tests
+	$(BIN)/lint-imports --no-cache
 
 test: venv lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

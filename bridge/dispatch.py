@@ -1,7 +1,7 @@
-"""The task contract between the web tier and the workers: task names, their arguments, Celery settings.
+"""Sending work to the workers: the Celery settings both sides agree on, and the producer.
 
-The web process only *sends* tasks by name through a producer-only Celery app; it never imports the
-worker code, and the worker registers its tasks under these same names.
+The web process and the CLI only *send* tasks by name (``bridge.contracts``) through a producer-only Celery
+app; they never import the worker code, and the workers register their tasks under the same names.
 """
 
 from __future__ import annotations
@@ -10,28 +10,18 @@ import logging
 
 from celery import Celery
 
+from .contracts import (
+    CHECK_SUBSCRIPTIONS,
+    DISPATCH_DELIVERIES,
+    PROCESS_DELIVERY,
+    QUEUE,
+    REFRESH_CONNECTION,
+    RUN_ONBOARDING_JOB,
+    SWEEP_PULL_REQUESTS,
+)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-PROCESS_DELIVERY = "bridge.process_delivery"      # (delivery_id: int)
-DISPATCH_DELIVERIES = "bridge.dispatch_deliveries"  # (delivery_ids: list[int]) → one process_delivery each
-RECONCILE_PULL_REQUEST = "bridge.reconcile_pull_request"  # (repository_id: int, pull_request_id: int)
-REFRESH_RUN = "bridge.refresh_run"                # (ci_run_id: int)
-POLL_QUIET_RUNS = "bridge.poll_quiet_runs"
-SWEEP_DELIVERIES = "bridge.sweep_deliveries"
-SWEEP_PULL_REQUESTS = "bridge.sweep_pull_requests"  # (): compare Azure DevOps' active PRs with ours
-REFRESH_CONNECTION = "bridge.refresh_connection"    # (connection_id: int): read who it is and where
-RUN_ONBOARDING_JOB = "bridge.run_onboarding_job"    # (job_id: int): a console request (discover, set up, unlink)
-CHECK_SUBSCRIPTIONS = "bridge.check_subscriptions"  # (): heal service hooks and dbt webhooks
-
-QUEUE = "bridge"
-
-# The outbox (the deliveries table): receivers write rows to be processed in this state and, on PostgreSQL,
-# notify this channel; the workers' relay sends them and marks them "dispatched".
-UNDISPATCHED = "received"
-OUTBOX_CHANNEL = "bridge_outbox"
-
 
 def celery_config(settings: Settings) -> dict:
     """Settings both sides agree on. JSON only; late acks so a killed worker's task is redelivered."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import msal
@@ -24,7 +24,6 @@ from .errors import BridgeError, ConfigError
 AZURE_DEVOPS_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"
 USER_SCOPES = [f"{AZURE_DEVOPS_RESOURCE}/user_impersonation"]
 APP_SCOPES = [f"{AZURE_DEVOPS_RESOURCE}/.default"]
-MICROSOFT_HOSTS = {"login.microsoftonline.com": "/idp", "app.vssps.visualstudio.com": "/vssps"}
 REDIRECT_PATH = "/complete/azure-active-directory"
 
 # Entra error codes that mean "a person must sign in again"; retrying cannot help (reference/auth.md §1.8).
@@ -63,7 +62,6 @@ class EntraSettings:
     client_id: str
     client_secret: str
     authority: str = "https://login.microsoftonline.com/organizations"
-    test_base: str | None = None   # local testing only: where the fake identity platform is served
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, allow_insecure_http: bool) -> EntraSettings | None:
@@ -73,43 +71,23 @@ class EntraSettings:
         secret = env.get("BRIDGE_ENTRA_CLIENT_SECRET")
         if not secret:
             raise ConfigError("BRIDGE_ENTRA_CLIENT_ID is set but BRIDGE_ENTRA_CLIENT_SECRET is not")
-        test_base = env.get("BRIDGE_ENTRA_TEST_BASE") or None
-        if test_base and not allow_insecure_http:
-            raise ConfigError("BRIDGE_ENTRA_TEST_BASE (a local fake identity platform) needs "
-                              "BRIDGE_ALLOW_INSECURE_HTTP=1 and is for local testing only")
         authority = env.get("BRIDGE_ENTRA_AUTHORITY") or cls.authority
         if urlsplit(authority).scheme != "https":
             raise ConfigError("BRIDGE_ENTRA_AUTHORITY must be an https URL")
-        return cls(client_id=client_id, client_secret=secret, authority=authority.rstrip("/"), test_base=test_base)
+        return cls(client_id=client_id, client_secret=secret, authority=authority.rstrip("/"))
 
 
-def local_url(base: str, url: str) -> str:
-    """``url`` on one of Microsoft's hosts, served instead by the local fake at ``base``; other URLs unchanged."""
-    parts = urlsplit(url)
-    prefix = MICROSOFT_HOSTS.get(parts.hostname or "")
-    if prefix is None or parts.scheme != "https":
-        return url
-    return f"{base.rstrip('/')}{prefix}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+def _unchanged(url: str) -> str:
+    return url
 
 
-class _LocalRedirect(requests.Session):
-    """Sends requests meant for Microsoft's hosts to a local fake instead (tests and the demo only)."""
+@dataclass(frozen=True)
+class IdentityHosts:
+    """How this process reaches the identity platform: the HTTP session MSAL and the profile client use, and
+    where a person's browser is sent. Microsoft's own hosts unless the dev tooling injects its fake."""
 
-    def __init__(self, base: str):
-        super().__init__()
-        self._base = base.rstrip("/")
-
-    def request(self, method, url, *args, **kwargs):
-        return super().request(method, local_url(self._base, url), *args, **kwargs)
-
-
-def http_session(settings: EntraSettings) -> requests.Session:
-    return _LocalRedirect(settings.test_base) if settings.test_base else requests.Session()
-
-
-def local_session(base: str) -> requests.Session:
-    """A session whose requests to Microsoft's hosts go to the local fake at ``base`` (tests, the demo)."""
-    return _LocalRedirect(base)
+    session: Callable[[], requests.Session] = field(default=requests.Session)
+    browser_url: Callable[[str], str] = field(default=_unchanged)
 
 
 def _reason(result: Mapping) -> tuple[str, bool]:
@@ -128,10 +106,11 @@ def _reason(result: Mapping) -> tuple[str, bool]:
 class Identity:
     """One per process: builds MSAL applications, runs the connect flow, hands out access tokens."""
 
-    def __init__(self, settings: EntraSettings, *, redirect_uri: str):
+    def __init__(self, settings: EntraSettings, *, redirect_uri: str, hosts: IdentityHosts | None = None):
         self.settings = settings
         self.redirect_uri = redirect_uri
-        self._http = http_session(settings)
+        self.hosts = hosts or IdentityHosts()
+        self._http = self.hosts.session()
         self._http_cache: dict = {}
         self._apps: dict[str, msal.ConfidentialClientApplication] = {}
         self._lock = threading.Lock()
@@ -146,9 +125,12 @@ class Identity:
     # -- connecting a user ------------------------------------------------------------------------------
 
     def browser_uri(self, uri: str) -> str:
-        """Where to send a person's browser. Only with the local fake identity platform (tests, the demo)
-        does this differ: a real browser cannot be told that login.microsoftonline.com lives elsewhere."""
-        return local_url(self.settings.test_base, uri) if self.settings.test_base else uri
+        """Where to send a person's browser: ``uri`` itself, but for an injected fake identity platform."""
+        return self.hosts.browser_url(uri)
+
+    def http_session(self) -> requests.Session:
+        """A new session to the identity platform's hosts (and the Azure DevOps profile host)."""
+        return self.hosts.session()
 
     def authority_for(self, tenant: str | None) -> str:
         """The configured authority, or the same host with a specific tenant (a guest signing in there)."""

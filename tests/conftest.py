@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.devstack import Stack
+from bridge.dev.stack import Stack
 
 # The specs and real payloads live in shared/, beside the repository (as in CI and every work tree).
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -8,16 +8,12 @@ from dataclasses import dataclass
 import redis
 from celery import Celery, bootsteps
 
+from bridge.contracts import CHECK_SUBSCRIPTIONS, POLL_QUIET_RUNS, SWEEP_DELIVERIES, SWEEP_PULL_REQUESTS
 from bridge.crypto import SecretBox
 from bridge.db import Database
-from bridge.dispatch import (
-    CHECK_SUBSCRIPTIONS,
-    POLL_QUIET_RUNS,
-    SWEEP_DELIVERIES,
-    SWEEP_PULL_REQUESTS,
-    Dispatcher,
-    celery_config,
-)
+from bridge.deliveries.store import DeliveryStore
+from bridge.dispatch import Dispatcher, celery_config
+from bridge.identity import IdentityHosts
 from bridge.locks import redis_lock_factory
 from bridge.metrics import Metrics
 from bridge.services.connections import Connections
@@ -42,12 +38,17 @@ class Runtime:
     relay: OutboxRelay  # started by RelayStep in workers (not in beat); the sweeper drains through it too
 
     @property
+    def deliveries(self) -> DeliveryStore:
+        """The deliveries table's writes (the relay's own store)."""
+        return self.relay.store
+
+    @property
     def entra(self) -> ConnectionStore | None:
         """Entra ID connections, when Entra ID is configured."""
         return self.connections.entra
 
 
-def create_celery_app(settings: Settings | None = None) -> Celery:
+def create_celery_app(settings: Settings | None = None, *, identity_hosts: IdentityHosts | None = None) -> Celery:
     settings = settings or Settings.from_env()
     app = Celery("bridge-worker", set_as_current=True)
     app.conf.update(celery_config(settings))
@@ -68,7 +69,7 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     lock_client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5)
     box = SecretBox(settings.require_secret_keys())
     lock = redis_lock_factory(lock_client, settings.lock_timeout)
-    connections = Connections.from_settings(settings, db, box, lock)
+    connections = Connections.from_settings(settings, db, box, lock, identity_hosts=identity_hosts)
     reconciler = Reconciler(db, connections, lock, metrics)
     app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections,
                          onboarding=Onboarding(settings, db, box, connections, lock),

@@ -1,12 +1,8 @@
-"""The outbox relay: hands committed deliveries to Celery. One runs in every worker process.
+"""The outbox relay: one runs in every worker process, sending what the receivers commit.
 
-The web tier only commits a delivery (``bridge/web/outbox.py``: state "received"); sending it is worker-tier
-work, off the receivers' hot path. The relay claims received rows with ``FOR UPDATE SKIP LOCKED`` (relays
-in several workers never claim the same row), sends their ids as one task and marks them "dispatched" in
-the same transaction: if the broker refuses, the claim rolls back and the rows wait for the next attempt
-(and beat's sweeper). On PostgreSQL it sleeps on ``LISTEN`` (the receivers' INSERT notifies
-``OUTBOX_CHANNEL``), so a delivery reaches a worker within milliseconds; elsewhere (SQLite) it looks every
-``relay_interval``.
+It sends the deliveries' way (``DeliveryStore.drain``: claimed and sent in one transaction, rolled back if
+the broker refuses). On PostgreSQL it sleeps on ``LISTEN`` (the receivers' INSERT notifies
+``OUTBOX_CHANNEL``), so a delivery reaches a worker within milliseconds; on SQLite it looks every ``interval``.
 """
 
 from __future__ import annotations
@@ -15,62 +11,40 @@ import contextlib
 import logging
 import threading
 
-from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
+from bridge.contracts import OUTBOX_CHANNEL
 from bridge.db import Database
-from bridge.dispatch import OUTBOX_CHANNEL, UNDISPATCHED, Dispatcher
-from bridge.models import Delivery, utcnow
+from bridge.deliveries.store import NEW, DeliveryStore, NotSent, Selection
+from bridge.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-FAN_OUT = 25  # ids per fan-out task: a claimed batch is spread over that many worker threads, not one
 MAX_BACKOFF = 5.0
-
-
-class NotSent(Exception):
-    """The broker did not take the batch: roll the claim back."""
 
 
 class OutboxRelay:
     def __init__(self, db: Database, dispatcher: Dispatcher, *, interval: float | None = None, batch: int = BATCH):
         self.db = db
         self.dispatcher = dispatcher
+        self.store = DeliveryStore(db, batch=batch)
         # How often it looks when nothing woke it: PostgreSQL wakes it at once, SQLite cannot.
         self.interval = interval if interval is not None else (2.0 if db.is_postgres else 0.1)
-        self.batch = batch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listener = None  # the detached DBAPI connection that LISTENs (PostgreSQL)
 
     # -- one step --------------------------------------------------------------------------------------
 
-    def relay_once(self, *where) -> int:
-        """Claim up to ``batch`` deliveries, send them, mark them dispatched; how many were sent. By default the
-        new ones (state received); the sweeper and a reconnection pass ``where`` (SQL criteria on Delivery)
-        for the waiting, the lost and the blocked. Raises SQLAlchemyError, or NotSent when the broker refused
-        (nothing is marked then)."""
-        claimable = (select(Delivery.id).where(*(where or (Delivery.state == UNDISPATCHED,))).order_by(Delivery.id)
-                     .limit(self.batch).with_for_update(skip_locked=True))
-        claim = (update(Delivery).where(Delivery.id.in_(claimable))
-                 .values(state="dispatched", dispatched_at=utcnow()).returning(Delivery.id))
-        with self.db.engine.begin() as conn:
-            ids = sorted(conn.scalars(claim))
-            for start in range(0, len(ids), FAN_OUT):  # a refusal rolls the whole claim back (resending is safe)
-                if not self.dispatcher.process_deliveries(ids[start:start + FAN_OUT]):
-                    raise NotSent(f"{len(ids)} deliveries")
-        return len(ids)
+    def relay_once(self, selection: Selection = NEW) -> int:
+        """Send one batch of what ``selection`` picks (by default the new deliveries); how many were sent.
+        Raises SQLAlchemyError, or NotSent when the broker refused (nothing is marked then)."""
+        return self.store.dispatch(self.dispatcher.process_deliveries, selection)
 
-    def drain(self, *where) -> int:
-        """Relay until nothing (that ``where`` selects) is left; a claimed row is dispatched, so it is not
-        selected again."""
-        total = 0
-        while (sent := self.relay_once(*where)) > 0:
-            total += sent
-            if sent < self.batch:
-                break
-        return total
+    def drain(self, selection: Selection = NEW) -> int:
+        """Send until nothing ``selection`` picks is left."""
+        return self.store.drain(self.dispatcher.process_deliveries, selection)
 
     # -- the loop --------------------------------------------------------------------------------------
 

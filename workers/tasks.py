@@ -6,10 +6,10 @@ import logging
 from datetime import datetime, timedelta
 
 from celery import Celery, Task
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import or_, select
 
 from bridge import retry
-from bridge.dispatch import (
+from bridge.contracts import (
     CHECK_SUBSCRIPTIONS,
     DISPATCH_DELIVERIES,
     POLL_QUIET_RUNS,
@@ -21,15 +21,14 @@ from bridge.dispatch import (
     RUN_ONBOARDING_JOB,
     SWEEP_DELIVERIES,
     SWEEP_PULL_REQUESTS,
-    UNDISPATCHED,
 )
+from bridge.deliveries.states import DeliveryState
+from bridge.deliveries.store import Claimed, NotSent, Selection
 from bridge.domain import DbtRun, RunStatus, is_rerun_command
 from bridge.errors import ApiError, ConfigError
 from bridge.identity import IdentityError, ReauthRequired
-from bridge.models import CiRun, Delivery, Repository, utcnow
+from bridge.models import CiRun, Repository, utcnow
 from bridge.services import onboarding_jobs
-
-from .relay import NotSent
 
 log = logging.getLogger(__name__)
 
@@ -76,66 +75,38 @@ def _aware(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-FINISHED = ("processed", "ignored", "failed")
-
-# The statements every delivery runs, built once: SQLAlchemy keeps their compiled form, and a statement
-# object reused is not keyed again on each execution.
-MARK = update(Delivery).where(Delivery.id == bindparam("delivery_id")).values(
-    state=bindparam("new_state"), error=bindparam("new_error"), processed_at=bindparam("finished_at"))
-CLAIM = (update(Delivery).where(Delivery.id == bindparam("delivery_id"), Delivery.state.not_in(FINISHED))
-         .values(state="processing", attempts=Delivery.attempts + 1)
-         .returning(Delivery.source, Delivery.event, Delivery.repository_id, Delivery.dbt_account_id))
-STATE = select(Delivery.state).where(Delivery.id == bindparam("delivery_id"))
-
-
-def _mark(db, delivery_id: int, state: str, error: str | None = None) -> None:
-    """Record how a delivery ended (or that it waits): one UPDATE, no read first."""
-    with db.statement() as conn:
-        conn.execute(MARK, {"delivery_id": delivery_id, "new_state": state, "new_error": error,
-                            "finished_at": utcnow() if state in FINISHED else None})
-
-
-def _claim(db, delivery_id: int):
-    """Mark a delivery as being processed and read what the work needs, in one statement. Returns the row,
-    or the state that makes it nothing to do: ``missing`` or a finished state (a redelivered message)."""
-    with db.statement() as conn:
-        row = conn.execute(CLAIM, {"delivery_id": delivery_id}).first()
-        if row is not None:
-            return row
-        return conn.scalar(STATE, {"delivery_id": delivery_id}) or "missing"
-
-
 def register(app: Celery) -> None:
     class DeliveryTask(BridgeTask):
         def on_give_up(self, exc, delivery_id, *args, **kwargs):
-            _mark(self.runtime.db, delivery_id, "failed", f"gave up after retries: {_safe(exc)}")
+            self.runtime.deliveries.finish(delivery_id, DeliveryState.FAILED, f"gave up after retries: {_safe(exc)}")
 
     @app.task(bind=True, base=DeliveryTask, name=PROCESS_DELIVERY, queue=QUEUE)
     def process_delivery(self, delivery_id: int) -> str:
         rt = self.runtime
-        claimed = _claim(rt.db, delivery_id)
-        if isinstance(claimed, str):
+        store = rt.deliveries
+        claimed = store.claim(delivery_id)
+        if not isinstance(claimed, Claimed):
             return claimed  # missing, or a redelivered message whose work is done
-        source, event, repository_id, account_id = claimed
+        event = claimed.event
         try:
-            if source == "azure-devops":
-                outcome = rt.reconciler.reconcile(repository_id, int(event["pull_request_id"]),
+            if claimed.source == "azure-devops":
+                outcome = rt.reconciler.reconcile(claimed.repository_id, int(event["pull_request_id"]),
                                                   rerun=is_rerun_command(event.get("comment")))
-                _mark(rt.db, delivery_id, "processed", None)
+                store.finish(delivery_id, DeliveryState.PROCESSED)
                 return outcome.reason
-            return _dbt_event(rt, delivery_id, account_id, event)
+            return _dbt_event(rt, delivery_id, claimed.dbt_account_id, event)
         except ReauthRequired as exc:
             # Not a failure of this delivery: it waits (state "blocked") and is re-run when someone
             # reconnects, instead of retrying uselessly against dead tokens.
             log.warning("delivery %s blocked: %s", delivery_id, exc.reason)
-            _mark(rt.db, delivery_id, "blocked", exc.reason)
+            store.finish(delivery_id, DeliveryState.BLOCKED, exc.reason)
             rt.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
             return "blocked"
         except (ApiError, ConfigError, IdentityError) as exc:
             if retry.is_retryable(exc):
                 raise
             log.warning("delivery %s failed: %s", delivery_id, _safe(exc))
-            _mark(rt.db, delivery_id, "failed", _safe(exc))
+            store.finish(delivery_id, DeliveryState.FAILED, _safe(exc))
             rt.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
             return "failed"
 
@@ -160,10 +131,11 @@ def register(app: Celery) -> None:
         ``sweep_after``, and those sent but unfinished after ``redispatch_after`` (a message lost with Redis)."""
         rt = self.runtime
         now = utcnow()
-        waiting = _resend(rt, "waiting", Delivery.state == UNDISPATCHED,
-                          Delivery.received_at < now - timedelta(seconds=rt.settings.sweep_after))
-        lost = _resend(rt, "lost", Delivery.state.in_(("dispatched", "processing")),
-                       Delivery.dispatched_at < now - timedelta(seconds=rt.settings.redispatch_after))
+        waiting = _resend(rt, "waiting", Selection(
+            received_before=now - timedelta(seconds=rt.settings.sweep_after)))
+        lost = _resend(rt, "lost", Selection(
+            states=frozenset({DeliveryState.DISPATCHED, DeliveryState.PROCESSING}),
+            dispatched_before=now - timedelta(seconds=rt.settings.redispatch_after)))
         if waiting or lost:
             log.info("sweeper sent %d waiting and %d lost deliveries", waiting, lost)
         return waiting + lost
@@ -181,7 +153,7 @@ def register(app: Celery) -> None:
             return "failed"
         # The deliveries that waited for a dead identity run again; those whose identity is still dead block
         # again, so nothing is lost either way.
-        resumed = _resend(self.runtime, "blocked", Delivery.state == "blocked")
+        resumed = _resend(self.runtime, "blocked", Selection(states=frozenset({DeliveryState.BLOCKED})))
         if resumed:
             log.info("resumed %d blocked deliveries", resumed)
         return f"{', '.join(organizations)}; {resumed} blocked deliveries resumed"
@@ -234,11 +206,11 @@ def register(app: Celery) -> None:
         return len(ids)
 
 
-def _resend(rt, what: str, *where) -> int:
-    """Send the deliveries ``where`` selects the relay's way (claimed and sent in one transaction, rolled back
-    if the broker refuses: they stay as they were for the next attempt)."""
+def _resend(rt, what: str, selection: Selection) -> int:
+    """Send the deliveries ``selection`` picks the relay's way (claimed and sent in one transaction, rolled
+    back if the broker refuses: they stay as they were for the next attempt)."""
     try:
-        return rt.relay.drain(*where)
+        return rt.relay.drain(selection)
     except NotSent as exc:
         log.warning("could not send %s deliveries: %s", what, exc)
         return 0
@@ -249,16 +221,16 @@ def _dbt_event(rt, delivery_id: int, account_id: int | None, event: dict) -> str
         ci_run_id = s.scalar(select(CiRun.id).where(CiRun.dbt_account_id == account_id,
                                                     CiRun.dbt_run_id == int(event["run_id"])))
     if ci_run_id is None:
-        _mark(rt.db, delivery_id, "ignored", "run was not started by the bridge")
+        rt.deliveries.finish(delivery_id, DeliveryState.IGNORED, "run was not started by the bridge")
         return "ignored"
     status = RunStatus.parse(event.get("status"))
     if status is None:
-        _mark(rt.db, delivery_id, "ignored", "event carries no run status")
+        rt.deliveries.finish(delivery_id, DeliveryState.IGNORED, "event carries no run status")
         return "ignored"
     started, finished = _aware(event.get("started_at")), _aware(event.get("finished_at"))
     duration = (finished - started).total_seconds() if started and finished else None
     news = DbtRun(run_id=int(event["run_id"]), status=status, status_message=event.get("status_message"),
                   started_at=started, finished_at=finished, duration_seconds=duration)
     outcome = rt.reconciler.settle_run(ci_run_id, news)
-    _mark(rt.db, delivery_id, "processed", None)
+    rt.deliveries.finish(delivery_id, DeliveryState.PROCESSED)
     return outcome.reason

@@ -53,7 +53,21 @@ def connections_for(settings: Settings, database, box):
     """API clients as the workers build them."""
     from ..services.connections import Connections
 
-    return Connections.from_settings(settings, database, box, lock(settings))
+    return Connections.from_settings(settings, database, box, lock(settings), identity_hosts=dev_identity_hosts())
+
+
+def dev_identity_hosts():
+    """The sandbox's identity platform when the dev stack runs the CLI (``BRIDGE_ENTRA_TEST_BASE``), else None."""
+    try:
+        from ..dev.entra_redirect import hosts_from_env
+    except ModuleNotFoundError as exc:  # installed without the dev tooling
+        if exc.name not in ("bridge.dev", "bridge.dev.entra_redirect"):
+            raise
+        return None
+    try:
+        return hosts_from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def read_secret(env_name: str | None, prompt: str) -> str:
@@ -94,5 +108,25 @@ AS_OPTION = click.option("--as", "as_upn", metavar="UPN",
                               "default: the organization's configured identity.")
 
 
+def _register_dev_commands() -> None:
+    """``bridge sandbox`` and ``bridge demo`` from the dev tooling; installed without it, they say where it is."""
+    try:
+        from ..dev.commands import COMMANDS
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("bridge.dev", "bridge.dev.commands"):
+            raise
+        for name in ("sandbox", "demo"):
+            @main.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                          help="(dev tooling) runs from a checkout of the repository, not an installed package.")
+            def unavailable(name=name) -> None:
+                raise click.ClickException(f"'bridge {name}' is dev tooling: run it from a checkout of the "
+                                           "repository (make demo), not from an installed package")
+        return
+    for command in COMMANDS:
+        main.add_command(command)
+
+
 # Registering the command groups (each module adds its commands to ``main``).
 from . import configuration, identities, operations, repositories  # noqa: E402, F401
+
+_register_dev_commands()

@@ -1,38 +1,10 @@
-"""Running and watching the bridge: the sandbox, the demo, ``bridge status``, ``bridge prs``, ``bridge deliveries``."""
+"""Watching the bridge: ``bridge status``, ``bridge prs``, ``bridge deliveries``."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import click
 
 from . import console, load_settings, main, new_table
-
-# -- sandbox and demo ---------------------------------------------------------------------------------
-
-@main.command()
-@click.option("--port", type=int, required=True, help="Port to listen on.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-def sandbox(port: int, host: str) -> None:
-    """Run the local fake Azure DevOps + dbt Cloud (control API under /_sandbox)."""
-    from ..sandbox import serve
-
-    console.print(f"sandbox on http://{host}:{port} (Azure DevOps org URL http://{host}:{port}/fabrikam, "
-                  f"dbt Cloud URL http://{host}:{port})")
-    serve(host, port)
-
-
-@main.command()
-@click.option("--once", is_flag=True, help="Play the scenario once and exit 0 only if every expectation held.")
-@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=Path(".demo"),
-              show_default=True)
-def demo(once: bool, workdir: Path) -> None:
-    """Start Redis, the sandbox, web, worker and beat on SQLite and play the CI scenario."""
-    from ..demo import run_demo
-
-    sys.exit(run_demo(workdir=workdir, once=once))
-
 
 # -- pull requests -------------------------------------------------------------------------------
 
@@ -66,27 +38,23 @@ def deliveries() -> None:
 @click.option("--id", "ids", type=int, multiple=True, help="Only these deliveries.")
 def deliveries_retry(states: tuple[str, ...], ids: tuple[int, ...]) -> None:
     """Run deliveries again. Safe: processing is idempotent, so a delivery already acted on changes nothing."""
-    from sqlalchemy import select
-
     from ..db import Database
+    from ..deliveries.states import DeliveryState
+    from ..deliveries.store import DeliveryStore, NotSent, Selection
     from ..dispatch import Dispatcher
-    from ..models import Delivery, utcnow
 
     settings = load_settings()
-    with Database(settings.database_url).session() as s:
-        query = select(Delivery).where(Delivery.state.in_(states))
-        if ids:
-            query = query.where(Delivery.id.in_(ids))
-        rows = s.scalars(query.order_by(Delivery.id)).all()
-        chosen = [r.id for r in rows]
-        for r in rows:
-            r.state, r.dispatched_at, r.processed_at = "dispatched", utcnow(), None
-    if not chosen:
+    selection = Selection(states=frozenset(DeliveryState(s) for s in states), ids=ids)
+    try:  # claimed and sent in one transaction: if the broker refuses, nothing changes
+        sent = DeliveryStore(Database(settings.database_url)).drain(Dispatcher(settings).process_deliveries,
+                                                                     selection)
+    except NotSent:
+        raise click.ClickException("could not reach the broker (BRIDGE_BROKER_URL); nothing was changed, "
+                                   "try again once it answers") from None
+    if not sent:
         console.print(f"no {'/'.join(states)} deliveries" + (" with those ids" if ids else ""))
         return
-    sent = Dispatcher(settings).process_deliveries(chosen)
-    console.print(f"{len(chosen)} deliveries queued again" + ("" if sent else
-                  " (broker unreachable: the sweeper sends them within BRIDGE_REDISPATCH_AFTER seconds)"))
+    console.print(f"{sent} deliveries queued again")
 
 
 # -- read-outs ----------------------------------------------------------------------------------------

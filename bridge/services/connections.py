@@ -15,7 +15,7 @@ from ..clients.http import plain_session
 from ..crypto import SecretBox
 from ..db import Database
 from ..errors import ConfigError
-from ..identity import REDIRECT_PATH, Identity, ReauthRequired
+from ..identity import REDIRECT_PATH, Identity, IdentityHosts, ReauthRequired
 from ..models import Connection, DbtAccount, Organization
 from ..settings import Settings
 from ..urls import check_base_url
@@ -49,11 +49,13 @@ class Connections:
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database, box: SecretBox,
-                      lock: Callable[[str], AbstractContextManager] | None = None) -> Connections:
+                      lock: Callable[[str], AbstractContextManager] | None = None, *,
+                      identity_hosts: IdentityHosts | None = None) -> Connections:
         """The one way workers and the CLI assemble credentials: Entra ID connections when configured."""
         entra = None
         if settings.entra is not None:
-            identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}")
+            identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}",
+                                hosts=identity_hosts)
             entra = ConnectionStore(db, box, identity, lock)
         return cls(settings, box, db=db, entra=entra)
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from ..clients.azure_devops import ProfileClient
 from ..crypto import SecretBox
 from ..db import Database
-from ..identity import Identity, ReauthRequired, http_session
+from ..identity import Identity, ReauthRequired
 from ..models import Connection, Organization
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class ConnectionStore:
         self.box = box
         self.identity = identity
         self.lock = lock or (lambda _key: nullcontext())
-        self._http = http_session(identity.settings)
+        self._http = identity.http_session()
 
     def refresh_profile(self, connection_id: int) -> list[str]:
         """Read who the connected person is and which organizations they belong to, with their own token."""

@@ -30,6 +30,7 @@ from ..clients.azure_devops import (
 )
 from ..clients.dbt_cloud import DbtCloudClient
 from ..config_file import link_repository
+from ..contracts import AZURE_DEVOPS_WEBHOOK_PATH, DBT_CLOUD_WEBHOOK_PATH
 from ..crypto import SecretBox
 from ..db import Database
 from ..domain import (
@@ -65,8 +66,8 @@ from .connections import Connections
 
 log = logging.getLogger(__name__)
 
-HOOK_PATH = "/webhooks/azure-devops"
-DBT_HOOK_PATH = "/webhooks/dbt-cloud"
+HOOK_PATH = AZURE_DEVOPS_WEBHOOK_PATH
+DBT_HOOK_PATH = DBT_CLOUD_WEBHOOK_PATH
 STEPS = ("repository", "permissions", "ci job", "link", "service hooks", "dbt webhook", "branch policy")
 # Retrying one step still runs the first four (they find the repository and job, and change nothing that is
 # already right); of these three only the ones asked for run.

@@ -12,13 +12,13 @@ from ..connect import ConnectFlows
 from ..crypto import SecretBox
 from ..db import Database
 from ..dispatch import Dispatcher
-from ..identity import REDIRECT_PATH, Identity
+from ..identity import REDIRECT_PATH, Identity, IdentityHosts
 from ..metrics import DatabaseCollector, Metrics
 from ..settings import Settings
 from .intake import Intake
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHosts | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics.registry.register(DatabaseCollector(intake.counts))
     flows = None
     if settings.entra is not None and box is not None:
-        identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}")
+        identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}", hosts=identity_hosts)
         flows = ConnectFlows(db, box, identity)
     app.extensions["bridge"] = {"settings": settings, "db": db, "metrics": metrics, "intake": intake,
                                 "dispatcher": dispatcher, "flows": flows, "box": box}

@@ -6,10 +6,11 @@ from datetime import timedelta
 
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
-from ..dispatch import UNDISPATCHED
-from ..models import Connection, DbtWebhookRecord, Delivery, HookSubscriptionRecord, Repository, utcnow
+from ..deliveries.states import DeliveryState
+from ..deliveries.store import DeliveryStore
+from ..models import Connection, DbtWebhookRecord, HookSubscriptionRecord, Repository, utcnow
 
 bp = Blueprint("health", __name__)
 
@@ -40,9 +41,6 @@ def readyz():
         with ext["db"].session() as s:
             dead = s.execute(select(Connection.upn, Connection.status_reason)
                              .where(Connection.status == "needs_reauth")).all()
-            blocked = s.scalar(select(func.count()).select_from(Delivery).where(Delivery.state == "blocked"))
-            stalled = s.scalar(select(func.count()).select_from(Delivery).where(
-                Delivery.state == UNDISPATCHED, Delivery.received_at < utcnow() - timedelta(seconds=STALLED_AFTER)))
             hook_problems = s.execute(select(Repository.name, HookSubscriptionRecord.event_type,
                                              HookSubscriptionRecord.problem)
                                       .join(Repository, Repository.id == HookSubscriptionRecord.repository_id)
@@ -51,6 +49,10 @@ def readyz():
                                               DbtWebhookRecord.problem)
                                        .join(Repository, Repository.id == DbtWebhookRecord.repository_id)
                                        .where(DbtWebhookRecord.problem.is_not(None))).all()
+        deliveries = DeliveryStore(ext["db"])
+        blocked = deliveries.count({DeliveryState.BLOCKED})
+        stalled = deliveries.count({DeliveryState.RECEIVED},
+                                   received_before=utcnow() - timedelta(seconds=STALLED_AFTER))
         warnings = [f"Azure DevOps connection {upn} needs re-authorization ({reason}); reconnect it "
                     f"at {ext['settings'].public_url}/console" for upn, reason in dead]
         if stalled:

@@ -2,7 +2,7 @@
 
 A delivery is stored (unique on its source event id) before the receiver answers 2xx; the broker is
 only the transport. Rows to be processed are written as "received"; the workers' relay hands them to
-Celery and marks them "dispatched" (``outbox.py`` does the writing, ``workers/relay.py`` the sending).
+Celery and marks them "dispatched" (``bridge/deliveries``: the outbox writes, the store sends).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from ..crypto import SecretBox
 from ..db import Database
+from ..deliveries.outbox import Outbox
 from ..models import (
     CiRun,
     Connection,
@@ -33,7 +34,6 @@ from ..models import (
     utcnow,
 )
 from ..webhooks import dbt_cloud
-from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 

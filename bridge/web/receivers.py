@@ -5,12 +5,8 @@ fail, so "not interested" is always 200): 202 accepted (committed; the workers' 
 duplicate, ignored or test delivery; 400 malformed; 401 bad credentials; 405 not a POST; 413 too large;
 415 not JSON; 503 database unavailable.
 
-The receivers are a WSGI layer in front of the Flask app (``Receivers``, installed by ``create_app``), not
-Flask routes: a delivery needs none of Flask's per-request machinery (app and request contexts, the session,
-the console's URL map), which on the benchmark cost as much CPU as verifying, parsing and committing the
-delivery (docs/benchmarks.md). They read what they need from the WSGI environ with werkzeug's parsers (a
-Request object per delivery cost measurable CPU) and write their small JSON answers straight to WSGI; every
-other path goes to Flask unchanged.
+Not Flask routes but a WSGI layer in front of the app (``Receivers``, installed by ``create_app``): the hot
+path skips request contexts (docs/benchmarks.md). Every other path goes to Flask unchanged.
 """
 
 from __future__ import annotations
@@ -27,19 +23,20 @@ from werkzeug.datastructures import Authorization
 from werkzeug.http import parse_options_header
 from werkzeug.wsgi import get_content_length
 
-from ..dispatch import UNDISPATCHED
+from ..contracts import AZURE_DEVOPS_WEBHOOK_PATH, DBT_CLOUD_WEBHOOK_PATH
+from ..deliveries.outbox import OutboxUnavailable, compact_json
+from ..deliveries.states import DeliveryState
 from ..domain import IgnoredEvent, PullRequestEvent
 from ..errors import PayloadError
 from ..metrics import Metrics
 from ..webhooks import azure_devops, dbt_cloud
 from .intake import Intake, event_record
-from .outbox import OutboxUnavailable, compact_json
 
 log = logging.getLogger(__name__)
 
 ADO = "azure-devops"
 DBT = "dbt-cloud"
-PATHS = {"/webhooks/azure-devops": ADO, "/webhooks/dbt-cloud": DBT}
+PATHS = {AZURE_DEVOPS_WEBHOOK_PATH: ADO, DBT_CLOUD_WEBHOOK_PATH: DBT}
 
 
 @dataclass(slots=True)
@@ -123,7 +120,7 @@ class Receivers:
     def _ignored(self, source: str, event, reason: str, **owner) -> Answer:
         """Recorded (so a redelivery is recognised) but not worked on: 200, never a 4xx."""
         stored = self.intake.store(source=source, dedupe_key=event.dedupe_key, event_type=event.event_type,
-                                   event=event_record(event), state="ignored", **owner)
+                                   event=event_record(event), state=DeliveryState.IGNORED, **owner)
         if stored is None:
             return self._answer(source, "duplicate", 200)
         return self._answer(source, "ignored", 200, reason=reason)
@@ -165,7 +162,7 @@ class Receivers:
             return self._ignored(ADO, event, f"repository {event.repository_id} is not configured")
         return self._accepted(ADO, started, intake.store(
             source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type, event=event_record(event),
-            state=UNDISPATCHED, repository_id=repository_id))
+            state=DeliveryState.RECEIVED, repository_id=repository_id))
 
     def dbt_cloud(self, environ) -> Answer:
         started = time.perf_counter()
@@ -188,4 +185,4 @@ class Receivers:
                                  dbt_account_id=account_id)
         return self._accepted(DBT, started, intake.store(
             source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type, event=event_record(event),
-            state=UNDISPATCHED, dbt_account_id=account_id))
+            state=DeliveryState.RECEIVED, dbt_account_id=account_id))

@@ -14,10 +14,10 @@ from werkzeug.serving import make_server
 
 from bridge.clients.azure_devops import AzureDevOpsClient, AzureDevOpsNotFound, PersonalAccessToken
 from bridge.clients.dbt_cloud import DbtCloudClient, DbtCloudNotFound, DbtCloudUnauthorized
-from bridge.devstack import free_port
+from bridge.dev.sandbox import create_sandbox_app
+from bridge.dev.sandbox.control import SandboxControl, wait_until
+from bridge.dev.stack import free_port
 from bridge.domain import RunStatus, StatusContext, StatusState, StatusUpdate
-from bridge.sandbox import create_sandbox_app
-from bridge.sandbox.control import SandboxControl, wait_until
 from tests.specs import check_exchange, find_operation
 
 

@@ -1,5 +1,5 @@
 """The real stack for the integration suite: PostgreSQL, Redis, the sandbox, gunicorn, a Celery worker and
-beat, all private processes started for the session (``bridge.devstack.start_bridge``)."""
+beat, all private processes started for the session (``bridge.dev.stack.start_bridge``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from bridge.db import Database
-from bridge.devstack import (
+from bridge.dev.sandbox.control import SandboxControl
+from bridge.dev.stack import (
     CI_JOB,
     DBT_WEBHOOK_SECRET,
     HOOK_PASSWORD,
@@ -22,7 +23,6 @@ from bridge.devstack import (
     Stack,
     start_bridge,
 )
-from bridge.sandbox.control import SandboxControl
 
 DBT_SECRET = DBT_WEBHOOK_SECRET
 MARTS_REPO = "8d7c2b1a-0000-4000-8000-00000000beef"

@@ -10,8 +10,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from bridge.devstack import ENTRA_USER, DevstackError, ensure_binaries
-from bridge.sandbox.control import wait_until
+from bridge.dev.sandbox.control import wait_until
+from bridge.dev.stack import ENTRA_USER, DevstackError, ensure_binaries
 
 PROJECT, REPO = "Marketing", "dbt-marketing"
 

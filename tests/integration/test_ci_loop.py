@@ -6,8 +6,8 @@ import time
 
 from sqlalchemy import select
 
+from bridge.dev.sandbox.control import wait_until
 from bridge.models import Delivery
-from bridge.sandbox.control import wait_until
 
 from .conftest import CI_JOB, TEARDOWN_JOB
 

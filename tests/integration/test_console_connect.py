@@ -6,10 +6,10 @@ from __future__ import annotations
 import requests
 from sqlalchemy import select
 
-from bridge.devstack import ADMIN_GROUP, ADMIN_TOKEN, ENTRA_USER
+from bridge.dev.person import Person, csrf_of
+from bridge.dev.sandbox.control import wait_until
+from bridge.dev.stack import ADMIN_GROUP, ADMIN_TOKEN, ENTRA_USER
 from bridge.models import Connection
-from bridge.sandbox.control import wait_until
-from bridge.sandbox.person import Person, csrf_of
 
 
 def admin(bridge) -> Person:

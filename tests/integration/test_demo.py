@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bridge.devstack import ROOT
+from bridge.dev.stack import ROOT
 
 
 def test_demo_plays_every_story_on_sqlite(tmp_path):

@@ -14,9 +14,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bridge.dispatch import PROCESS_DELIVERY, QUEUE, Dispatcher
+from bridge.contracts import PROCESS_DELIVERY, QUEUE
+from bridge.dev.sandbox.control import wait_until
+from bridge.dispatch import Dispatcher
 from bridge.models import Delivery, utcnow
-from bridge.sandbox.control import wait_until
 from bridge.settings import Settings
 
 

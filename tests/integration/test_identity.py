@@ -1,6 +1,6 @@
 """Entra ID with the real MSAL library, offline: connect, silent use, refresh, expiry, revocation, replay.
 
-The fake identity platform is the sandbox's (``bridge/sandbox/identity.py``), reached through MSAL's
+The fake identity platform is the sandbox's (``bridge/dev/sandbox/identity.py``), reached through MSAL's
 injected HTTP client; MSAL itself runs unmodified.
 """
 
@@ -15,9 +15,11 @@ import requests
 from werkzeug.serving import make_server
 
 from bridge.clients.azure_devops import AzureDevOpsClient
-from bridge.devstack import free_port
-from bridge.identity import EntraSettings, FlowRejected, Identity, IdentityError, ReauthRequired, http_session
-from bridge.sandbox import create_sandbox_app
+from bridge.dev.entra_redirect import hosts_from_env, sandbox_hosts
+from bridge.dev.sandbox import create_sandbox_app
+from bridge.dev.stack import free_port
+from bridge.errors import ConfigError
+from bridge.identity import EntraSettings, FlowRejected, Identity, IdentityError, ReauthRequired
 
 CLIENT_ID, SECRET = "11111111-aaaa-4bbb-8ccc-000000000001", "app-secret-value"
 ADA = {"oid": "0a0a0a0a-0000-4000-8000-00000000ada1", "tid": "7e7e7e7e-0000-4000-8000-000000000001",
@@ -40,13 +42,14 @@ def sandbox():
 
 @pytest.fixture
 def identity(sandbox):
-    settings = EntraSettings(client_id=CLIENT_ID, client_secret=SECRET, test_base=sandbox)
-    return Identity(settings, redirect_uri="https://bridge.example/complete/azure-active-directory")
+    settings = EntraSettings(client_id=CLIENT_ID, client_secret=SECRET)
+    return Identity(settings, redirect_uri="https://bridge.example/complete/azure-active-directory",
+                    hosts=sandbox_hosts(sandbox))
 
 
 def browser_consent(identity: Identity, flow: dict) -> dict:
     """What the person's browser does: visit auth_uri, consent, and post the answer back (form_post)."""
-    page = http_session(identity.settings).get(flow["auth_uri"], timeout=5)
+    page = identity.http_session().get(flow["auth_uri"], timeout=5)
     page.raise_for_status()
     return {name: unescape(value) for name, value in re.findall(r'name="([^"]+)" value="([^"]*)"', page.text)}
 
@@ -87,7 +90,8 @@ def test_a_cache_moved_to_another_process_refreshes_silently_and_rotates(identit
     requests.post(f"{sandbox}/_sandbox/idp/setup", json={"token_lifetime": 60}, timeout=5)  # < MSAL's 5 min margin
     try:
         blob, _ = connect(identity)
-        worker = Identity(identity.settings, redirect_uri=identity.redirect_uri)  # a fresh process's object
+        # a fresh process's object
+        worker = Identity(identity.settings, redirect_uri=identity.redirect_uri, hosts=identity.hosts)
         first, saved = worker.user_token(blob)
         assert saved is not None and saved != blob  # refreshed: the rotated refresh token must be stored
         second, saved_again = worker.user_token(saved)
@@ -156,9 +160,9 @@ def test_settings_fail_closed(sandbox):
     assert EntraSettings.from_env({}, allow_insecure_http=False) is None
     with pytest.raises(Exception, match="CLIENT_SECRET"):
         EntraSettings.from_env({"BRIDGE_ENTRA_CLIENT_ID": "x"}, allow_insecure_http=False)
-    with pytest.raises(Exception, match="local testing only"):
-        EntraSettings.from_env({"BRIDGE_ENTRA_CLIENT_ID": "x", "BRIDGE_ENTRA_CLIENT_SECRET": "y",
-                                "BRIDGE_ENTRA_TEST_BASE": sandbox}, allow_insecure_http=False)
+    with pytest.raises(ConfigError, match="local testing only"):
+        hosts_from_env({"BRIDGE_ENTRA_TEST_BASE": sandbox})
+    assert hosts_from_env({}) is None
 
 
 # -- connections: flows kept server-side, encrypted caches, worker credentials ----------------------------
@@ -180,7 +184,7 @@ def store(identity, tmp_path):
 
 
 def consent_to(store, auth_uri: str) -> dict:
-    page = http_session(store.identity.settings).get(auth_uri, timeout=5)
+    page = store.identity.http_session().get(auth_uri, timeout=5)
     return {name: unescape(value) for name, value in re.findall(r'name="([^"]+)" value="([^"]*)"', page.text)}
 
 
@@ -205,7 +209,7 @@ def test_flow_is_single_use_owned_and_survives_other_processes(store, identity):
         store.flows.complete("mallory", answer)   # the flow is gone now: a stolen answer is spent, not reusable
     auth_uri = store.flows.start(owner="alice")
     answer = consent_to(store, auth_uri)
-    elsewhere = Identity(identity.settings, redirect_uri=identity.redirect_uri)
+    elsewhere = Identity(identity.settings, redirect_uri=identity.redirect_uri, hosts=identity.hosts)
     other_process = ConnectFlows(store.db, store.box, elsewhere)
     assert other_process.complete("alice", answer).upn == ADA["upn"]  # any worker or host can finish it
     with pytest.raises(FlowRejected, match="no connect flow"):

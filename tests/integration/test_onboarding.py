@@ -13,11 +13,11 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from bridge.devstack import ADMIN_TOKEN, ENTRA_USER
+from bridge.dev.person import Person
+from bridge.dev.sandbox.control import wait_until
+from bridge.dev.stack import ADMIN_TOKEN, ENTRA_USER
 from bridge.dispatch import Dispatcher
 from bridge.models import DbtWebhookRecord, HookSubscriptionRecord, Repository
-from bridge.sandbox.control import wait_until
-from bridge.sandbox.person import Person
 from bridge.settings import Settings
 
 ORG, PROJECT = "fabrikam", "Data-Platform"

@@ -7,9 +7,9 @@ import json
 import pytest
 from sqlalchemy import select
 
-from bridge.devstack import free_port
+from bridge.dev.sandbox.control import wait_until
+from bridge.dev.stack import free_port
 from bridge.models import Delivery
-from bridge.sandbox.control import wait_until
 from bridge.webhooks.dbt_cloud import signature
 from tests.conftest import ADO_FIXTURES, DBT_FIXTURES
 

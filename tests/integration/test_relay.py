@@ -19,13 +19,16 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
+from bridge.contracts import DISPATCH_DELIVERIES, PROCESS_DELIVERY, QUEUE
 from bridge.db import Database, upgrade
-from bridge.devstack import free_port
-from bridge.dispatch import DISPATCH_DELIVERIES, PROCESS_DELIVERY, QUEUE, Dispatcher
+from bridge.deliveries.outbox import Outbox
+from bridge.deliveries.states import DeliveryState
+from bridge.deliveries.store import NotSent, Selection
+from bridge.dev.stack import free_port
+from bridge.dispatch import Dispatcher
 from bridge.models import Delivery, utcnow
 from bridge.settings import Settings
-from bridge.web.outbox import Outbox
-from workers.relay import NotSent, OutboxRelay
+from workers.relay import OutboxRelay
 
 
 @pytest.fixture
@@ -67,7 +70,7 @@ def sent_ids(client) -> list[int]:
     return ids
 
 
-def store(db: Database, n: int, state: str = "received") -> list[int]:
+def store(db: Database, n: int, state: DeliveryState = DeliveryState.RECEIVED) -> list[int]:
     outbox = Outbox(db)
     return [outbox.write(source="azure-devops", dedupe_key=f"relay-{uuid.uuid4()}",
                          event_type="git.pullrequest.updated", event={"pull_request_id": i}, state=state)
@@ -77,7 +80,7 @@ def store(db: Database, n: int, state: str = "received") -> list[int]:
 def test_relays_in_parallel_send_every_delivery_exactly_once(outbox_db, broker):
     url, client = broker
     ids = store(outbox_db, 1200)
-    ignored = store(outbox_db, 5, state="ignored")
+    ignored = store(outbox_db, 5, state=DeliveryState.IGNORED)
     relays = [relay(outbox_db, url, batch=50) for _ in range(4)]
     threads = [threading.Thread(target=r.drain) for r in relays]
     for t in threads:
@@ -147,8 +150,7 @@ def test_the_sweeper_sends_only_what_has_waited_long_enough(outbox_db, broker):
     old, new = store(outbox_db, 2)
     with outbox_db.session() as s:
         s.get(Delivery, old).received_at = utcnow() - timedelta(minutes=5)
-    assert relay(outbox_db, url).drain(Delivery.state == "received",
-                                       Delivery.received_at < utcnow() - timedelta(seconds=15)) == 1
+    assert relay(outbox_db, url).drain(Selection(received_before=utcnow() - timedelta(seconds=15))) == 1
     assert sent_ids(client) == [old]
     with outbox_db.session() as s:
         assert s.get(Delivery, new).state == "received"

@@ -3,7 +3,7 @@ everything the sandbox answered, agrees with the official specs; and no secret r
 
 from __future__ import annotations
 
-from bridge.sandbox.control import wait_until
+from bridge.dev.sandbox.control import wait_until
 from tests.specs import check_exchange
 
 from .conftest import DBT_SECRET, HOOK_PASSWORD

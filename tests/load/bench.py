@@ -39,7 +39,8 @@ from rich.table import Table
 from sqlalchemy import func, select, text
 
 from bridge.db import Database
-from bridge.devstack import (
+from bridge.dev.sandbox.control import SandboxControl, wait_until
+from bridge.dev.stack import (
     CI_JOB,
     HOOK_PASSWORD,
     HOOK_USER,
@@ -50,7 +51,6 @@ from bridge.devstack import (
     start_bridge,
 )
 from bridge.models import Delivery
-from bridge.sandbox.control import SandboxControl, wait_until
 
 console = Console()
 

@@ -24,9 +24,9 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from bridge.db import Database
-from bridge.devstack import CI_JOB, DBT_WEBHOOK_SECRET, DevstackError, Stack, start_bridge
+from bridge.dev.sandbox.control import SandboxControl
+from bridge.dev.stack import CI_JOB, DBT_WEBHOOK_SECRET, DevstackError, Stack, start_bridge
 from bridge.models import Delivery
-from bridge.sandbox.control import SandboxControl
 
 console = Console()
 

@@ -112,19 +112,46 @@ def test_orgs_identity_explains_what_is_missing(tmp_path):
     assert result.exit_code == 2 and "UNSET_VAR is empty or not set" in result.output
 
 
-def test_deliveries_retry_requeues_only_what_was_asked_and_survives_a_missing_broker(tmp_path):
+def seed_deliveries(database, *states: str) -> None:
     from bridge.models import Delivery
 
-    database, env, _ = _configured(tmp_path)
     with database.session() as s:
-        for i, state in enumerate(("blocked", "failed", "processed", "blocked")):
+        for i, state in enumerate(states):
             s.add(Delivery(source="azure-devops", dedupe_key=f"k{i}", event_type="git.pullrequest.updated",
                            event={}, state=state))
+
+
+def test_deliveries_retry_changes_nothing_when_the_broker_refuses(tmp_path):
+    from bridge.models import Delivery
+
+    database, env, _ = _configured(tmp_path)  # its broker URL answers nothing
+    seed_deliveries(database, "blocked", "failed", "processed", "blocked")
     result = run("deliveries", "retry", env=env)
-    assert result.exit_code == 0 and "2 deliveries queued again (broker unreachable" in result.output
+    assert result.exit_code == 1 and "could not reach the broker" in result.output
+    assert "nothing was changed" in result.output
+    with database.session() as s:
+        assert [d.state for d in s.scalars(select(Delivery).order_by(Delivery.id))] == [
+            "blocked", "failed", "processed", "blocked"]
+
+
+def test_deliveries_retry_sends_only_what_was_asked(tmp_path, redis_url):
+    import redis
+
+    from bridge.models import Delivery
+
+    url = redis_url.rsplit("/", 1)[0] + "/6"  # a Redis database no worker consumes
+    database, env, _ = _configured(tmp_path, BRIDGE_BROKER_URL=url)
+    broker = redis.Redis.from_url(url)
+    broker.delete("bridge")
+    seed_deliveries(database, "blocked", "failed", "processed", "blocked")
+    result = run("deliveries", "retry", env=env)
+    assert result.exit_code == 0 and "2 deliveries queued again" in result.output
     with database.session() as s:
         states = [d.state for d in s.scalars(select(Delivery).order_by(Delivery.id))]
     assert states == ["dispatched", "failed", "processed", "dispatched"]
+    assert broker.llen("bridge") == 1  # the two ids in one message, as the relay sends them
     assert "no blocked deliveries" in run("deliveries", "retry", env=env).output
     result = run("deliveries", "retry", "--state", "failed", "--id", "2", env=env)
     assert result.exit_code == 0 and "1 deliveries queued again" in result.output
+    assert broker.llen("bridge") == 2
+    broker.delete("bridge")

@@ -24,3 +24,40 @@ def test_kubernetes_and_compose_files_parse_and_use_the_entry_points():
     assert {"web", "worker", "beat", "release", "postgres", "redis"} <= set(compose["services"])
     text = (ROOT / "deploy/kubernetes/bridge.yaml").read_text() + (ROOT / "deploy/compose.yaml").read_text()
     assert "workers.entry" in text and "bridge.web:create_app()" in (ROOT / "deploy/Dockerfile").read_text()
+
+
+def test_the_wheel_ships_the_product_without_the_dev_tooling(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    [wheel] = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "bridge/web/receivers.py" in names and "bridge/deliveries/outbox.py" in names
+    assert "bridge/migrations/versions/0001_initial_schema.py" in names and "workers/tasks.py" in names
+    assert not [n for n in names if n.startswith("bridge/dev/")]
+
+
+def test_without_the_dev_tooling_the_cli_says_where_sandbox_and_demo_are():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class NoDev:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'bridge.dev' or name.startswith('bridge.dev.'):\n"
+            "            raise ModuleNotFoundError(name=name)\n"
+            "sys.meta_path.insert(0, NoDev())\n"
+            "from bridge.cli import main\n"
+            "main(sys.argv[1:])\n")
+    for command in ("sandbox", "demo"):
+        out = subprocess.run([sys.executable, "-c", code, command, "--port", "1"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=60, check=False)
+        assert out.returncode == 1, out.stderr
+        assert f"'bridge {command}' is dev tooling: run it from a checkout" in out.stderr
+    out = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=60, check=False)
+    assert out.returncode == 0 and "deliveries" in out.stdout

@@ -75,12 +75,13 @@ def test_the_ci_job_has_no_trigger_of_its_own_and_defers():
 
 
 def test_browsers_go_to_microsoft_unless_a_local_fake_stands_in():
+    from bridge.dev.entra_redirect import sandbox_hosts
     from bridge.identity import EntraSettings, Identity
 
     uri = "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize?client_id=x"
     real = Identity(EntraSettings("c", "s"), redirect_uri="https://bridge.example/complete/azure-active-directory")
     assert real.browser_uri(uri) == uri
-    fake = Identity(EntraSettings("c", "s", test_base="http://127.0.0.1:9"), redirect_uri="http://x/complete")
+    fake = Identity(EntraSettings("c", "s"), redirect_uri="http://x/complete", hosts=sandbox_hosts("http://127.0.0.1:9"))
     assert fake.browser_uri(uri) == "http://127.0.0.1:9/idp/organizations/oauth2/v2.0/authorize?client_id=x"
     assert fake.browser_uri("https://elsewhere.example/a") == "https://elsewhere.example/a"
 

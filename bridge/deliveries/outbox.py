@@ -1,16 +1,9 @@
-"""Durable acceptance: the receivers' one INSERT into the deliveries table (the outbox).
+"""Durable acceptance: the receivers' one INSERT into the deliveries table.
 
-Each request thread commits its own delivery on a connection it keeps (autocommit: the INSERT is the
-transaction, one round trip), so a 2xx always means "committed", and no thread waits on another. Handing
-the delivery to Celery is not the web tier's job: on PostgreSQL the same statement NOTIFYs
-``OUTBOX_CHANNEL`` when a row to be processed is new, and the relay in every worker (``workers/relay.py``)
-claims such rows and sends them.
-
-This is the web tier's hot path, measured (docs/benchmarks.md): building and publishing Celery messages, and
-hand-offs between request threads and a group-commit writer, were most of its CPU per delivery; then
-SQLAlchemy's per-execution work cost as much as the INSERT itself. So the statement is written once per
-dialect and state, with positional values (the timestamp through SQLAlchemy's own type processor), and run
-on a cursor each thread keeps.
+Each request thread commits its own delivery on an autocommit connection it keeps (the INSERT is the
+transaction, one round trip), so a 2xx always means "committed". On PostgreSQL the same statement NOTIFYs
+``OUTBOX_CHANNEL`` when a row to be processed is new, waking the workers' relay. The statement is compiled
+once per process from the table definition and run on the DBAPI cursor (the hot path: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -20,40 +13,54 @@ import json
 import os
 import threading
 
-from sqlalchemy import DateTime, Engine
+from sqlalchemy import Engine, func, literal_column, select
+from sqlalchemy.dialects import postgresql, sqlite
 
+from ..contracts import OUTBOX_CHANNEL
 from ..db import Database, make_engine
-from ..dispatch import OUTBOX_CHANNEL, UNDISPATCHED
-from ..models import utcnow
+from ..errors import BridgeError
+from ..models import Delivery, utcnow
+from .states import WRITTEN, DeliveryState
 
-COLUMNS = ("source", "dedupe_key", "event_type", "repository_id", "dbt_account_id", "event", "received_at")
+# What a receiver knows of a delivery, in the table's column order (``write`` passes them so); the rest of the
+# row is the table's defaults and the state written.
+FIELDS = tuple(c.name for c in Delivery.__table__.columns if c.name in {
+    "source", "dedupe_key", "event_type", "repository_id", "dbt_account_id", "event", "received_at"})
 
-
-# Every state a delivery is written in (a literal in its statement, so only these).
-STATES = (UNDISPATCHED, "ignored")
 # One encoder, made once (json.dumps with options builds one a call): the stored events and the answers.
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
-class OutboxUnavailable(Exception):
+class OutboxUnavailable(BridgeError):
     """The delivery could not be committed (database down or refusing): answered 503, so it is retried."""
 
 
 class _Statement:
     """``INSERT … ON CONFLICT DO NOTHING RETURNING id`` (a duplicate returns no row) for deliveries of one
-    state, with positional values in the engine's paramstyle (``COLUMNS``' order), optionally wrapped so
-    PostgreSQL notifies the relay when the row is new."""
+    state, compiled from the table with positional parameters in ``FIELDS``' order; on PostgreSQL wrapped so
+    the database notifies the relay when the row is new work."""
 
-    def __init__(self, engine: Engine, *, state: str, notify: bool):
+    def __init__(self, engine: Engine, *, state: DeliveryState, notify: bool):
+        table = Delivery.__table__
         dialect = engine.dialect
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"  # sqlite3 | psycopg
-        sql = (f"INSERT INTO deliveries ({', '.join(COLUMNS)}, state, attempts) "  # noqa: S608 - no input in the SQL
-               f"VALUES ({', '.join(mark for _ in COLUMNS)}, '{state}', 0) "
-               "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id")
+        build = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        values = {name: literal_column(f"__{name}__") for name in FIELDS}  # placeholders, replaced below
+        statement = (build(table).values(**values, state=literal_column(f"'{state.value}'"),
+                                         attempts=literal_column("0"))
+                     .on_conflict_do_nothing(index_elements=["source", "dedupe_key"]).returning(table.c.id))
         if notify:
-            sql = f"WITH new AS ({sql}) SELECT id, pg_notify('{OUTBOX_CHANNEL}', '') FROM new"  # noqa: S608
+            new = statement.cte("new")
+            statement = select(new.c.id, func.pg_notify(literal_column(f"'{OUTBOX_CHANNEL}'"), literal_column("''")))
+        sql = str(statement.compile(dialect=dialect))
+        placed = sorted(FIELDS, key=lambda name: sql.index(f"__{name}__"))
+        if tuple(placed) != FIELDS:
+            raise AssertionError(f"the statement places its values as {placed}, not in FIELDS' order")
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"  # sqlite3 | psycopg
+        for name in FIELDS:
+            sql = sql.replace(f"__{name}__", mark)
         self.sql = sql
-        self.timestamp = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+        stamp = table.c.received_at.type
+        self.timestamp = stamp.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
 
 
 class Outbox:
@@ -61,15 +68,15 @@ class Outbox:
         self.url = db.url
         self._notify = db.is_postgres
         self._local = threading.local()
-        self._process: tuple[int, Engine, dict[str, _Statement]] | None = None  # pid, engine, statement by state
+        self._process: tuple[int, Engine, dict[DeliveryState, _Statement]] | None = None  # pid, engine, statements
         self._lock = threading.Lock()
 
-    def write(self, *, source: str, dedupe_key: str, event_type: str, event: dict, state: str,
+    def write(self, *, source: str, dedupe_key: str, event_type: str, event: dict, state: DeliveryState,
               repository_id: int | None = None, dbt_account_id: int | None = None) -> int | None:
         """Commit one delivery; its id, or None for a duplicate. Raises OutboxUnavailable (answered 503)."""
         engine, statements = self._setup()
-        statement = statements[state]  # KeyError: not a state a delivery is written in
-        params = (source, dedupe_key[:300], event_type[:100], repository_id, dbt_account_id,
+        statement = statements[state]  # KeyError: not a state a new delivery is written in
+        params = (source, dedupe_key[:300], event_type[:100], repository_id, dbt_account_id,  # FIELDS
                   compact_json(event), statement.timestamp(utcnow()))
         dbapi = engine.dialect.loaded_dbapi
         for attempt in (1, 2):
@@ -85,7 +92,7 @@ class Outbox:
                     raise OutboxUnavailable(type(exc).__name__) from exc
         raise AssertionError("unreachable")
 
-    def _setup(self) -> tuple[Engine, dict[str, _Statement]]:
+    def _setup(self) -> tuple[Engine, dict[DeliveryState, _Statement]]:
         """The engine and statements of this process (gunicorn forks after the app is built)."""
         process = self._process
         if process is None or process[0] != os.getpid():
@@ -94,8 +101,9 @@ class Outbox:
                 if process is None or process[0] != os.getpid():
                     engine = make_engine(self.url, pooled=False)
                     process = self._process = (os.getpid(), engine, {  # only new work wakes the relay
-                        state: _Statement(engine, state=state, notify=self._notify and state == UNDISPATCHED)
-                        for state in STATES})
+                        state: _Statement(engine, state=state,
+                                          notify=self._notify and state == DeliveryState.RECEIVED)
+                        for state in WRITTEN})
         return process[1:]
 
     def _cursor(self, engine: Engine):

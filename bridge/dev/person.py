@@ -8,7 +8,8 @@ from html import unescape
 
 import requests
 
-from ..identity import REDIRECT_PATH, local_session
+from ..identity import REDIRECT_PATH
+from .entra_redirect import LocalRedirect
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 FORM_FIELD = re.compile(r'name="([^"]+)" value="([^"]*)"')
@@ -27,7 +28,7 @@ class Person:
         self.browser = requests.Session()
         self.idp_url = sandbox_url.rstrip("/")
         # What the person's browser does at login.microsoftonline.com is served by the sandbox.
-        self._idp = local_session(sandbox_url)
+        self._idp = LocalRedirect(sandbox_url)
 
     @classmethod
     def signed_in_with_entra(cls, web: str, sandbox_url: str, user: dict) -> tuple[Person, requests.Response]:

@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .devstack import (
+from .person import Person
+from .sandbox.control import SandboxControl, wait_until
+from .stack import (
     ADMIN_TOKEN,
     CI_JOB,
     ENTRA_USER,
@@ -24,8 +26,6 @@ from .devstack import (
     Stack,
     start_bridge,
 )
-from .sandbox.control import SandboxControl, wait_until
-from .sandbox.person import Person
 
 
 @dataclass

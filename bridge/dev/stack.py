@@ -24,9 +24,13 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: the dev tooling runs from one
 PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql", "initdb": "postgresql", "wrk": "wrk",
             "chromium": "chromium", "chromedriver": "chromium-driver"}
+
+
+# With it in the environment, the product runs from bridge/dev/entry.py: Entra ID served by the sandbox.
+ENTRA_TEST_BASE = "BRIDGE_ENTRA_TEST_BASE"
 
 
 class DevstackError(RuntimeError):
@@ -268,8 +272,9 @@ class Stack:
         return url
 
     def start_web(self, env: dict, *, port: int | None = None, workers: int = 2, name: str = "web",
-                  app: str = "bridge.web:create_app()", health: str = "/healthz") -> str:
+                  app: str | None = None, health: str = "/healthz") -> str:
         port = port or free_port()
+        app = app or ("bridge.dev.entry:create_web_app()" if ENTRA_TEST_BASE in env else "bridge.web:create_app()")
         bindir = Path(sys.executable).parent
         proc = self._start(name, [str(bindir / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
                                   "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
@@ -280,7 +285,8 @@ class Stack:
 
     def start_worker(self, env: dict, *, name: str = "worker", concurrency: int = 8) -> Proc:
         bindir = Path(sys.executable).parent
-        proc = self._start(name, [str(bindir / "celery"), "-A", "workers.entry", "worker", "--pool", "threads",
+        entry = "bridge.dev.worker_entry" if ENTRA_TEST_BASE in env else "workers.entry"
+        proc = self._start(name, [str(bindir / "celery"), "-A", entry, "worker", "--pool", "threads",
                                   "--concurrency", str(concurrency), "-Q", "bridge", "--loglevel", "INFO",
                                   "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h"],
                            env=self.env(env))
@@ -406,7 +412,7 @@ def start_bridge(stack: Stack, *, database_url: str | None = None, config: str =
                  extra_env: dict | None = None,
                  before_config=None, run_seconds: float = 1.0, entra: bool = False) -> RunningBridge:
     """Redis (if not yet), the sandbox, the schema, the configuration, web, worker and beat."""
-    from .crypto import generate_key
+    from ..crypto import generate_key
     from .sandbox.control import SandboxControl
 
     redis_url = stack.redis_url or stack.start_redis()

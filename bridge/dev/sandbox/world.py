@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import requests
 
-log = logging.getLogger("bridge.sandbox")
+log = logging.getLogger("bridge.dev.sandbox")
 
 DEFAULT_ORG = "fabrikam"
 DEFAULT_PROJECT = ("6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c", "Fabrikam-Fiber-Git")

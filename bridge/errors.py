@@ -1,7 +1,8 @@
-"""The bridge's error tree.
+"""The bridge's error tree: every failure it raises on purpose, one vocabulary for every layer.
 
-Every failure the bridge can name lives here so that the domain, the parsers and the API clients share
-one vocabulary, and so that one predicate (``retry.is_retryable``) can decide what is worth retrying.
+Two markers say what a failure asks for: ``Transient`` (the same work may succeed later; ``retry.is_retryable``
+retries it with backoff) and ``NeedsPerson`` (no retry can help; the message says who must do what).
+Failures of neither kind fail once, visibly.
 """
 
 from __future__ import annotations
@@ -9,6 +10,16 @@ from __future__ import annotations
 
 class BridgeError(Exception):
     """Root of every error the bridge raises on purpose."""
+
+
+class Transient:
+    """Marker: the same work may succeed later."""
+
+    retryable = True
+
+
+class NeedsPerson:
+    """Marker: retrying cannot help; a person must act (reconnect, grant a permission, fix configuration)."""
 
 
 class ConfigError(BridgeError):
@@ -41,10 +52,8 @@ class ApiError(BridgeError):
         self.body = body[:2000]
 
 
-class TransportError(ApiError):
+class TransportError(Transient, ApiError):
     """The request never got an HTTP answer (connection refused or reset, timeout, TLS)."""
-
-    retryable = True
 
 
 class HttpError(ApiError):
@@ -55,11 +64,11 @@ class BadRequest(HttpError):
     """400/422: our request was wrong; retrying the same request cannot help."""
 
 
-class Unauthorized(HttpError):
+class Unauthorized(NeedsPerson, HttpError):
     """401: the credential is missing, expired or revoked."""
 
 
-class Forbidden(HttpError):
+class Forbidden(NeedsPerson, HttpError):
     """403: the identity lacks a permission (or a policy rejected the change)."""
 
 
@@ -71,13 +80,39 @@ class Conflict(HttpError):
     """409: the object changed under us."""
 
 
-class RateLimited(HttpError):
+class RateLimited(Transient, HttpError):
     """429: slow down; ``retry_after`` says how long."""
 
-    retryable = True
 
-
-class ServerError(HttpError):
+class ServerError(Transient, HttpError):
     """5xx and 408: the server failed; the same request may succeed later."""
 
-    retryable = True
+
+class IdentityError(BridgeError):
+    """The identity platform refused or the flow is wrong; ``reason`` is safe to show and log."""
+
+    def __init__(self, reason: str, *, code: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class ReauthRequired(NeedsPerson, IdentityError):
+    """The connection's tokens are dead: a person must connect again."""
+
+
+class FlowRejected(IdentityError):
+    """A connect callback that does not belong to a flow we started (forged or replayed state, bad nonce)."""
+
+
+class LockBusy(Transient, BridgeError):
+    """Another worker holds the lock (a pull request, a connection, an organization's subscriptions), or the
+    lock store cannot be reached; try again shortly."""
+
+
+class OutboxUnavailable(Transient, BridgeError):
+    """A delivery could not be committed (database down or refusing): answered 503, so it is sent again."""
+
+
+class NotSent(Transient, BridgeError):
+    """The broker did not take a batch of deliveries: its claim was rolled back."""

@@ -19,7 +19,10 @@ from urllib.parse import urlsplit
 import msal
 import requests
 
-from .errors import BridgeError, ConfigError
+from .errors import FlowRejected, IdentityError, ReauthRequired
+from .settings import EntraSettings
+
+__all__ = ["EntraSettings", "FlowRejected", "Identity", "IdentityError", "ReauthRequired"]
 
 AZURE_DEVOPS_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"
 USER_SCOPES = [f"{AZURE_DEVOPS_RESOURCE}/user_impersonation"]
@@ -38,43 +41,6 @@ REAUTH_CODES = {
     70043: "the sign-in frequency policy requires a new sign-in",
     50020: "the user is not a member or guest of the tenant (wrong tenant for this organization)",
 }
-
-
-class IdentityError(BridgeError):
-    """The identity platform refused or the flow is wrong; ``reason`` is safe to show and log."""
-
-    def __init__(self, reason: str, *, code: str | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-
-
-class ReauthRequired(IdentityError):
-    """The connection's tokens are dead: a person must connect again."""
-
-
-class FlowRejected(IdentityError):
-    """A connect callback that does not belong to a flow we started (forged or replayed state, bad nonce)."""
-
-
-@dataclass(frozen=True)
-class EntraSettings:
-    client_id: str
-    client_secret: str
-    authority: str = "https://login.microsoftonline.com/organizations"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], *, allow_insecure_http: bool) -> EntraSettings | None:
-        client_id = env.get("BRIDGE_ENTRA_CLIENT_ID")
-        if not client_id:
-            return None
-        secret = env.get("BRIDGE_ENTRA_CLIENT_SECRET")
-        if not secret:
-            raise ConfigError("BRIDGE_ENTRA_CLIENT_ID is set but BRIDGE_ENTRA_CLIENT_SECRET is not")
-        authority = env.get("BRIDGE_ENTRA_AUTHORITY") or cls.authority
-        if urlsplit(authority).scheme != "https":
-            raise ConfigError("BRIDGE_ENTRA_AUTHORITY must be an https URL")
-        return cls(client_id=client_id, client_secret=secret, authority=authority.rstrip("/"))
 
 
 def _unchanged(url: str) -> str:

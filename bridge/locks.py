@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import redis
 
-from .retry import LockBusy
+from .errors import LockBusy
 
 log = logging.getLogger(__name__)
 

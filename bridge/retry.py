@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import random
 
-from .errors import ApiError
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
+
+from .errors import LockBusy, Transient
 
 BASE_DELAY = 2.0
 MAX_DELAY = 300.0
 
-
-class LockBusy(Exception):
-    """Another worker holds the lock (a pull request, a connection, an organization's subscriptions), or the
-    lock store cannot be reached; try again shortly."""
+# Our own storage, broker or network blinking: the libraries' errors for "could not reach it, for now".
+FOREIGN_TRANSIENTS = (
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+    ConnectionError, TimeoutError,
+)
 
 
 def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, ApiError):
-        return exc.retryable
-    if isinstance(exc, LockBusy):
-        return True
-    # Our own storage or broker blinking (SQLAlchemy OperationalError, redis ConnectionError) is transient.
-    name = type(exc).__name__
-    return name in {"OperationalError", "ConnectionError", "TimeoutError", "InterfaceError"}
+    return isinstance(exc, (Transient, *FOREIGN_TRANSIENTS))
 
 
 def delay(attempt: int, exc: BaseException | None = None, *, rng: random.Random | None = None) -> float:

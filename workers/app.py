@@ -1,9 +1,9 @@
-"""The Celery app factory. Settings are read once here; tasks find their runtime on ``app.bridge``."""
+"""The Celery app factory. Settings are read once here; the services the tasks use are built here and
+attached to the app (``workers.runtime``)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import redis
 from celery import Celery, bootsteps
@@ -11,41 +11,19 @@ from celery import Celery, bootsteps
 from bridge.contracts import CHECK_SUBSCRIPTIONS, POLL_QUIET_RUNS, SWEEP_DELIVERIES, SWEEP_PULL_REQUESTS
 from bridge.crypto import SecretBox
 from bridge.db import Database
-from bridge.deliveries.store import DeliveryStore
 from bridge.dispatch import Dispatcher, celery_config
 from bridge.identity import IdentityHosts
 from bridge.locks import redis_lock_factory
 from bridge.metrics import Metrics
 from bridge.services.connections import Connections
-from bridge.services.entra import ConnectionStore
 from bridge.services.onboarding import Onboarding
 from bridge.services.reconcile import Reconciler
 from bridge.settings import Settings
 
 from .relay import OutboxRelay
+from .runtime import Runtime, attach, runtime_of
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Runtime:
-    settings: Settings
-    db: Database
-    reconciler: Reconciler
-    metrics: Metrics
-    connections: Connections
-    onboarding: Onboarding
-    relay: OutboxRelay  # started by RelayStep in workers (not in beat); the sweeper drains through it too
-
-    @property
-    def deliveries(self) -> DeliveryStore:
-        """The deliveries table's writes (the relay's own store)."""
-        return self.relay.store
-
-    @property
-    def entra(self) -> ConnectionStore | None:
-        """Entra ID connections, when Entra ID is configured."""
-        return self.connections.entra
 
 
 def create_celery_app(settings: Settings | None = None, *, identity_hosts: IdentityHosts | None = None) -> Celery:
@@ -71,13 +49,11 @@ def create_celery_app(settings: Settings | None = None, *, identity_hosts: Ident
     lock = redis_lock_factory(lock_client, settings.lock_timeout)
     connections = Connections.from_settings(settings, db, box, lock, identity_hosts=identity_hosts)
     reconciler = Reconciler(db, connections, lock, metrics)
-    app.bridge = Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections,
+    attach(app, Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections,
                          onboarding=Onboarding(settings, db, box, connections, lock),
-                         relay=OutboxRelay(db, Dispatcher(settings, app=app), interval=settings.relay_interval))
+                        relay=OutboxRelay(db, Dispatcher(settings, app=app), interval=settings.relay_interval)))
 
-    from . import tasks
-
-    tasks.register(app)
+    from . import tasks  # noqa: F401 - its shared tasks join every app
     app.steps["worker"].add(RelayStep)
     return app
 
@@ -86,7 +62,7 @@ class RelayStep(bootsteps.StartStopStep):
     """Runs the outbox relay (``workers/relay.py``) alongside every worker; beat does not."""
 
     def start(self, worker):
-        worker.app.bridge.relay.start()
+        runtime_of(worker.app).relay.start()
 
     def stop(self, worker):
-        worker.app.bridge.relay.stop()
+        runtime_of(worker.app).relay.stop()

@@ -1,11 +1,12 @@
-"""Celery tasks. Payloads are ids; every task is idempotent; retries are decided by ``bridge.retry``."""
+"""Celery tasks, registered under ``bridge.contracts``' names. Payloads are ids; every task is idempotent;
+``BridgeTask`` alone decides retries (with ``bridge.retry``). Each task finds its services with ``runtime_of``."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
 
-from celery import Celery, Task
+from celery import Task, shared_task
 from sqlalchemy import or_, select
 
 from bridge import retry
@@ -14,7 +15,6 @@ from bridge.contracts import (
     DISPATCH_DELIVERIES,
     POLL_QUIET_RUNS,
     PROCESS_DELIVERY,
-    QUEUE,
     RECONCILE_PULL_REQUEST,
     REFRESH_CONNECTION,
     REFRESH_RUN,
@@ -23,12 +23,13 @@ from bridge.contracts import (
     SWEEP_PULL_REQUESTS,
 )
 from bridge.deliveries.states import DeliveryState
-from bridge.deliveries.store import Claimed, NotSent, Selection
+from bridge.deliveries.store import Claimed, Selection
 from bridge.domain import DbtRun, RunStatus, is_rerun_command
-from bridge.errors import ApiError, ConfigError
-from bridge.identity import IdentityError, ReauthRequired
+from bridge.errors import ApiError, ConfigError, IdentityError, LockBusy, NotSent, ReauthRequired
 from bridge.models import CiRun, Repository, utcnow
 from bridge.services import onboarding_jobs
+
+from .runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,8 @@ class BridgeTask(Task):
     max_retries = None  # the limit is ours (``settings.task_max_retries``); lock waits are not counted
 
     @property
-    def runtime(self):
-        return self.app.bridge
+    def runtime(self) -> Runtime:
+        return runtime_of(self.app)
 
     def __call__(self, *args, **kwargs):
         try:
@@ -51,7 +52,7 @@ class BridgeTask(Task):
         except Exception as exc:
             if not retry.is_retryable(exc):
                 raise
-            lock_busy = isinstance(exc, retry.LockBusy)
+            lock_busy = isinstance(exc, LockBusy)
             limit = None if lock_busy else self.runtime.settings.task_max_retries
             if limit is not None and self.request.retries >= limit:
                 self.runtime.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
@@ -75,135 +76,148 @@ def _aware(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def register(app: Celery) -> None:
-    class DeliveryTask(BridgeTask):
-        def on_give_up(self, exc, delivery_id, *args, **kwargs):
-            self.runtime.deliveries.finish(delivery_id, DeliveryState.FAILED, f"gave up after retries: {_safe(exc)}")
+class DeliveryTask(BridgeTask):
+    """A delivery whose retries ran out is marked failed, with why."""
 
-    @app.task(bind=True, base=DeliveryTask, name=PROCESS_DELIVERY, queue=QUEUE)
-    def process_delivery(self, delivery_id: int) -> str:
-        rt = self.runtime
-        store = rt.deliveries
-        claimed = store.claim(delivery_id)
-        if not isinstance(claimed, Claimed):
-            return claimed  # missing, or a redelivered message whose work is done
-        event = claimed.event
+    abstract = True
+
+    def on_give_up(self, exc, delivery_id, *args, **kwargs):
+        self.runtime.deliveries.finish(delivery_id, DeliveryState.FAILED, f"gave up after retries: {_safe(exc)}")
+
+
+@shared_task(bind=True, base=DeliveryTask, name=PROCESS_DELIVERY)
+def process_delivery(self, delivery_id: int) -> str:
+    rt = self.runtime
+    store = rt.deliveries
+    claimed = store.claim(delivery_id)
+    if not isinstance(claimed, Claimed):
+        return claimed  # missing, or a redelivered message whose work is done
+    event = claimed.event
+    try:
+        if claimed.source == "azure-devops":
+            outcome = rt.reconciler.reconcile(claimed.repository_id, int(event["pull_request_id"]),
+                                              rerun=is_rerun_command(event.get("comment")))
+            store.finish(delivery_id, DeliveryState.PROCESSED)
+            return outcome.reason
+        return _dbt_event(rt, delivery_id, claimed.dbt_account_id, event)
+    except ReauthRequired as exc:
+        # Not a failure of this delivery: it waits (state "blocked") and is re-run when someone
+        # reconnects, instead of retrying uselessly against dead tokens.
+        log.warning("delivery %s blocked: %s", delivery_id, exc.reason)
+        store.finish(delivery_id, DeliveryState.BLOCKED, exc.reason)
+        rt.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
+        return "blocked"
+    except (ApiError, ConfigError, IdentityError) as exc:
+        if retry.is_retryable(exc):
+            raise
+        log.warning("delivery %s failed: %s", delivery_id, _safe(exc))
+        store.finish(delivery_id, DeliveryState.FAILED, _safe(exc))
+        rt.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
+        return "failed"
+
+
+@shared_task(bind=True, base=BridgeTask, name=DISPATCH_DELIVERIES)
+def dispatch_deliveries(self, delivery_ids: list[int]) -> int:
+    """Fan a batch the outbox relay claimed out to one task per delivery."""
+    for delivery_id in delivery_ids:
+        process_delivery.apply_async(args=[int(delivery_id)])
+    return len(delivery_ids)
+
+
+@shared_task(bind=True, base=BridgeTask, name=RECONCILE_PULL_REQUEST)
+def reconcile_pull_request(self, repository_id: int, pull_request_id: int) -> str:
+    return self.runtime.reconciler.reconcile(repository_id, pull_request_id).reason
+
+
+@shared_task(bind=True, base=BridgeTask, name=REFRESH_RUN)
+def refresh_run(self, ci_run_id: int) -> str:
+    return self.runtime.reconciler.settle_run(ci_run_id).reason
+
+
+@shared_task(bind=True, base=BridgeTask, name=SWEEP_DELIVERIES)
+def sweep_deliveries(self) -> int:
+    """The safety net under the relay, sending the relay's way: deliveries stored but not sent for
+    ``sweep_after``, and those sent but unfinished after ``redispatch_after`` (a message lost with Redis)."""
+    rt = self.runtime
+    now = utcnow()
+    waiting = _resend(rt, "waiting", Selection(
+        received_before=now - timedelta(seconds=rt.settings.sweep_after)))
+    lost = _resend(rt, "lost", Selection(
+        states=frozenset({DeliveryState.DISPATCHED, DeliveryState.PROCESSING}),
+        dispatched_before=now - timedelta(seconds=rt.settings.redispatch_after)))
+    if waiting or lost:
+        log.info("sweeper sent %d waiting and %d lost deliveries", waiting, lost)
+    return waiting + lost
+
+
+@shared_task(bind=True, base=BridgeTask, name=REFRESH_CONNECTION)
+def refresh_connection(self, connection_id: int) -> str:
+    """Read a new connection's profile and organizations with its own token."""
+    store = self.runtime.entra
+    if store is None:
+        return "Entra ID is not configured"
+    try:
+        organizations = store.refresh_profile(connection_id)
+    except IdentityError as exc:  # marked on the connection (needs_reauth) when a person must act
+        log.warning("connection %s: %s", connection_id, exc.reason)
+        return "failed"
+    # The deliveries that waited for a dead identity run again; those whose identity is still dead block
+    # again, so nothing is lost either way.
+    resumed = _resend(self.runtime, "blocked", Selection(states=frozenset({DeliveryState.BLOCKED})))
+    if resumed:
+        log.info("resumed %d blocked deliveries", resumed)
+    return f"{', '.join(organizations)}; {resumed} blocked deliveries resumed"
+
+
+@shared_task(bind=True, base=BridgeTask, name=RUN_ONBOARDING_JOB)
+def run_onboarding_job(self, job_id: int) -> str:
+    """Carry out a console request, recording progress on the job row the page shows."""
+    return onboarding_jobs.run(self.runtime.db, self.runtime.onboarding, int(job_id))
+
+
+@shared_task(bind=True, base=BridgeTask, name=CHECK_SUBSCRIPTIONS)
+def check_subscriptions(self) -> dict:
+    """List the bridge's service hooks and dbt webhooks; heal what may be healed, record the rest."""
+    return self.runtime.onboarding.check_health()
+
+
+@shared_task(bind=True, base=BridgeTask, name=SWEEP_PULL_REQUESTS)
+def sweep_pull_requests(self) -> int:
+    """Reconcile every PR whose state Azure DevOps and the bridge disagree on (one list call a repository)."""
+    rt = self.runtime
+    with rt.db.session() as s:
+        repositories = s.scalars(select(Repository.id)).all()
+    count = 0
+    for repository_id in repositories:
         try:
-            if claimed.source == "azure-devops":
-                outcome = rt.reconciler.reconcile(claimed.repository_id, int(event["pull_request_id"]),
-                                                  rerun=is_rerun_command(event.get("comment")))
-                store.finish(delivery_id, DeliveryState.PROCESSED)
-                return outcome.reason
-            return _dbt_event(rt, delivery_id, claimed.dbt_account_id, event)
-        except ReauthRequired as exc:
-            # Not a failure of this delivery: it waits (state "blocked") and is re-run when someone
-            # reconnects, instead of retrying uselessly against dead tokens.
-            log.warning("delivery %s blocked: %s", delivery_id, exc.reason)
-            store.finish(delivery_id, DeliveryState.BLOCKED, exc.reason)
-            rt.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
-            return "blocked"
-        except (ApiError, ConfigError, IdentityError) as exc:
-            if retry.is_retryable(exc):
-                raise
-            log.warning("delivery %s failed: %s", delivery_id, _safe(exc))
-            store.finish(delivery_id, DeliveryState.FAILED, _safe(exc))
-            rt.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
-            return "failed"
+            stale = rt.reconciler.stale_pull_requests(repository_id)
+        except (ApiError, ConfigError) as exc:
+            log.warning("PR sweep of repository %s failed: %s", repository_id, _safe(exc))
+            continue
+        for pull_request_id in stale:
+            reconcile_pull_request.apply_async(args=[repository_id, pull_request_id])
+        count += len(stale)
+    if count:
+        log.info("PR sweep found %d pull requests to reconcile", count)
+    return count
 
-    @app.task(bind=True, base=BridgeTask, name=DISPATCH_DELIVERIES, queue=QUEUE)
-    def dispatch_deliveries(self, delivery_ids: list[int]) -> int:
-        """Fan a batch the outbox relay claimed out to one task per delivery."""
-        for delivery_id in delivery_ids:
-            process_delivery.apply_async(args=[int(delivery_id)])
-        return len(delivery_ids)
 
-    @app.task(bind=True, base=BridgeTask, name=RECONCILE_PULL_REQUEST, queue=QUEUE)
-    def reconcile_pull_request(self, repository_id: int, pull_request_id: int) -> str:
-        return self.runtime.reconciler.reconcile(repository_id, pull_request_id).reason
-
-    @app.task(bind=True, base=BridgeTask, name=REFRESH_RUN, queue=QUEUE)
-    def refresh_run(self, ci_run_id: int) -> str:
-        return self.runtime.reconciler.settle_run(ci_run_id).reason
-
-    @app.task(bind=True, base=BridgeTask, name=SWEEP_DELIVERIES, queue=QUEUE)
-    def sweep_deliveries(self) -> int:
-        """The safety net under the relay, sending the relay's way: deliveries stored but not sent for
-        ``sweep_after``, and those sent but unfinished after ``redispatch_after`` (a message lost with Redis)."""
-        rt = self.runtime
-        now = utcnow()
-        waiting = _resend(rt, "waiting", Selection(
-            received_before=now - timedelta(seconds=rt.settings.sweep_after)))
-        lost = _resend(rt, "lost", Selection(
-            states=frozenset({DeliveryState.DISPATCHED, DeliveryState.PROCESSING}),
-            dispatched_before=now - timedelta(seconds=rt.settings.redispatch_after)))
-        if waiting or lost:
-            log.info("sweeper sent %d waiting and %d lost deliveries", waiting, lost)
-        return waiting + lost
-
-    @app.task(bind=True, base=BridgeTask, name=REFRESH_CONNECTION, queue=QUEUE)
-    def refresh_connection(self, connection_id: int) -> str:
-        """Read a new connection's profile and organizations with its own token."""
-        store = self.runtime.entra
-        if store is None:
-            return "Entra ID is not configured"
-        try:
-            organizations = store.refresh_profile(connection_id)
-        except IdentityError as exc:  # marked on the connection (needs_reauth) when a person must act
-            log.warning("connection %s: %s", connection_id, exc.reason)
-            return "failed"
-        # The deliveries that waited for a dead identity run again; those whose identity is still dead block
-        # again, so nothing is lost either way.
-        resumed = _resend(self.runtime, "blocked", Selection(states=frozenset({DeliveryState.BLOCKED})))
-        if resumed:
-            log.info("resumed %d blocked deliveries", resumed)
-        return f"{', '.join(organizations)}; {resumed} blocked deliveries resumed"
-
-    @app.task(bind=True, base=BridgeTask, name=RUN_ONBOARDING_JOB, queue=QUEUE)
-    def run_onboarding_job(self, job_id: int) -> str:
-        """Carry out a console request, recording progress on the job row the page shows."""
-        return onboarding_jobs.run(self.runtime.db, self.runtime.onboarding, int(job_id))
-
-    @app.task(bind=True, base=BridgeTask, name=CHECK_SUBSCRIPTIONS, queue=QUEUE)
-    def check_subscriptions(self) -> dict:
-        """List the bridge's service hooks and dbt webhooks; heal what may be healed, record the rest."""
-        return self.runtime.onboarding.check_health()
-
-    @app.task(bind=True, base=BridgeTask, name=SWEEP_PULL_REQUESTS, queue=QUEUE)
-    def sweep_pull_requests(self) -> int:
-        """Reconcile every PR whose state Azure DevOps and the bridge disagree on (one list call a repository)."""
-        rt = self.runtime
-        with rt.db.session() as s:
-            repositories = s.scalars(select(Repository.id)).all()
-        count = 0
-        for repository_id in repositories:
-            try:
-                stale = rt.reconciler.stale_pull_requests(repository_id)
-            except (ApiError, ConfigError) as exc:
-                log.warning("PR sweep of repository %s failed: %s", repository_id, _safe(exc))
-                continue
-            for pull_request_id in stale:
-                reconcile_pull_request.apply_async(args=[repository_id, pull_request_id])
-            count += len(stale)
-        if count:
-            log.info("PR sweep found %d pull requests to reconcile", count)
-        return count
-
-    @app.task(bind=True, base=BridgeTask, name=POLL_QUIET_RUNS, queue=QUEUE)
-    def poll_quiet_runs(self) -> int:
-        """Ask dbt Cloud about runs with no news for a while: cancellations send no webhook, and webhooks
-        can be lost or deactivated."""
-        rt = self.runtime
-        quiet = utcnow() - timedelta(seconds=rt.settings.quiet_after)
-        with rt.db.session() as s:
-            ids = s.scalars(select(CiRun.id).where(
-                CiRun.dbt_run_id.is_not(None),
-                or_(CiRun.status.is_(None), CiRun.status < int(RunStatus.SUCCESS)),
-                CiRun.updated_at < quiet).limit(500)).all()
-            for run in s.scalars(select(CiRun).where(CiRun.id.in_(ids))):
-                run.updated_at = utcnow()  # do not ask again before quiet_after has passed
-        for ci_run_id in ids:
-            refresh_run.apply_async(args=[ci_run_id])
-        return len(ids)
+@shared_task(bind=True, base=BridgeTask, name=POLL_QUIET_RUNS)
+def poll_quiet_runs(self) -> int:
+    """Ask dbt Cloud about runs with no news for a while: cancellations send no webhook, and webhooks
+    can be lost or deactivated."""
+    rt = self.runtime
+    quiet = utcnow() - timedelta(seconds=rt.settings.quiet_after)
+    with rt.db.session() as s:
+        ids = s.scalars(select(CiRun.id).where(
+            CiRun.dbt_run_id.is_not(None),
+            or_(CiRun.status.is_(None), CiRun.status < int(RunStatus.SUCCESS)),
+            CiRun.updated_at < quiet).limit(500)).all()
+        for run in s.scalars(select(CiRun).where(CiRun.id.in_(ids))):
+            run.updated_at = utcnow()  # do not ask again before quiet_after has passed
+    for ci_run_id in ids:
+        refresh_run.apply_async(args=[ci_run_id])
+    return len(ids)
 
 
 def _resend(rt, what: str, selection: Selection) -> int:

@@ -236,7 +236,7 @@ def hooks_status() -> None:
 @hooks.command("check")
 def hooks_check() -> None:
     """Check and heal every subscription now (beat does this every BRIDGE_HOOK_CHECK_INTERVAL seconds)."""
-    from ..retry import LockBusy
+    from ..errors import LockBusy
 
     try:
         counts = build_onboarding().check_health()

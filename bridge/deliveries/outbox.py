@@ -18,7 +18,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..contracts import OUTBOX_CHANNEL
 from ..db import Database, make_engine
-from ..errors import BridgeError
+from ..errors import OutboxUnavailable
+
+__all__ = ["FIELDS", "Outbox", "OutboxUnavailable", "compact_json"]
 from ..models import Delivery, utcnow
 from .states import WRITTEN, DeliveryState
 
@@ -29,10 +31,6 @@ FIELDS = tuple(c.name for c in Delivery.__table__.columns if c.name in {
 
 # One encoder, made once (json.dumps with options builds one a call): the stored events and the answers.
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
-
-
-class OutboxUnavailable(BridgeError):
-    """The delivery could not be committed (database down or refusing): answered 503, so it is retried."""
 
 
 class _Statement:

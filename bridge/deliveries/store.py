@@ -15,16 +15,14 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 
 from ..db import Database
-from ..errors import BridgeError
+from ..errors import NotSent
+
+__all__ = ["NEW", "Claimed", "DeliveryStore", "NotSent", "Selection"]
 from ..models import Delivery, utcnow
 from .states import FINISHED, REACHED_FROM, DeliveryState
 
 S = DeliveryState
 FAN_OUT = 25  # ids per message: a claimed batch is spread over that many worker threads, not one
-
-
-class NotSent(BridgeError):
-    """The broker did not take a batch: its claim was rolled back."""
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from ..domain import (
     normalize_ref,
     status_policy_settings,
 )
-from ..errors import ApiError, BridgeError, NotFound
+from ..errors import ApiError, BridgeError, LockBusy, NotFound
 from ..models import (
     CiRun,
     Connection,
@@ -60,7 +60,6 @@ from ..models import (
     Repository,
     utcnow,
 )
-from ..retry import LockBusy
 from ..settings import Settings
 from .connections import Connections
 
@@ -471,7 +470,7 @@ class Onboarding:
         try:
             ado = self.azure_devops(Actor(f"organization {org_name}"), org_name)
             remote = {h.subscription_id: h for h in ado.list_subscriptions()}
-        except (ApiError, BridgeError) as exc:
+        except BridgeError as exc:
             problem = (f"could not list service hooks of {org_name} as its configured identity: {_problem(exc)} "
                        "(it needs View subscriptions permission)")
             with self.db.session() as s:
@@ -506,7 +505,7 @@ class Onboarding:
             try:
                 outcome, _ = self._ensure_dbt_webhook(dbt, repository_id, account_id,
                                                       tuple(j for j in (ci_job, teardown) if j))
-            except (ApiError, BridgeError) as exc:
+            except BridgeError as exc:
                 with self.db.session() as s:
                     s.execute(update(DbtWebhookRecord).where(DbtWebhookRecord.id == _record_id).values(
                         problem=f"could not check or heal: {_problem(exc)}", last_checked_at=utcnow()))
@@ -549,7 +548,7 @@ class Onboarding:
                                          resource_version=versions.get(event_type, "1.0"),
                                          project_id=repo["project_id"], repository_id=repo["id"],
                                          url=self.webhook_url(), username=username, password=new_password)
-            except (ApiError, BridgeError) as exc:
+            except BridgeError as exc:
                 with self.db.session() as s:  # Azure DevOps still sends the old password: keep it
                     record = s.get(HookSubscriptionRecord, record_id)
                     record.password_enc, record.previous_password_enc = old_enc, None
@@ -593,7 +592,7 @@ class _SetupRun:
             report.steps.append(action())
         except StepFailed as exc:
             report.steps.append(Step(name, exc.outcome, exc.detail))
-        except (ApiError, BridgeError) as exc:
+        except BridgeError as exc:
             report.steps.append(Step(name, "failed", _problem(exc)))
         except LockBusy as exc:
             report.steps.append(Step(name, "failed", f"another set-up or health check is changing these "

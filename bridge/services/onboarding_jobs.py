@@ -8,7 +8,7 @@ import logging
 from sqlalchemy import select
 
 from ..db import Database
-from ..errors import ApiError, BridgeError
+from ..errors import BridgeError
 from ..models import DbtAccount, OnboardingJob
 from .onboarding import Actor, NewJob, Onboarding, SetupRequest
 
@@ -73,7 +73,7 @@ def run(db: Database, onboarding: Onboarding, job_id: int) -> str:
             return "unlinked"
         else:
             raise BridgeError(f"unknown onboarding job kind {kind!r}")
-    except (ApiError, BridgeError) as exc:
+    except BridgeError as exc:
         log.warning("onboarding job %s (%s) failed: %s", job_id, kind, str(exc)[:300])
         _progress(db, job_id, state="failed", error=str(exc)[:1000])
         return "failed"

@@ -16,6 +16,7 @@ from ..identity import REDIRECT_PATH, Identity, IdentityHosts
 from ..metrics import DatabaseCollector, Metrics
 from ..settings import Settings
 from .intake import Intake
+from .services import WebServices
 
 
 def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHosts | None = None) -> Flask:
@@ -35,8 +36,8 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
     if settings.entra is not None and box is not None:
         identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}", hosts=identity_hosts)
         flows = ConnectFlows(db, box, identity)
-    app.extensions["bridge"] = {"settings": settings, "db": db, "metrics": metrics, "intake": intake,
-                                "dispatcher": dispatcher, "flows": flows, "box": box}
+    WebServices(settings=settings, db=db, metrics=metrics, intake=intake, dispatcher=dispatcher, flows=flows,
+                box=box).install(app)
     # Console sessions: signed with a key derived from the encryption key, never readable by scripts.
     app.secret_key = hashlib.sha256(b"bridge-session:" + (settings.secret_keys or ("",))[0].encode()).digest() \
         if settings.secret_keys else secrets.token_bytes(32)

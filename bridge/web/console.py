@@ -30,7 +30,8 @@ from sqlalchemy import select
 from ..access import decide
 from ..identity import REDIRECT_PATH, FlowRejected, IdentityError
 from ..models import Connection
-from .pages import check_csrf, csrf_token, ext, is_admin, page, signed_in
+from .pages import check_csrf, csrf_token, is_admin, page, signed_in
+from .services import services
 
 bp = Blueprint("console", __name__)
 
@@ -39,7 +40,7 @@ BINDING_COOKIE = "bridge_connect"
 
 @bp.get("/console/sign-in")
 def sign_in():
-    entra, token = ext().get("flows") is not None, bool(ext()["settings"].admin_token)
+    entra, token = services().flows is not None, bool(services().settings.admin_token)
     if not entra and not token:
         return page("sign in", "<p>No sign-in is configured: set up Entra ID (<code>BRIDGE_ENTRA_CLIENT_ID</code>, "
                      "<code>BRIDGE_ADMINS</code>) or, for first set-up only, <code>BRIDGE_ADMIN_TOKEN</code>.</p>",
@@ -54,7 +55,7 @@ def sign_in():
 
 @bp.get("/console/sign-in/entra")
 def sign_in_entra():
-    flows = ext().get("flows")
+    flows = services().flows
     if flows is None:
         abort(404)
     return _start_flow(flows, purpose="sign-in", started_by="")
@@ -62,7 +63,7 @@ def sign_in_entra():
 
 def _finish_sign_in(flows, owner: str, answer: dict) -> Response:
     claims = flows.complete_sign_in(owner, answer)
-    decision = decide(claims, ext()["settings"].access)
+    decision = decide(claims, services().settings.access)
     if decision.role is None:
         return make_response(page("sign in", "", message=decision.reason + ".", error=True, status=403))
     _begin_session((claims.get("preferred_username") or claims.get("oid") or "").lower(), decision.role,
@@ -85,7 +86,7 @@ def _visible(connection: Connection) -> bool:
 @bp.post("/console/sign-in")
 def sign_in_submit():
     check_csrf()
-    expected = ext()["settings"].admin_token
+    expected = services().settings.admin_token
     given = request.form.get("token", "")
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
         return page("sign in", "", message="Wrong admin token.", error=True, status=401)
@@ -103,7 +104,7 @@ def sign_out():
 @bp.get("/console")
 @signed_in
 def home():
-    with ext()["db"].session() as s:
+    with services().db.session() as s:
         connections = [c for c in s.scalars(select(Connection).order_by(Connection.id)) if _visible(c)]
     body = render_template_string("""
 <p>Signed in as {{ user }} ({{ role }}).
@@ -125,7 +126,7 @@ def home():
 {% else %}<tr><td colspan="5">No connection yet.</td></tr>{% endfor %}</table>
 {% if role != "admin" %}<p>You see your own connections; admins see everyone's.</p>{% endif %}""",
         user=session["user"], role=session.get("role", "admin"), csrf=csrf_token(), connections=connections,
-        connect=ext().get("flows") is not None)
+        connect=services().flows is not None)
     return page("console", body, message=request.args.get("message", ""))
 
 
@@ -133,8 +134,8 @@ def home():
 @signed_in
 def disconnect(connection_id: int):
     check_csrf()
-    flows = ext().get("flows")
-    with ext()["db"].session() as s:
+    flows = services().flows
+    with services().db.session() as s:
         connection = s.get(Connection, connection_id)
         mine = connection is not None and _visible(connection)
     if flows is None or not mine or not flows.disconnect(connection_id):
@@ -155,7 +156,7 @@ def _start_flow(flows, *, purpose: str, started_by: str, tenant: str | None = No
     except FlowRejected as exc:
         return page("connect", "", message=exc.reason, error=True, status=400)
     response = redirect(auth_uri)
-    https = ext()["settings"].public_url.startswith("https://")
+    https = services().settings.public_url.startswith("https://")
     response.set_cookie(BINDING_COOKIE, binding, max_age=600, httponly=True, secure=https,
                         samesite="None" if https else "Lax", path=REDIRECT_PATH)
     return response
@@ -164,7 +165,7 @@ def _start_flow(flows, *, purpose: str, started_by: str, tenant: str | None = No
 @bp.get("/login/azure-active-directory")
 @signed_in
 def connect_start():
-    flows = ext().get("flows")
+    flows = services().flows
     if flows is None:
         return page("connect", "", message="Entra ID is not configured.", error=True, status=503)
     return _start_flow(flows, purpose="connect", started_by=session["user"],
@@ -173,7 +174,7 @@ def connect_start():
 
 @bp.route(REDIRECT_PATH, methods=["GET", "POST"])
 def connect_complete():
-    flows = ext().get("flows")
+    flows = services().flows
     if flows is None:
         abort(503)
     answer = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
@@ -190,7 +191,7 @@ def connect_complete():
         return page("connect", "", message=f"Connection refused: {exc.reason}", error=True, status=400)
     except IdentityError as exc:
         return page("connect", "", message=f"Microsoft Entra ID refused: {exc.reason}", error=True, status=400)
-    ext()["dispatcher"].refresh_connection(connection.id)
+    services().dispatcher.refresh_connection(connection.id)
     response = redirect(url_for("console.home", message=f"Connected {connection.upn}."))
     response.delete_cookie(BINDING_COOKIE, path=REDIRECT_PATH)
     return response

@@ -27,7 +27,8 @@ from ..models import (
     utcnow,
 )
 from ..urls import check_base_url
-from .pages import admins_only, check_csrf, csrf_token, ext, is_admin, page, signed_in
+from .pages import admins_only, check_csrf, csrf_token, is_admin, page, signed_in
+from .services import services
 
 bp = Blueprint("onboarding", __name__)
 
@@ -45,22 +46,22 @@ JOBS_KEPT = timedelta(days=7)
 
 
 def _start(kind: str, params: dict) -> int:
-    with ext()["db"].session() as s:
+    with services().db.session() as s:
         s.execute(delete(OnboardingJob).where(OnboardingJob.created_at < utcnow() - JOBS_KEPT))  # old pages go
         job = OnboardingJob(kind=kind, requested_by=session["user"],
                             params={**params, "as_upn": _acting_upn()}, steps=[], result={})
         s.add(job)
         s.flush()
         job_id = job.id
-    if not ext()["dispatcher"].run_onboarding_job(job_id):
-        with ext()["db"].session() as s:
+    if not services().dispatcher.run_onboarding_job(job_id):
+        with services().db.session() as s:
             job = s.get(OnboardingJob, job_id)
             job.state, job.error = "failed", "the workers cannot be reached (broker down); try again shortly"
     return job_id
 
 
 def _job_or_404(job_id: int) -> OnboardingJob:
-    with ext()["db"].session() as s:
+    with services().db.session() as s:
         job = s.get(OnboardingJob, job_id)
         if job is None or not (is_admin() or job.requested_by == session.get("user")):
             abort(404)
@@ -73,7 +74,7 @@ def _job_or_404(job_id: int) -> OnboardingJob:
 @bp.get("/console/repositories")
 @signed_in
 def repositories():
-    with ext()["db"].session() as s:
+    with services().db.session() as s:
         rows = []
         for repo in s.scalars(select(Repository).order_by(Repository.id)):
             hooks = s.scalars(select(HookSubscriptionRecord).where(
@@ -107,7 +108,7 @@ and its branch policy</label><button>Unlink</button></form>{% endif %}</td></tr>
 @admins_only
 def unlink(repository_id: int):
     check_csrf()
-    with ext()["db"].session() as s:
+    with services().db.session() as s:
         if s.get(Repository, repository_id) is None:
             abort(404)
     job_id = _start("unlink", {"repository_id": repository_id,
@@ -120,7 +121,7 @@ def unlink(repository_id: int):
 @bp.get("/console/dbt-accounts")
 @admins_only
 def dbt_accounts():
-    with ext()["db"].session() as s:
+    with services().db.session() as s:
         accounts = [{"id": a.id, "url": a.url, "token": bool(a.api_token_enc), "secret": bool(a.webhook_secret_enc)}
                     for a in s.scalars(select(DbtAccount).order_by(DbtAccount.id))]
     body = render_template_string("""
@@ -145,10 +146,10 @@ autocomplete="off" required></label>
 def save_dbt_account():
     check_csrf()
     account_id, token = _int("account_id"), request.form.get("api_token", "").strip()
-    box = ext()["box"]
+    box = services().box
     try:
         url = check_base_url(request.form.get("url", "").strip(),
-                             allow_insecure_http=ext()["settings"].allow_insecure_http, what="access URL")
+                             allow_insecure_http=services().settings.allow_insecure_http, what="access URL")
     except ConfigError as exc:
         return page("dbt Cloud accounts", "", message=str(exc), error=True, status=400)
     if not account_id or not token:
@@ -157,7 +158,7 @@ def save_dbt_account():
     if box is None:
         return page("dbt Cloud accounts", "", message="BRIDGE_SECRET_KEY is not set: secrets cannot be stored.",
                     error=True, status=503)
-    with ext()["db"].session() as s:
+    with services().db.session() as s:
         account = s.get(DbtAccount, account_id)
         if account is None:
             account = DbtAccount(id=account_id, url=url)
@@ -172,7 +173,7 @@ def save_dbt_account():
 @signed_in
 def choose_organization():
     upn = _acting_upn()
-    with ext()["db"].session() as s:
+    with services().db.session() as s:
         if upn:
             mine = s.scalars(select(Connection).where(func.lower(Connection.upn) == upn)).all()
             if not any(c.status == "ok" for c in mine):

@@ -6,7 +6,7 @@ import hmac
 import secrets
 from functools import wraps
 
-from flask import abort, current_app, redirect, render_template_string, request, session, url_for
+from flask import abort, redirect, render_template_string, request, session, url_for
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ado-dbt bridge — {{ title }}</title>
@@ -21,10 +21,6 @@ label{display:block;margin:.3rem 0}</style></head>
 {% endif %}
 {% if message %}<p role="status" class="{{ 'bad' if error else 'ok' }}">{{ message }}</p>{% endif %}
 {{ body | safe }}</body></html>"""
-
-
-def ext():
-    return current_app.extensions["bridge"]
 
 
 def csrf_token() -> str:

@@ -84,7 +84,7 @@ A = basic("hook-a", PASSWORD_A)
 
 
 def stored(app) -> int:
-    db = app.extensions["bridge"]["db"]
+    db = app.extensions["bridge"].db
     with db.session() as s:
         return s.scalar(select(func.count()).select_from(Delivery))
 
@@ -226,7 +226,7 @@ def test_a_repository_of_another_organization_is_not_reachable_with_these_creden
     data["resourceContainers"]["account"]["baseUrl"] = "https://dev.azure.com/org-b/"
     answer = client.post("/webhooks/azure-devops", json=data, headers=A)  # …with org-a's credentials
     assert answer.status_code == 200 and answer.json["outcome"] == "ignored"
-    with app.extensions["bridge"]["db"].session() as s:
+    with app.extensions["bridge"].db.session() as s:
         row = s.scalar(select(Delivery).where(Delivery.dedupe_key == "git.pullrequest.created:forged-org"))
         assert row.state == "ignored" and row.repository_id is None
 
@@ -268,7 +268,7 @@ def test_credentials_are_compared_in_constant_time(client, monkeypatch):
 
 
 def test_without_an_encryption_key_every_delivery_is_refused(app, broker):
-    url = app.extensions["bridge"]["db"].url
+    url = app.extensions["bridge"].db.url
     keyless = create_app(Settings(database_url=url, broker_url=broker, secret_keys=()))
     client = keyless.test_client()
     assert client.post("/webhooks/azure-devops", json=real(), headers=A).status_code == 401
@@ -279,7 +279,7 @@ def test_without_an_encryption_key_every_delivery_is_refused(app, broker):
 
 
 def test_secrets_are_stored_encrypted(app):
-    db = app.extensions["bridge"]["db"]
+    db = app.extensions["bridge"].db
     with db.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.exec_driver_sql("SELECT * FROM organizations")]
         accounts = [dict(r._mapping) for r in conn.exec_driver_sql("SELECT * FROM dbt_accounts")]

@@ -157,9 +157,9 @@ def test_service_principal_gets_an_app_token_from_the_org_tenant(identity, sandb
 
 
 def test_settings_fail_closed(sandbox):
-    assert EntraSettings.from_env({}, allow_insecure_http=False) is None
+    assert EntraSettings.from_env({}) is None
     with pytest.raises(Exception, match="CLIENT_SECRET"):
-        EntraSettings.from_env({"BRIDGE_ENTRA_CLIENT_ID": "x"}, allow_insecure_http=False)
+        EntraSettings.from_env({"BRIDGE_ENTRA_CLIENT_ID": "x"})
     with pytest.raises(ConfigError, match="local testing only"):
         hosts_from_env({"BRIDGE_ENTRA_TEST_BASE": sandbox})
     assert hosts_from_env({}) is None

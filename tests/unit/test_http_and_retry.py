@@ -98,7 +98,7 @@ def test_retry_predicate():
     assert retry.is_retryable(errors.ServerError("x"))
     assert retry.is_retryable(errors.RateLimited("x"))
     assert retry.is_retryable(errors.TransportError("x"))
-    assert retry.is_retryable(retry.LockBusy("pr"))
+    assert retry.is_retryable(errors.LockBusy("pr"))
     assert not retry.is_retryable(errors.NotFound("x"))
     assert not retry.is_retryable(errors.Unauthorized("x"))
     assert not retry.is_retryable(ValueError("x"))
@@ -163,3 +163,29 @@ def test_clients_go_through_the_proxy_the_environment_names(monkeypatch):
     finally:
         server.shutdown()
         environment_settings.cache_clear()
+
+
+def test_retries_are_decided_by_type_never_by_a_class_name():
+    import kombu.exceptions
+    import redis.exceptions
+    import sqlalchemy.exc
+
+    class OperationalError(Exception):  # a look-alike name from some other library
+        pass
+
+    assert not retry.is_retryable(OperationalError("x"))
+    assert retry.is_retryable(sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("gone")))
+    assert retry.is_retryable(redis.exceptions.ConnectionError("x"))
+    assert retry.is_retryable(kombu.exceptions.OperationalError("x"))
+    assert retry.is_retryable(errors.OutboxUnavailable("x")) and retry.is_retryable(errors.NotSent("x"))
+    assert not retry.is_retryable(errors.ReauthRequired("the refresh token expired"))
+
+
+def test_failures_that_need_a_person_say_so_by_type():
+    for needs_person in (errors.ReauthRequired("x"), errors.Unauthorized("x"), errors.Forbidden("x")):
+        assert isinstance(needs_person, errors.NeedsPerson) and not retry.is_retryable(needs_person)
+    for transient in (errors.TransportError("x"), errors.RateLimited("x"), errors.ServerError("x"),
+                      errors.LockBusy("pr")):
+        assert isinstance(transient, errors.Transient) and not isinstance(transient, errors.NeedsPerson)
+    assert all(issubclass(cls, errors.BridgeError) for cls in (
+        errors.LockBusy, errors.OutboxUnavailable, errors.NotSent, errors.IdentityError, errors.FlowRejected))

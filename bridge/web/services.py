@@ -1,0 +1,36 @@
+"""What the web tier's views use, built once by ``create_app``: a typed object, reached with ``services()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+from ..connect import ConnectFlows
+from ..crypto import SecretBox
+from ..db import Database
+from ..dispatch import Dispatcher
+from ..metrics import Metrics
+from ..settings import Settings
+from .intake import Intake
+
+KEY = "bridge"
+
+
+@dataclass(frozen=True)
+class WebServices:
+    settings: Settings
+    db: Database
+    metrics: Metrics
+    intake: Intake
+    dispatcher: Dispatcher
+    flows: ConnectFlows | None  # None: Entra ID is not configured (or there is no key to keep flows with)
+    box: SecretBox | None       # None: no BRIDGE_SECRET_KEY, so nothing secret can be stored or read
+
+    def install(self, app: Flask) -> None:
+        app.extensions[KEY] = self
+
+
+def services() -> WebServices:
+    """The running app's services (inside a request or an app context)."""
+    return current_app.extensions[KEY]

@@ -47,7 +47,6 @@ HANDLED_EVENT_TYPES = frozenset(e.value for e in EventType)
 
 # The repository every "Test" delivery of Azure DevOps' service-hook dialog points at (docs sample data).
 SAMPLE_REPOSITORY_ID = "4bc14d40-c903-45e2-872e-0462c7748079"
-SAMPLE_SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
 
 RERUN_COMMAND = "/dbt rerun"
 
@@ -117,11 +116,6 @@ class PullRequest:
     head_commit: str | None
     title: str = ""
     merge_status: str | None = None
-
-    @property
-    def is_merged(self) -> bool:
-        """A merge attempt with conflicts is not a merge: only a completed PR counts."""
-        return self.status is PullRequestStatus.COMPLETED
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class _Handler(logging.StreamHandler):
+    """Ours, so that configuring again replaces it and leaves other handlers (a test runner's) alone."""
+
+
 def configure(fmt: str, *, level: int = logging.INFO) -> None:
-    """Send every record to stderr in ``fmt`` (replacing the root logger's handlers)."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send every record to stderr in ``fmt``."""
+    handler = _Handler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_ContextIds())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _Handler)] + [handler]
     root.setLevel(level)

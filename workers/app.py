@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 
 from bridge.contracts import CHECK_SUBSCRIPTIONS, POLL_QUIET_RUNS, SWEEP_DELIVERIES, SWEEP_PULL_REQUESTS
 from bridge.crypto import SecretBox
@@ -14,6 +14,7 @@ from bridge.db import Database
 from bridge.dispatch import Dispatcher, celery_config
 from bridge.identity import IdentityHosts
 from bridge.locks import redis_lock_factory
+from bridge.logs import configure as configure_logs
 from bridge.metrics import Metrics
 from bridge.services.connections import Connections
 from bridge.services.onboarding import Onboarding
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 def create_celery_app(settings: Settings | None = None, *, identity_hosts: IdentityHosts | None = None) -> Celery:
     settings = settings or Settings.from_env()
     app = Celery("bridge-worker", set_as_current=True)
+    # Our format (text or JSON lines, with delivery and run ids) instead of Celery's own set-up.
+    signals.setup_logging.connect(lambda **_: configure_logs(settings.log_format), weak=False,
+                                  dispatch_uid="bridge-logs")
     app.conf.update(celery_config(settings))
     app.conf.beat_schedule = {
         "sweep-deliveries": {"task": SWEEP_DELIVERIES, "schedule": settings.sweep_interval},

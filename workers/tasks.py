@@ -26,6 +26,7 @@ from bridge.deliveries.states import DeliveryState
 from bridge.deliveries.store import Claimed, Selection
 from bridge.domain import DbtRun, RunStatus, is_rerun_command
 from bridge.errors import ApiError, ConfigError, IdentityError, LockBusy, NotSent, ReauthRequired
+from bridge.logs import log_context
 from bridge.models import CiRun, Repository, utcnow
 from bridge.services import onboarding_jobs
 
@@ -81,6 +82,10 @@ class DeliveryTask(BridgeTask):
 
     abstract = True
 
+    def __call__(self, delivery_id, *args, **kwargs):
+        with log_context(delivery_id=delivery_id):  # its retries and give-up too
+            return super().__call__(delivery_id, *args, **kwargs)
+
     def on_give_up(self, exc, delivery_id, *args, **kwargs):
         self.runtime.deliveries.finish(delivery_id, DeliveryState.FAILED, f"gave up after retries: {_safe(exc)}")
 
@@ -95,11 +100,14 @@ def process_delivery(self, delivery_id: int) -> str:
     event = claimed.event
     try:
         if claimed.source == "azure-devops":
-            outcome = rt.reconciler.reconcile(claimed.repository_id, int(event["pull_request_id"]),
-                                              rerun=is_rerun_command(event.get("comment")))
+            pull_request_id = int(event["pull_request_id"])
+            with log_context(repository_id=claimed.repository_id, pr=pull_request_id):
+                outcome = rt.reconciler.reconcile(claimed.repository_id, pull_request_id,
+                                                  rerun=is_rerun_command(event.get("comment")))
             store.finish(delivery_id, DeliveryState.PROCESSED)
             return outcome.reason
-        return _dbt_event(rt, delivery_id, claimed.dbt_account_id, event)
+        with log_context(dbt_run_id=event.get("run_id")):
+            return _dbt_event(rt, delivery_id, claimed.dbt_account_id, event)
     except ReauthRequired as exc:
         # Not a failure of this delivery: it waits (state "blocked") and is re-run when someone
         # reconnects, instead of retrying uselessly against dead tokens.
@@ -126,12 +134,14 @@ def dispatch_deliveries(self, delivery_ids: list[int]) -> int:
 
 @shared_task(bind=True, base=BridgeTask, name=RECONCILE_PULL_REQUEST)
 def reconcile_pull_request(self, repository_id: int, pull_request_id: int) -> str:
-    return self.runtime.reconciler.reconcile(repository_id, pull_request_id).reason
+    with log_context(repository_id=repository_id, pr=pull_request_id):
+        return self.runtime.reconciler.reconcile(repository_id, pull_request_id).reason
 
 
 @shared_task(bind=True, base=BridgeTask, name=REFRESH_RUN)
 def refresh_run(self, ci_run_id: int) -> str:
-    return self.runtime.reconciler.settle_run(ci_run_id).reason
+    with log_context(ci_run_id=ci_run_id):
+        return self.runtime.reconciler.settle_run(ci_run_id).reason
 
 
 @shared_task(bind=True, base=BridgeTask, name=SWEEP_DELIVERIES)

@@ -77,7 +77,7 @@ class AzureDevOpsServerError(AzureDevOpsError, errors.ServerError):
 # -- credentials ------------------------------------------------------------------------------------
 
 class Credentials(Protocol):
-    """Whatever the workers act as in an organization (a PAT now; Entra ID identities later)."""
+    """Whatever the workers act as in an organization: a PAT, a connected person or a service principal."""
 
     def authorization(self) -> str: ...
 

@@ -82,8 +82,6 @@ class _RunSchema(Schema):
     status_message = fields.Str(load_default=None, allow_none=True)
     started_at = fields.Raw(load_default=None, allow_none=True)
     finished_at = fields.Raw(load_default=None, allow_none=True)
-    duration = fields.Raw(load_default=None, allow_none=True)
-    run_duration = fields.Raw(load_default=None, allow_none=True)
     git_sha = fields.Str(load_default=None, allow_none=True)
     trigger = fields.Nested(_Trigger, load_default=None, allow_none=True)
 

@@ -114,8 +114,7 @@ class Outcome:
     posted: int = 0
 
 
-# A repository is read with its organization and dbt account in one query (each reconcile needs all three;
-# lazy loads made it three round trips).
+# A repository is read with its organization and dbt account in one query: each reconcile needs all three.
 WITH_OWNERS = (joinedload(Repository.organization), joinedload(Repository.dbt_account))
 
 

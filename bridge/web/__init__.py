@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 
 from flask import Flask
@@ -13,6 +12,7 @@ from ..crypto import SecretBox
 from ..db import Database
 from ..dispatch import Dispatcher
 from ..identity import REDIRECT_PATH, Identity, IdentityHosts
+from ..logs import configure as configure_logs
 from ..metrics import DatabaseCollector, Metrics
 from ..settings import Settings
 from .intake import Intake
@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logs(settings.log_format)
 
     db = Database(settings.database_url)
     metrics = Metrics()
@@ -45,8 +45,9 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
                       SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
                       SESSION_COOKIE_NAME="bridge_session")
 
-    from . import console, health, onboarding, receivers
+    from . import console, health, onboarding, pages, receivers
 
+    app.add_template_global(pages.csrf_token)
     app.register_blueprint(health.bp)
     app.register_blueprint(console.bp)
     app.register_blueprint(onboarding.bp)

@@ -20,8 +20,7 @@ from flask import (
     abort,
     make_response,
     redirect,
-    render_template_string,
-    request,
+        request,
     session,
     url_for,
 )
@@ -30,7 +29,7 @@ from sqlalchemy import select
 from ..access import decide
 from ..identity import REDIRECT_PATH, FlowRejected, IdentityError
 from ..models import Connection
-from .pages import check_csrf, csrf_token, is_admin, page, signed_in
+from .pages import check_csrf, is_admin, page, signed_in
 from .services import services
 
 bp = Blueprint("console", __name__)
@@ -41,16 +40,7 @@ BINDING_COOKIE = "bridge_connect"
 @bp.get("/console/sign-in")
 def sign_in():
     entra, token = services().flows is not None, bool(services().settings.admin_token)
-    if not entra and not token:
-        return page("sign in", "<p>No sign-in is configured: set up Entra ID (<code>BRIDGE_ENTRA_CLIENT_ID</code>, "
-                     "<code>BRIDGE_ADMINS</code>) or, for first set-up only, <code>BRIDGE_ADMIN_TOKEN</code>.</p>",
-                     status=503)
-    body = render_template_string(
-        '{% if entra %}<p><a href="/console/sign-in/entra">Sign in with Microsoft</a></p>{% endif %}'
-        '{% if token %}<form method="post"><input type="hidden" name="csrf" value="{{ csrf }}">'
-        '<label>Admin token <input type="password" name="token" autocomplete="off"></label> '
-        '<button>Sign in</button></form>{% endif %}', csrf=csrf_token(), entra=entra, token=token)
-    return page("sign in", body)
+    return page("sign in", "sign_in.html", entra=entra, token=token, status=200 if entra or token else 503)
 
 
 @bp.get("/console/sign-in/entra")
@@ -65,7 +55,7 @@ def _finish_sign_in(flows, owner: str, answer: dict) -> Response:
     claims = flows.complete_sign_in(owner, answer)
     decision = decide(claims, services().settings.access)
     if decision.role is None:
-        return make_response(page("sign in", "", message=decision.reason + ".", error=True, status=403))
+        return make_response(page("sign in", message=decision.reason + ".", error=True, status=403))
     _begin_session((claims.get("preferred_username") or claims.get("oid") or "").lower(), decision.role,
                    via="entra")
     return redirect(url_for("console.home"))
@@ -89,7 +79,7 @@ def sign_in_submit():
     expected = services().settings.admin_token
     given = request.form.get("token", "")
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
-        return page("sign in", "", message="Wrong admin token.", error=True, status=401)
+        return page("sign in", message="Wrong admin token.", error=True, status=401)
     _begin_session("admin", "admin", via="token")
     return redirect(url_for("console.home"))
 
@@ -106,28 +96,8 @@ def sign_out():
 def home():
     with services().db.session() as s:
         connections = [c for c in s.scalars(select(Connection).order_by(Connection.id)) if _visible(c)]
-    body = render_template_string("""
-<p>Signed in as {{ user }} ({{ role }}).
-<form class="inline" method="post" action="/console/sign-out"><input type="hidden" name="csrf" value="{{ csrf }}">
-<button>Sign out</button></form></p>
-<h2>Azure DevOps connections</h2>
-{% if connect %}<p><a href="/login/azure-active-directory">Connect Azure DevOps (Microsoft Entra ID)</a></p>
-<form method="get" action="/login/azure-active-directory"><label>Organization connected to another Entra tenant
-(you are a guest there)? Tenant id or domain <input name="tenant" placeholder="contoso.onmicrosoft.com"></label>
-<button>Connect through that tenant</button></form>
-{% else %}<p class="bad">Entra ID is not configured (BRIDGE_ENTRA_CLIENT_ID / _SECRET).</p>{% endif %}
-<table><tr><th>user</th><th>organizations</th><th>health</th><th>connected by</th><th></th></tr>
-{% for c in connections %}<tr><td>{{ c.upn }}</td><td>{{ c.organizations | join(", ") or "…" }}</td>
-<td class="{{ 'ok' if c.status == 'ok' else 'bad' }}">{{ c.status }}{% if c.status_reason %}: {{ c.status_reason }}
- — <a href="/login/azure-active-directory{{ '?tenant=' ~ c.sign_in_tenant if c.sign_in_tenant else '' }}"
->reconnect</a>{% endif %}</td><td>{{ c.connected_by }}</td>
-<td><form method="post" action="/console/connections/{{ c.id }}/disconnect">
-<input type="hidden" name="csrf" value="{{ csrf }}"><button>Disconnect</button></form></td></tr>
-{% else %}<tr><td colspan="5">No connection yet.</td></tr>{% endfor %}</table>
-{% if role != "admin" %}<p>You see your own connections; admins see everyone's.</p>{% endif %}""",
-        user=session["user"], role=session.get("role", "admin"), csrf=csrf_token(), connections=connections,
-        connect=services().flows is not None)
-    return page("console", body, message=request.args.get("message", ""))
+    return page("console", "home.html", message=request.args.get("message", ""), user=session["user"],
+                role=session.get("role", "admin"), connections=connections, connect=services().flows is not None)
 
 
 @bp.post("/console/connections/<int:connection_id>/disconnect")
@@ -154,7 +124,7 @@ def _start_flow(flows, *, purpose: str, started_by: str, tenant: str | None = No
     try:
         auth_uri = flows.start(_binding_hash(binding), started_by=started_by, purpose=purpose, tenant=tenant)
     except FlowRejected as exc:
-        return page("connect", "", message=exc.reason, error=True, status=400)
+        return page("connect", message=exc.reason, error=True, status=400)
     response = redirect(auth_uri)
     https = services().settings.public_url.startswith("https://")
     response.set_cookie(BINDING_COOKIE, binding, max_age=600, httponly=True, secure=https,
@@ -167,7 +137,7 @@ def _start_flow(flows, *, purpose: str, started_by: str, tenant: str | None = No
 def connect_start():
     flows = services().flows
     if flows is None:
-        return page("connect", "", message="Entra ID is not configured.", error=True, status=503)
+        return page("connect", message="Entra ID is not configured.", error=True, status=503)
     return _start_flow(flows, purpose="connect", started_by=session["user"],
                        tenant=request.args.get("tenant", "").strip() or None)
 
@@ -188,9 +158,9 @@ def connect_complete():
         # the binding cookie, set only for a signed-in person, is the proof.
         connection = flows.complete(_binding_hash(binding), answer)
     except FlowRejected as exc:
-        return page("connect", "", message=f"Connection refused: {exc.reason}", error=True, status=400)
+        return page("connect", message=f"Connection refused: {exc.reason}", error=True, status=400)
     except IdentityError as exc:
-        return page("connect", "", message=f"Microsoft Entra ID refused: {exc.reason}", error=True, status=400)
+        return page("connect", message=f"Microsoft Entra ID refused: {exc.reason}", error=True, status=400)
     services().dispatcher.refresh_connection(connection.id)
     response = redirect(url_for("console.home", message=f"Connected {connection.upn}."))
     response.delete_cookie(BINDING_COOKIE, path=REDIRECT_PATH)

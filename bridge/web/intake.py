@@ -129,9 +129,6 @@ class Intake:
             return None  # fail closed: without a key nothing authenticates
         return self.box.decrypt(token)
 
-    def invalidate(self) -> None:
-        self._loaded_at = 0.0
-
     def authenticate_organization(self, username: str | None, password: str | None) -> int | None:
         """The organization whose webhook credentials (its own, or one of the bridge's subscriptions') these
         are, compared in constant time; else None."""

@@ -16,7 +16,6 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre
 from ..domain import DbtRunEvent, RunStatus
 from ..errors import PayloadError
 
-RUN_EVENT_TYPES = frozenset({"job.run.started", "job.run.completed", "job.run.errored"})
 # What the bridge acts on: a finished run. "started" changes nothing a developer sees (the PR already
 # shows pending), so it is recorded and answered 200 without costing a worker task.
 SETTLING_EVENT_TYPES = frozenset({"job.run.completed", "job.run.errored"})
@@ -90,11 +89,6 @@ class _Event(_Lenient):
 
 
 _EVENT = _Event()  # stateless; shared by every request
-
-
-def account_of(body: bytes) -> int:
-    """The account a delivery claims to come from, read only to pick the secret to verify it with."""
-    return sender_of(body)[0]
 
 
 def sender_of(body: bytes) -> tuple[int, str | None]:

@@ -267,3 +267,17 @@ def test_pr_sweep_catches_up_with_events_that_never_came(bridge):
     assert out.returncode == 0, out.stderr
     wait_until(lambda: sb.latest_state(silent["pr"], 1) == "succeeded", timeout=40, what="silent PR built")
     wait_until(lambda: sb.runs_for(closing["pr"], TEARDOWN_JOB), timeout=30, what="missed close torn down")
+
+
+def test_the_workers_log_lines_name_the_delivery_and_pull_request_they_are_about(bridge):
+    sb = bridge.sandbox
+    opened = sb.open_pr(title="Traceable in the logs")
+    pr = opened["pr"]
+    wait_until(lambda: sb.latest_state(pr, 1) == "succeeded", timeout=30, what="succeeded")
+    with bridge.db.session() as s:
+        [(delivery, repository_id)] = [(d.id, d.repository_id) for d in s.scalars(
+            select(Delivery).where(Delivery.source == "azure-devops")) if d.event.get("pull_request_id") == pr]
+    started = [line for line in bridge.stack.read_logs()["worker"].splitlines()
+               if "started dbt run" in line and f"for PR {pr} " in line]
+    assert len(started) == 1, started
+    assert started[0].endswith(f"[delivery_id={delivery} repository_id={repository_id} pr={pr}]")

@@ -1,10 +1,4 @@
-"""The worker's bookkeeping of a triggered run costs no read: a run record inserted whole is updated as it is.
-
-``Reconciler._trigger`` inserts the record before asking dbt Cloud (so a lost answer is found again), then adds
-the same object to a later session to record the run id. That is one UPDATE only while every column of the
-inserted object is loaded; a column given a server default, or left out of ``whole_run``, would make it a
-read as well, and this test says so.
-"""
+"""A run record inserted whole (``whole_run``) is updated later without a read: every column stays loaded."""
 
 from __future__ import annotations
 

@@ -133,9 +133,9 @@ def test_dbt_signature_is_hex_hmac_sha256_of_the_raw_body():
 
 
 @pytest.mark.parametrize("body", [b"{}", b'{"accountId": "x"}', b'{"accountId": true}', b"[]", b"nope"])
-def test_dbt_account_of_refuses_bodies_without_an_account(body):
+def test_dbt_sender_of_refuses_bodies_without_an_account(body):
     with pytest.raises(PayloadError):
-        dbt_cloud.account_of(body)
+        dbt_cloud.sender_of(body)
 
 
 def test_dbt_signature_may_match_any_candidate_secret():

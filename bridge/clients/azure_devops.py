@@ -7,7 +7,6 @@ import base64
 from collections.abc import Iterator
 from typing import Protocol
 
-import requests
 from marshmallow import EXCLUDE, Schema, fields, post_load
 
 from .. import errors
@@ -20,7 +19,7 @@ from ..domain import (
     StatusContext,
     StatusUpdate,
 )
-from .http import JsonApi, segment
+from .http import HttpAnswer, JsonApi, Transport, segment
 
 API_VERSION = "7.1"
 
@@ -203,8 +202,8 @@ class AzureDevOpsClient(JsonApi):
     }
 
     def __init__(self, organization_url: str, credentials: Credentials, *,
-                 session: requests.Session | None = None, timeout: float = 10.0):
-        super().__init__(organization_url, "", session=session, timeout=timeout)  # asked per request
+                 transport: Transport | None = None, timeout: float = 10.0):
+        super().__init__(organization_url, "", transport=transport, timeout=timeout)  # asked per request
         self._credentials = credentials
 
     def _headers(self) -> dict[str, str]:
@@ -213,7 +212,7 @@ class AzureDevOpsClient(JsonApi):
         headers["X-TFS-FedAuthRedirect"] = "Suppress"  # a 401, not an HTML sign-in page
         return headers
 
-    def describe_error(self, response: requests.Response) -> str:
+    def describe_error(self, response: HttpAnswer) -> str:
         try:
             body = response.json()
             return str(body.get("message") or body)[:300]
@@ -377,9 +376,9 @@ PROFILE_HOST = "https://app.vssps.visualstudio.com"
 class ProfileClient(AzureDevOpsClient):
     """The user's own profile and organizations, always with that user's own token."""
 
-    def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
+    def __init__(self, credentials: Credentials, *, transport: Transport | None = None,
                  timeout: float = 10.0):
-        super().__init__(PROFILE_HOST, credentials, session=session, timeout=timeout)
+        super().__init__(PROFILE_HOST, credentials, transport=transport, timeout=timeout)
 
     def me(self) -> dict:
         data = self._call("GET", "/_apis/profile/profiles/me") or {}

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-import requests
 from marshmallow import EXCLUDE, Schema, fields, post_load, pre_load
 
 from .. import errors
 from ..domain import CAUSE_MAX, DbtRun, DbtWebhook, RunStatus
-from .http import JsonApi, segment
+from .http import HttpAnswer, JsonApi, Transport, segment
 
 # -- error tree -------------------------------------------------------------------------------------
 
@@ -147,11 +146,11 @@ class DbtCloudClient(JsonApi):
     }
 
     def __init__(self, base_url: str, account_id: int, api_token: str, *,
-                 session: requests.Session | None = None, timeout: float = 10.0):
-        super().__init__(base_url, f"Token {api_token}", session=session, timeout=timeout)
+                 transport: Transport | None = None, timeout: float = 10.0):
+        super().__init__(base_url, f"Token {api_token}", transport=transport, timeout=timeout)
         self.account_id = int(account_id)
 
-    def describe_error(self, response: requests.Response) -> str:
+    def describe_error(self, response: HttpAnswer) -> str:
         try:
             status = response.json().get("status") or {}
             return str(status.get("user_message") or status.get("developer_message") or response.text)[:300]

@@ -1,12 +1,20 @@
-"""What the API clients share: path escaping, status → error mapping (one pure function) and a JSON call."""
+"""What the API clients share: the transport seam, path escaping, status → error mapping (one pure function)
+and a JSON call.
+
+Clients speak to a ``Transport`` (one method: send a request, get an ``HttpAnswer``); ``RequestsTransport`` is
+the real one, and tests give recorded answers instead (tests/fakes.py).
+"""
 
 from __future__ import annotations
 
 import email.utils
 import functools
+import json as jsonlib
 import time
 from collections.abc import Mapping
-from urllib.parse import quote
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -70,6 +78,49 @@ def plain_session() -> requests.Session:
     return session
 
 
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> object:
+        """The body as JSON; ValueError when it is not."""
+        return jsonlib.loads(self.body)
+
+
+class NoAnswer(Exception):
+    """The request got no HTTP answer (refused, reset, timed out, TLS); ``str`` names what happened."""
+
+
+class Transport(Protocol):
+    def send(self, method: str, url: str, *, params: Mapping | None, json: object, headers: Mapping[str, str],
+             timeout: float) -> HttpAnswer:
+        """One HTTP exchange, never following redirects; raises NoAnswer when no answer came."""
+        ...
+
+
+class RequestsTransport:
+    """The real transport: a requests session, with the environment's proxy and CA settings read once."""
+
+    def __init__(self, session: requests.Session | None = None):
+        self.session = session or plain_session()
+
+    def send(self, method, url, *, params, json, headers, timeout) -> HttpAnswer:
+        parts = urlsplit(url)
+        try:
+            response = self.session.request(method, url, params=params, json=json, headers=headers, timeout=timeout,
+                                            allow_redirects=False,
+                                            **environment_settings(f"{parts.scheme}://{parts.netloc}"))
+        except requests.RequestException as exc:
+            raise NoAnswer(type(exc).__name__) from None
+        return HttpAnswer(response.status_code, response.headers, response.content)
+
+
 class JsonApi:
     """A JSON-over-HTTP API reached through one requests session with one credential.
 
@@ -79,21 +130,20 @@ class JsonApi:
     root_error: type[errors.ApiError] = errors.ApiError
     errors_by_kind: Mapping[type[errors.ApiError], type[errors.ApiError]] = {}
 
-    def __init__(self, base_url: str, authorization: str, *, session: requests.Session | None = None,
+    def __init__(self, base_url: str, authorization: str, *, transport: Transport | None = None,
                  timeout: float = 10.0):
         self.base_url = base_url.rstrip("/")
         self._authorization = authorization
-        self.session = session or plain_session()
+        self.transport = transport or RequestsTransport()
         self.timeout = timeout
-        self._environment = environment_settings(self.base_url)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": self._authorization, "Accept": "application/json", "User-Agent": USER_AGENT}
 
-    def describe_error(self, response: requests.Response) -> str:
+    def describe_error(self, response: HttpAnswer) -> str:
         return response.text[:300]
 
-    def error_class(self, kind: type[errors.ApiError], response: requests.Response) -> type[errors.ApiError]:
+    def error_class(self, kind: type[errors.ApiError], response: HttpAnswer) -> type[errors.ApiError]:
         return self.errors_by_kind.get(kind, self.root_error)
 
     def call(self, method: str, path: str, *, params: Mapping | None = None, json: object = None):
@@ -104,25 +154,25 @@ class JsonApi:
         """The parsed answer and its headers (for paging by continuation token)."""
         url = f"{self.base_url}{path}"
         try:
-            response = self.session.request(method, url, params=params, json=json, headers=self._headers(),
-                                            timeout=self.timeout, allow_redirects=False, **self._environment)
-        except requests.RequestException as exc:
+            response = self.transport.send(method, url, params=params, json=json, headers=self._headers(),
+                                           timeout=self.timeout)
+        except NoAnswer as exc:
             cls = self.errors_by_kind.get(errors.TransportError, self.root_error)
-            raise cls(f"{method} {path}: {type(exc).__name__}") from None
-        kind = error_kind(response.status_code)
-        if kind is None and 300 <= response.status_code < 400:
+            raise cls(f"{method} {path}: {exc}") from None
+        kind = error_kind(response.status)
+        if kind is None and 300 <= response.status < 400:
             kind = errors.HttpError  # a redirect here means a sign-in page or a wrong base URL
         if kind is not None:
             cls = self.error_class(kind, response)
-            raise cls(f"{method} {path} → {response.status_code}: {self.describe_error(response)}",
-                      status=response.status_code, retry_after=retry_after(response.headers),
+            raise cls(f"{method} {path} → {response.status}: {self.describe_error(response)}",
+                      status=response.status, retry_after=retry_after(response.headers),
                       body=response.text)
-        if response.status_code == 204 or not response.content:
+        if response.status == 204 or not response.body:
             return None, response.headers
         try:
             return response.json(), response.headers
         except ValueError:
             # dbt Cloud has been seen answering HTML although the call worked; make it retryable-safe.
             cls = self.errors_by_kind.get(errors.ServerError, self.root_error)
-            raise cls(f"{method} {path}: answer is not JSON", status=response.status_code,
+            raise cls(f"{method} {path}: answer is not JSON", status=response.status,
                       body=response.text) from None

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from ..clients.azure_devops import AzureDevOpsClient, Credentials, PersonalAccessToken
 from ..clients.dbt_cloud import DbtCloudClient
-from ..clients.http import plain_session
+from ..clients.http import RequestsTransport, Transport, plain_session
 from ..crypto import SecretBox
 from ..db import Database
 from ..errors import ConfigError
@@ -37,14 +37,15 @@ class ServicePrincipalCredentials:
 
 
 class Connections:
-    """One per process. HTTP sessions are kept per thread, so keep-alive works in a threaded worker."""
+    """One per process: API clients with the credentials each organization and account is configured with."""
 
     def __init__(self, settings: Settings, box: SecretBox, *, db: Database | None = None,
-                 entra: ConnectionStore | None = None):
+                 entra: ConnectionStore | None = None, transport: Transport | None = None):
         self.settings = settings
         self.box = box
         self.db = db
         self.entra = entra
+        self.transport = transport  # None: a RequestsTransport per thread (keep-alive in a threaded worker)
         self._local = threading.local()
 
     @classmethod
@@ -59,15 +60,17 @@ class Connections:
             entra = ConnectionStore(db, box, identity, lock)
         return cls(settings, box, db=db, entra=entra)
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = plain_session()  # the clients pass what the environment says (http.environment_settings)
+    def _transport(self) -> Transport:
+        if self.transport is not None:
+            return self.transport
+        transport = getattr(self._local, "transport", None)
+        if transport is None:
+            session = plain_session()  # the transport passes what the environment says (http.environment_settings)
             adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
-            self._local.session = session
-        return session
+            transport = self._local.transport = RequestsTransport(session)
+        return transport
 
     def credentials_for(self, org: Organization) -> Credentials:
         """The identity workers act as in ``org`` (a PAT, a connected person, a service principal); fails
@@ -112,7 +115,7 @@ class Connections:
     def azure_devops_at(self, url: str, credentials: Credentials, *, what: str) -> AzureDevOpsClient:
         """A client for an organization URL with given credentials (onboarding acts as the person asking)."""
         url = check_base_url(url, allow_insecure_http=self.settings.allow_insecure_http, what=what)
-        return AzureDevOpsClient(url, credentials, session=self._session(), timeout=self.settings.http_timeout)
+        return AzureDevOpsClient(url, credentials, transport=self._transport(), timeout=self.settings.http_timeout)
 
     def azure_devops(self, org: Organization) -> AzureDevOpsClient:
         return self.azure_devops_at(org.url, self.credentials_for(org), what=f"organization {org.name}")
@@ -122,5 +125,5 @@ class Connections:
             raise ConfigError(f"dbt Cloud account {account.id} has no api_token")
         url = check_base_url(account.url, allow_insecure_http=self.settings.allow_insecure_http,
                              what=f"dbt Cloud account {account.id}")
-        return DbtCloudClient(url, account.id, self.box.decrypt(account.api_token_enc), session=self._session(),
+        return DbtCloudClient(url, account.id, self.box.decrypt(account.api_token_enc), transport=self._transport(),
                               timeout=self.settings.http_timeout)

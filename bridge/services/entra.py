@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager, nullcontext
 from sqlalchemy import func, select
 
 from ..clients.azure_devops import ProfileClient
+from ..clients.http import RequestsTransport
 from ..crypto import SecretBox
 from ..db import Database
 from ..identity import Identity, ReauthRequired
@@ -48,7 +49,7 @@ class ConnectionStore:
     def refresh_profile(self, connection_id: int) -> list[str]:
         """Read who the connected person is and which organizations they belong to, with their own token."""
         token = self.token(connection_id)
-        profile = ProfileClient(_Bearer(token), session=self._http)
+        profile = ProfileClient(_Bearer(token), transport=RequestsTransport(self._http))
         me = profile.me()
         organizations = profile.organizations(me["id"]) if me.get("id") else []
         with self.db.session() as s:

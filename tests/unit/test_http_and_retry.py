@@ -189,3 +189,32 @@ def test_failures_that_need_a_person_say_so_by_type():
         assert isinstance(transient, errors.Transient) and not isinstance(transient, errors.NeedsPerson)
     assert all(issubclass(cls, errors.BridgeError) for cls in (
         errors.LockBusy, errors.OutboxUnavailable, errors.NotSent, errors.IdentityError, errors.FlowRejected))
+
+
+def test_clients_take_any_transport_and_map_its_answers_to_the_error_tree():
+    from bridge.clients.http import HttpAnswer, NoAnswer
+
+    class Scripted:
+        def __init__(self, *answers):
+            self.answers, self.sent = list(answers), []
+
+        def send(self, method, url, *, params, json, headers, timeout):
+            self.sent.append((method, url, headers["Authorization"]))
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    transport = Scripted(HttpAnswer(429, {"Retry-After": "7"}, b'{"status": {"user_message": "slow down"}}'),
+                         NoAnswer("ConnectTimeout"), HttpAnswer(200, {}, b"<html>oops</html>"),
+                         HttpAnswer(200, {}, b'{"data": {"id": 5, "status": 10}}'))
+    dbt = DbtCloudClient("https://cloud.example", 1, "tok", transport=transport)
+    with pytest.raises(errors.RateLimited) as limited:
+        dbt.get_run(5)
+    assert limited.value.retry_after == 7 and "slow down" in str(limited.value)
+    with pytest.raises(errors.TransportError, match="ConnectTimeout"):
+        dbt.get_run(5)
+    with pytest.raises(errors.ServerError, match="not JSON"):
+        dbt.get_run(5)
+    assert dbt.get_run(5).run_id == 5
+    assert transport.sent[0] == ("GET", "https://cloud.example/api/v2/accounts/1/runs/5/", "Token tok")

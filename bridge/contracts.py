@@ -1,6 +1,9 @@
 """The vocabulary the web tier, the CLI and the workers share: task names with their arguments, the queue,
-the outbox's channel and the webhook paths. Imports nothing: both tiers may import it.
+the outbox's channel, the webhook paths, and the console's onboarding jobs (kinds, set-up steps, outcomes).
+Imports nothing of ours: both tiers may import it.
 """
+
+from enum import StrEnum
 
 PROCESS_DELIVERY = "bridge.process_delivery"      # (delivery_id: int)
 DISPATCH_DELIVERIES = "bridge.dispatch_deliveries"  # (delivery_ids: list[int]) → one process_delivery each
@@ -21,3 +24,39 @@ OUTBOX_CHANNEL = "bridge_outbox"
 # Where Azure DevOps and dbt Cloud deliver (the receivers serve them; set-up registers them).
 AZURE_DEVOPS_WEBHOOK_PATH = "/webhooks/azure-devops"
 DBT_CLOUD_WEBHOOK_PATH = "/webhooks/dbt-cloud"
+
+
+class JobKind(StrEnum):
+    """What a console onboarding job asks the workers for (``OnboardingJob.kind``)."""
+
+    PROJECTS = "projects"          # list an organization's projects
+    REPOSITORIES = "repositories"  # list a project's repositories
+    DBT = "dbt"                    # list dbt Cloud jobs and environments to choose from
+    DBT_ACCOUNT = "dbt-account"    # check a dbt Cloud account's token
+    SETUP = "setup"                # set a repository up (SetupStep by SetupStep)
+    UNLINK = "unlink"              # undo a set-up
+
+
+class SetupStep(StrEnum):
+    """The steps of a repository's set-up, in the order they run."""
+
+    REPOSITORY = "repository"
+    PERMISSIONS = "permissions"
+    CI_JOB = "ci job"
+    LINK = "link"
+    SERVICE_HOOKS = "service hooks"
+    DBT_WEBHOOK = "dbt webhook"
+    BRANCH_POLICY = "branch policy"
+
+
+class StepOutcome(StrEnum):
+    CREATED = "created"
+    REPAIRED = "repaired"
+    UNCHANGED = "unchanged"
+    LINKED = "linked"
+    SKIPPED = "skipped"
+    REFUSED = "refused"   # a rule said no (permissions, a disabled repository): a person must act
+    FAILED = "failed"
+
+
+STEP_FAILURES = frozenset({StepOutcome.FAILED, StepOutcome.REFUSED})

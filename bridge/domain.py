@@ -176,6 +176,14 @@ class DbtRun:
     duration_seconds: float | None = None
     git_sha: str | None = None
 
+    @classmethod
+    def timed(cls, run_id: int, status: RunStatus, *, started_at: datetime | None, finished_at: datetime | None,
+              **rest) -> DbtRun:
+        """A run whose duration is the time from its start to its end, when both are known."""
+        duration = (finished_at - started_at).total_seconds() if started_at and finished_at else None
+        return cls(run_id=run_id, status=status, started_at=started_at, finished_at=finished_at,
+                   duration_seconds=duration, **rest)
+
 
 @dataclass(frozen=True)
 class DbtRunEvent:
@@ -194,6 +202,13 @@ class DbtRunEvent:
     @property
     def dedupe_key(self) -> str:
         return self.event_id
+
+    def run(self) -> DbtRun | None:
+        """What the webhook says of its run; None when it carries no status."""
+        if self.status is None:
+            return None
+        return DbtRun.timed(self.run_id, self.status, status_message=self.status_message,
+                            started_at=self.started_at, finished_at=self.finished_at)
 
 
 # --------------------------------------------------------------------------------------------------

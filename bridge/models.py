@@ -148,7 +148,7 @@ class OnboardingJob(Base):
     __tablename__ = "onboarding_jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20))                 # web/onboarding.py JOB_KINDS
+    kind: Mapped[str] = mapped_column(String(20))                 # contracts.JobKind
     requested_by: Mapped[str] = mapped_column(String(320))
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(20), default="queued")  # queued | running | done | failed

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from celery import Task, shared_task
 from sqlalchemy import or_, select
@@ -22,10 +22,11 @@ from bridge.contracts import (
     SWEEP_DELIVERIES,
     SWEEP_PULL_REQUESTS,
 )
+from bridge.deliveries import codec
 from bridge.deliveries.states import DeliveryState
 from bridge.deliveries.store import Claimed, Selection
-from bridge.domain import DbtRun, RunStatus, is_rerun_command
-from bridge.errors import ApiError, ConfigError, IdentityError, LockBusy, NotSent, ReauthRequired
+from bridge.domain import DbtRunEvent, PullRequestEvent, RunStatus, is_rerun_command
+from bridge.errors import ApiError, ConfigError, IdentityError, LockBusy, NotSent, PayloadError, ReauthRequired
 from bridge.logs import log_context
 from bridge.models import CiRun, Repository, utcnow
 from bridge.services import onboarding_jobs
@@ -73,10 +74,6 @@ def _safe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
-def _aware(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 class DeliveryTask(BridgeTask):
     """A delivery whose retries ran out is marked failed, with why."""
 
@@ -97,16 +94,20 @@ def process_delivery(self, delivery_id: int) -> str:
     claimed = store.claim(delivery_id)
     if not isinstance(claimed, Claimed):
         return claimed  # missing, or a redelivered message whose work is done
-    event = claimed.event
     try:
-        if claimed.source == "azure-devops":
-            pull_request_id = int(event["pull_request_id"])
-            with log_context(repository_id=claimed.repository_id, pr=pull_request_id):
-                outcome = rt.reconciler.reconcile(claimed.repository_id, pull_request_id,
-                                                  rerun=is_rerun_command(event.get("comment")))
+        event = codec.decode(claimed.source, claimed.event)
+    except PayloadError as exc:
+        log.warning("delivery %s failed: %s", delivery_id, exc)
+        store.finish(delivery_id, DeliveryState.FAILED, str(exc))
+        return "failed"
+    try:
+        if isinstance(event, PullRequestEvent):
+            with log_context(repository_id=claimed.repository_id, pr=event.pull_request_id):
+                outcome = rt.reconciler.reconcile(claimed.repository_id, event.pull_request_id,
+                                                  rerun=is_rerun_command(event.comment))
             store.finish(delivery_id, DeliveryState.PROCESSED)
             return outcome.reason
-        with log_context(dbt_run_id=event.get("run_id")):
+        with log_context(dbt_run_id=event.run_id):
             return _dbt_event(rt, delivery_id, claimed.dbt_account_id, event)
     except ReauthRequired as exc:
         # Not a failure of this delivery: it waits (state "blocked") and is re-run when someone
@@ -240,21 +241,17 @@ def _resend(rt, what: str, selection: Selection) -> int:
         return 0
 
 
-def _dbt_event(rt, delivery_id: int, account_id: int | None, event: dict) -> str:
+def _dbt_event(rt, delivery_id: int, account_id: int | None, event: DbtRunEvent) -> str:
     with rt.db.session() as s:
         ci_run_id = s.scalar(select(CiRun.id).where(CiRun.dbt_account_id == account_id,
-                                                    CiRun.dbt_run_id == int(event["run_id"])))
+                                                    CiRun.dbt_run_id == event.run_id))
     if ci_run_id is None:
         rt.deliveries.finish(delivery_id, DeliveryState.IGNORED, "run was not started by the bridge")
         return "ignored"
-    status = RunStatus.parse(event.get("status"))
-    if status is None:
+    news = event.run()
+    if news is None:
         rt.deliveries.finish(delivery_id, DeliveryState.IGNORED, "event carries no run status")
         return "ignored"
-    started, finished = _aware(event.get("started_at")), _aware(event.get("finished_at"))
-    duration = (finished - started).total_seconds() if started and finished else None
-    news = DbtRun(run_id=int(event["run_id"]), status=status, status_message=event.get("status_message"),
-                  started_at=started, finished_at=finished, duration_seconds=duration)
     outcome = rt.reconciler.settle_run(ci_run_id, news)
     rt.deliveries.finish(delivery_id, DeliveryState.PROCESSED)
     return outcome.reason

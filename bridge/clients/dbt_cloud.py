@@ -90,12 +90,10 @@ class _RunSchema(Schema):
 
     @post_load
     def _to_domain(self, d, **_):
-        started, finished = _when(d.get("started_at")), _when(d.get("finished_at"))
-        duration = (finished - started).total_seconds() if started and finished else None
-        return DbtRun(run_id=d["id"], status=RunStatus.parse(d["status"]) or RunStatus.QUEUED,
-                      href=d.get("href"), status_message=d.get("status_message"), started_at=started,
-                      finished_at=finished, duration_seconds=duration,
-                      git_sha=d.get("git_sha") or (d.get("trigger") or {}).get("git_sha"))
+        return DbtRun.timed(d["id"], RunStatus.parse(d["status"]) or RunStatus.QUEUED,
+                            started_at=_when(d.get("started_at")), finished_at=_when(d.get("finished_at")),
+                            href=d.get("href"), status_message=d.get("status_message"),
+                            git_sha=d.get("git_sha") or (d.get("trigger") or {}).get("git_sha"))
 
 
 class _WebhookSchema(Schema):

@@ -30,7 +30,13 @@ from ..clients.azure_devops import (
 )
 from ..clients.dbt_cloud import DbtCloudClient
 from ..config_file import link_repository
-from ..contracts import AZURE_DEVOPS_WEBHOOK_PATH, DBT_CLOUD_WEBHOOK_PATH
+from ..contracts import (
+    AZURE_DEVOPS_WEBHOOK_PATH,
+    DBT_CLOUD_WEBHOOK_PATH,
+    STEP_FAILURES,
+    SetupStep,
+    StepOutcome,
+)
 from ..crypto import SecretBox
 from ..db import Database
 from ..domain import (
@@ -67,10 +73,10 @@ log = logging.getLogger(__name__)
 
 HOOK_PATH = AZURE_DEVOPS_WEBHOOK_PATH
 DBT_HOOK_PATH = DBT_CLOUD_WEBHOOK_PATH
-STEPS = ("repository", "permissions", "ci job", "link", "service hooks", "dbt webhook", "branch policy")
+STEPS = tuple(SetupStep)
 # Retrying one step still runs the first four (they find the repository and job, and change nothing that is
 # already right); of these three only the ones asked for run.
-OPTIONAL_STEPS = ("service hooks", "dbt webhook", "branch policy")
+OPTIONAL_STEPS = (SetupStep.SERVICE_HOOKS, SetupStep.DBT_WEBHOOK, SetupStep.BRANCH_POLICY)
 
 
 # Azure DevOps organization names: letters, digits and hyphens, not starting or ending with a hyphen.
@@ -127,7 +133,7 @@ class SetupRequest:
 @dataclass
 class Step:
     step: str
-    outcome: str   # created | repaired | unchanged | linked | skipped | refused | failed
+    outcome: StepOutcome
     detail: str = ""
 
     def as_dict(self) -> dict:
@@ -145,7 +151,7 @@ class SetupReport:
         outcomes = {s.outcome for s in self.steps}
         if self.steps and self.steps[0].outcome == "skipped":
             return "skipped"
-        if outcomes & {"failed", "refused"}:
+        if outcomes & STEP_FAILURES:
             return "failed"
         if "created" in outcomes and any(s.step == "link" and s.outcome == "created" for s in self.steps):
             return "created"
@@ -155,7 +161,7 @@ class SetupReport:
 
     @property
     def failed_steps(self) -> list[str]:
-        return [s.step for s in self.steps if s.outcome in ("failed", "refused")]
+        return [s.step for s in self.steps if s.outcome in STEP_FAILURES]
 
 
 class StepFailed(Exception):

@@ -7,6 +7,7 @@ import logging
 
 from sqlalchemy import select
 
+from ..contracts import JobKind
 from ..db import Database
 from ..errors import BridgeError
 from ..models import DbtAccount, OnboardingJob
@@ -46,27 +47,27 @@ def run(db: Database, onboarding: Onboarding, job_id: int) -> str:
         job.state = "running"
     actor = Actor.of(params.get("as_upn"), params.get("requested_by") or "the console admin")
     try:
-        if kind == "projects":
+        if kind == JobKind.PROJECTS:
             result = {"projects": onboarding.projects(actor, params["organization"])}
-        elif kind == "repositories":
+        elif kind == JobKind.REPOSITORIES:
             result = {"repositories": onboarding.repositories(actor, params["organization"], params["project"])}
-        elif kind == "dbt":
+        elif kind == JobKind.DBT:
             with db.session() as s:
                 accounts = sorted(s.scalars(select(DbtAccount.id)).all())
             result = {"accounts": [{"id": a, "jobs": onboarding.dbt_jobs(a),
                                     "environments": onboarding.dbt_environments(a)} for a in accounts]}
-        elif kind == "dbt-account":
+        elif kind == JobKind.DBT_ACCOUNT:
             account = int(params["dbt_account"])
             result = {"jobs": len(onboarding.dbt_jobs(account)),
                       "environments": len(onboarding.dbt_environments(account))}
-        elif kind == "setup":
+        elif kind == JobKind.SETUP:
             report = onboarding.setup(_setup_request(params), actor)
             _progress(db, job_id, steps=[s.as_dict() for s in report.steps],
                       result={"outcome": report.outcome, "repository_id": report.repository_id,
                               "failed_steps": report.failed_steps},
                       state="failed" if report.outcome == "failed" else "done")
             return report.outcome
-        elif kind == "unlink":
+        elif kind == JobKind.UNLINK:
             steps = onboarding.unlink(int(params["repository_id"]), actor,
                                       remove_policy=bool(params.get("remove_policy")))
             _progress(db, job_id, steps=[s.as_dict() for s in steps], result={"outcome": "unlinked"}, state="done")

@@ -7,14 +7,11 @@ Celery and marks them "dispatched" (``bridge/deliveries``: the outbox writes, th
 
 from __future__ import annotations
 
-import functools
 import hmac
 import logging
 import threading
 import time
-from dataclasses import dataclass, fields
-from datetime import date
-from enum import Enum
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
@@ -46,24 +43,6 @@ _DUMMY = "x" * 32
 class OrgCredentials:
     organization_id: int
     passwords: tuple[str, ...]   # the organization's, or a subscription's current (and, while rotating, previous)
-
-
-def event_record(event) -> dict:
-    """A domain event as JSON-ready primitives for the delivery row (flat: no nested dataclasses)."""
-    record = {}
-    for name in _field_names(type(event)):
-        value = getattr(event, name)
-        if isinstance(value, Enum):
-            value = value.value
-        elif isinstance(value, date):
-            value = value.isoformat()
-        record[name] = value
-    return record
-
-
-@functools.cache
-def _field_names(cls) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
 
 
 class Intake:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from flask import Blueprint, abort, redirect, request, session, url_for
 from sqlalchemy import delete, func, select
 
+from ..contracts import JobKind, SetupStep
 from ..errors import ConfigError
 from ..models import (
     Connection,
@@ -33,7 +34,6 @@ from .services import services
 bp = Blueprint("onboarding", __name__)
 
 PAGE_SIZE = 25
-STEP_NAMES = ("repository", "permissions", "ci job", "link", "service hooks", "dbt webhook", "branch policy")
 
 
 def _acting_upn() -> str | None:
@@ -45,7 +45,7 @@ def _acting_upn() -> str | None:
 JOBS_KEPT = timedelta(days=7)
 
 
-def _start(kind: str, params: dict) -> int:
+def _start(kind: JobKind, params: dict) -> int:
     with services().db.session() as s:
         s.execute(delete(OnboardingJob).where(OnboardingJob.created_at < utcnow() - JOBS_KEPT))  # old pages go
         job = OnboardingJob(kind=kind, requested_by=session["user"],
@@ -99,7 +99,7 @@ def unlink(repository_id: int):
     with services().db.session() as s:
         if s.get(Repository, repository_id) is None:
             abort(404)
-    job_id = _start("unlink", {"repository_id": repository_id,
+    job_id = _start(JobKind.UNLINK, {"repository_id": repository_id,
                                "remove_policy": bool(request.form.get("remove_policy"))})
     return redirect(url_for("onboarding.job", job_id=job_id))
 
@@ -138,7 +138,7 @@ def save_dbt_account():
             account = DbtAccount(id=account_id, url=url)
             s.add(account)
         account.url, account.api_token_enc = url, box.encrypt(token)
-    return redirect(url_for("onboarding.job", job_id=_start("dbt-account", {"dbt_account": account_id})))
+    return redirect(url_for("onboarding.job", job_id=_start(JobKind.DBT_ACCOUNT, {"dbt_account": account_id})))
 
 
 # -- import: organization → project → repository → job → confirm -----------------------------------------
@@ -167,7 +167,7 @@ def find_projects():
     org = request.args.get("org", "").strip()
     if not org:
         return redirect(url_for("onboarding.choose_organization"))
-    return redirect(url_for("onboarding.job", job_id=_start("projects", {"organization": org})))
+    return redirect(url_for("onboarding.job", job_id=_start(JobKind.PROJECTS, {"organization": org})))
 
 
 @bp.get("/console/import/repositories")
@@ -176,7 +176,7 @@ def find_repositories():
     org, project = request.args.get("org", "").strip(), request.args.get("project", "").strip()
     if not org or not project:
         return redirect(url_for("onboarding.choose_organization"))
-    return redirect(url_for("onboarding.job", job_id=_start("repositories", {"organization": org,
+    return redirect(url_for("onboarding.job", job_id=_start(JobKind.REPOSITORIES, {"organization": org,
                                                                              "project": project})))
 
 
@@ -188,7 +188,7 @@ def choose_job():
     if not all(params.values()):
         return redirect(url_for("onboarding.choose_organization"))
     params["repository_name"] = request.args.get("name", "").strip()[:300]
-    return redirect(url_for("onboarding.job", job_id=_start("dbt", params)))
+    return redirect(url_for("onboarding.job", job_id=_start(JobKind.DBT, params)))
 
 
 def _int(name: str) -> int | None:
@@ -224,7 +224,7 @@ def confirm_setup():
     if missing or not all(params[k] for k in ("organization", "project", "repository", "dbt_account")):
         return page("import", message="Choose a repository, a dbt Cloud account and a CI job (or an environment "
                                           "to create one in).", error=True, status=400)
-    return redirect(url_for("onboarding.job", job_id=_start("setup", params)))
+    return redirect(url_for("onboarding.job", job_id=_start(JobKind.SETUP, params)))
 
 
 @bp.post("/console/jobs/<int:job_id>/retry")
@@ -233,10 +233,10 @@ def retry(job_id: int):
     check_csrf()
     job = _job_or_404(job_id)
     step = request.form.get("step", "")
-    if job.kind != "setup" or step not in STEP_NAMES:
+    if job.kind != JobKind.SETUP or step not in set(SetupStep):
         abort(400, "only a step of a set-up can be retried")
     params = {k: v for k, v in job.params.items() if k != "as_upn"}
-    return redirect(url_for("onboarding.job", job_id=_start("setup", {**params, "only": [step]})))
+    return redirect(url_for("onboarding.job", job_id=_start(JobKind.SETUP, {**params, "only": [step]})))
 
 
 # -- a job's page ------------------------------------------------------------------------------------------
@@ -248,15 +248,14 @@ def _paged(items: list, search: str) -> tuple[list, int, int]:
     return found[(number - 1) * PAGE_SIZE:number * PAGE_SIZE], number, pages
 
 
-# A job's result page is templates/job/<kind>.html.
-JOB_KINDS = ("projects", "repositories", "dbt", "setup", "unlink", "dbt-account")
+# A job's result page is templates/job/<kind>.html, for each JobKind.
 
 
 @bp.get("/console/jobs/<int:job_id>")
 @signed_in
 def job(job_id: int):
     found = _job_or_404(job_id)
-    if found.kind not in JOB_KINDS:
+    if found.kind not in set(JobKind):
         abort(404)
     common = {"kind": found.kind, "steps": found.steps, "state": found.state, "job_id": job_id, "admin": is_admin()}
     if found.state in ("queued", "running"):
@@ -266,6 +265,6 @@ def job(job_id: int):
         return page("failed", "job.html", message=found.error, error=True, failed=True, **common)
     search = request.args.get("search", "").strip()
     items, number, pages = _paged(found.result.get(found.kind, []), search) \
-        if found.kind in ("projects", "repositories") else ([], 1, 1)
+        if found.kind in (JobKind.PROJECTS, JobKind.REPOSITORIES) else ([], 1, 1)
     return page(found.kind, "job.html", p=found.params, r=found.result, items=items, search=search, number=number,
                 pages=pages, **common)

@@ -24,13 +24,14 @@ from werkzeug.http import parse_options_header
 from werkzeug.wsgi import get_content_length
 
 from ..contracts import AZURE_DEVOPS_WEBHOOK_PATH, DBT_CLOUD_WEBHOOK_PATH
+from ..deliveries.codec import encode
 from ..deliveries.outbox import OutboxUnavailable, compact_json
 from ..deliveries.states import DeliveryState
 from ..domain import IgnoredEvent, PullRequestEvent
 from ..errors import PayloadError
 from ..metrics import Metrics
 from ..webhooks import azure_devops, dbt_cloud
-from .intake import Intake, event_record
+from .intake import Intake
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class Receivers:
     def _ignored(self, source: str, event, reason: str, **owner) -> Answer:
         """Recorded (so a redelivery is recognised) but not worked on: 200, never a 4xx."""
         stored = self.intake.store(source=source, dedupe_key=event.dedupe_key, event_type=event.event_type,
-                                   event=event_record(event), state=DeliveryState.IGNORED, **owner)
+                                   event=encode(event), state=DeliveryState.IGNORED, **owner)
         if stored is None:
             return self._answer(source, "duplicate", 200)
         return self._answer(source, "ignored", 200, reason=reason)
@@ -161,7 +162,7 @@ class Receivers:
         if repository_id is None:
             return self._ignored(ADO, event, f"repository {event.repository_id} is not configured")
         return self._accepted(ADO, started, intake.store(
-            source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type, event=event_record(event),
+            source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type, event=encode(event),
             state=DeliveryState.RECEIVED, repository_id=repository_id))
 
     def dbt_cloud(self, environ) -> Answer:
@@ -184,5 +185,5 @@ class Receivers:
             return self._ignored(DBT, event, f"event type {event.event_type} needs no action",
                                  dbt_account_id=account_id)
         return self._accepted(DBT, started, intake.store(
-            source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type, event=event_record(event),
+            source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type, event=encode(event),
             state=DeliveryState.RECEIVED, dbt_account_id=account_id))

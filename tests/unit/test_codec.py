@@ -10,7 +10,6 @@ from bridge.errors import PayloadError
 from bridge.webhooks import azure_devops, dbt_cloud
 from tests.conftest import ADO_FIXTURES, DBT_FIXTURES
 
-
 # Every fixture the bridge acts on (an ignored event type is stored, but never decoded).
 ACTED_ON = [p for p in ADO_FIXTURES if not isinstance(azure_devops.parse(p.read_bytes()), IgnoredEvent)]
 

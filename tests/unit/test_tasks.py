@@ -7,8 +7,10 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select
 
 from bridge.db import upgrade
+from bridge.deliveries.codec import encode
 from bridge.deliveries.outbox import Outbox
 from bridge.deliveries.states import DeliveryState
+from bridge.domain import DbtRunEvent, RunStatus
 from bridge.errors import ConfigError
 from bridge.models import Delivery
 from bridge.settings import Settings
@@ -28,15 +30,28 @@ def test_a_task_runs_as_a_plain_function_and_ends_its_delivery(app):
     from workers import tasks
 
     db = tasks.runtime_of(app).db
+    event = DbtRunEvent(event_id="e-1", event_type="job.run.completed", account_id=1, run_id=1, job_id=42,
+                        status=RunStatus.SUCCESS, status_message=None, started_at=None, finished_at=None)
     delivery = Outbox(db).write(source="dbt-cloud", dedupe_key="run-1", event_type="job.run.completed",
-                                event={"run_id": 1, "status": "Success"}, state=DeliveryState.RECEIVED,
-                                dbt_account_id=1)
+                                event=encode(event), state=DeliveryState.RECEIVED, dbt_account_id=1)
     assert tasks.process_delivery(delivery) == "ignored"  # no CI run of the bridge's has that id
     with db.session() as s:
         row = s.scalar(select(Delivery).where(Delivery.id == delivery))
         assert (row.state, row.error, row.attempts) == ("ignored", "run was not started by the bridge", 1)
     assert tasks.process_delivery(delivery) == "ignored"  # a redelivered message: nothing more happens
     assert tasks.process_delivery(10_000) == "missing"
+
+
+def test_a_row_whose_event_does_not_decode_fails_with_why(app):
+    from workers import tasks
+
+    db = tasks.runtime_of(app).db
+    delivery = Outbox(db).write(source="dbt-cloud", dedupe_key="run-2", event_type="job.run.completed",
+                                event={"run_id": 2}, state=DeliveryState.RECEIVED, dbt_account_id=1)
+    assert tasks.process_delivery(delivery) == "failed"
+    with db.session() as s:
+        row = s.get(Delivery, delivery)
+        assert row.state == "failed" and "stored dbt-cloud event does not decode" in row.error
 
 
 def test_a_celery_app_not_made_by_the_factory_has_no_runtime():

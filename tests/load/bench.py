@@ -502,35 +502,19 @@ NOTES = """\
   back to back (alternating which goes first) and the targets are judged on the median of the rounds' ratios;
   the ratio of the medians is shown beside it. *CPU per request* (from `/proc`, per process tree) is the
   steadier measure of what a delivery costs: the throughput ratio is close to the ratio of the CPU costs.
+  How the receiver got to its cost, step by step, is in docs/performance-history.md.
 - **Lopsided runs.** wrk opens its 16 keep-alive connections in the same instant, and the gunicorn process
   that wakes first often accepts all of them: the run then measures one process on one core, at half the
   rate, for either endpoint (found by the CPU of each gunicorn process; this, not the VM, was the 2x swing
   between rounds that earlier notes blamed on the machine). Such a run is measured again, up to three times,
   and counted in the table with its rate. Connections opened as load arrives spread over the processes; a
   client that opens all its connections at once may not (*Scale on paper* says what to do about it).
-- **How the receiver got here** (profiles with py-spy and cProfile; CPU per delivery in the web tier, from
-  `/proc`, against 0.31-0.42 ms for the trivial endpoint): 1.76 ms with the first group-commit design (request
-  threads handing deliveries to a writer thread, which committed batches and published Celery messages) →
-  1.56 ms with a kept connection and coalesced publishing → ~1.0 ms once publishing moved to the workers'
-  relay and each request thread committed its own INSERT → ~0.85 ms with the INSERT on the DBAPI cursor
-  (SQLAlchemy's per-execution work cost as much as the INSERT) → ~0.6 ms with the receivers as a WSGI layer
-  in front of Flask (a delivery needs no request context, session or URL map) and the usual delivery read
-  without marshmallow (the schemas still decide anything unusual; property tests hold both to the same
-  result) → ~0.5 ms with answers written straight to WSGI (a werkzeug Response object and a JSON encoder
-  built per answer were 7 % of the CPU) and the INSERT's values positional on a cursor each thread keeps
-  (psycopg's conversion of nine named values was 9 %) → ~0.45 ms reading the request from the WSGI environ
-  with werkzeug's parsers, without a Request object and its piecewise stream (8 %). What remains is mostly
-  gunicorn's own request handling (which the trivial endpoint pays too), parsing the JSON, and the INSERT.
 - **Worker.** The rate is judged from the moment the worker processes are started (their start-up counted)
   over 1,500 queued PR events; the steady-state rate (10th to 90th percentile of the events) and the CPU per
   event are shown beside it. A new PR event is one Celery task (and a 25th of a fan-out batch), four API
-  calls (read the PR, its iterations, trigger the run, post *pending*), seven database transactions
-  and 12.5-14.5 ms of worker CPU over this morning's runs, as the VM's speed drifted (15.8 ms before the
-  delivery's claim and end and the status bookkeeping became single statements without a read, measured
-  back to back). Threads per
-  process, measured (steady state, 2 processes): 12 → 54/s (bound by waiting: 24 threads / ~0.45 s of API
-  latency per event), 24 → 85/s, 32 → 90/s, 48 → 84/s (bound by CPU, shared with the sandbox and PostgreSQL
-  on 2 cores). 24 threads per process is past the point where waiting is the limit; more only add contention.
+  calls (read the PR, its iterations, trigger the run, post *pending*) and about seven database transactions.
+  24 threads per worker process is past the point where waiting is the limit (docs/performance-history.md
+  has the sweep).
 - Well over 1,000 acknowledged, durable deliveries per second on 2 shared cores is some 100x the rate of a
   busy Azure DevOps organization; the receiver is not the bottleneck of the product (see *Scale on paper*).
 - API economy is measured: the bridge's calls per CI run do not grow with the run's length (webhooks, not

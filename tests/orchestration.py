@@ -1,5 +1,6 @@
-"""The bridge's orchestration assembled in one process on SQLite, over any transport: the sandbox (to record
-its answers) or recorded answers (tests/unit/test_reconcile.py). No broker, no worker, no web process."""
+"""The bridge's orchestration (the reconciler, onboarding) assembled in one process on SQLite, over any
+transport: the sandbox (to record its answers) or recorded answers (tests/unit/test_reconcile.py,
+test_setup.py). No broker, no worker, no web process."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from bridge.db import Database, upgrade
 from bridge.dev.stack import CI_JOB, DBT_WEBHOOK_SECRET, HOOK_PASSWORD, SANDBOX_CONFIG, TEARDOWN_JOB
 from bridge.metrics import Metrics
 from bridge.models import Repository
+from bridge.onboarding import Onboarding
 from bridge.services.connections import Connections
 from bridge.services.reconcile import Reconciler
 from bridge.settings import Settings
@@ -21,12 +23,14 @@ from bridge.settings import Settings
 # The sandbox's first repository (bridge/dev/sandbox/world.py) as the configuration resolves it.
 PROJECT_ID = "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c"
 REPOSITORY_ID = "0f6b0a54-5b14-4c1e-9d2a-6a3bd3f1b2c1"
-__all__ = ["CI_JOB", "TEARDOWN_JOB", "Orchestration", "assemble"]
+MARTS_REPOSITORY_ID = "8d7c2b1a-0000-4000-8000-00000000beef"  # one more repository the set-up scenarios add
+__all__ = ["CI_JOB", "MARTS_REPOSITORY_ID", "TEARDOWN_JOB", "Orchestration", "assemble"]
 
 @dataclass
 class Orchestration:
     db: Database
     reconciler: Reconciler
+    onboarding: Onboarding
     repository_id: int
 
 
@@ -50,5 +54,6 @@ def assemble(workdir: Path, transport: Transport, *, sandbox: str = "https://san
     with db.session() as s:
         repository_id = s.query(Repository.id).scalar()
     connections = Connections(settings, box, db=db, transport=transport)
-    reconciler = Reconciler(db, connections, lambda _key: contextlib.nullcontext(), Metrics())
-    return Orchestration(db=db, reconciler=reconciler, repository_id=repository_id)
+    lock = lambda _key: contextlib.nullcontext()  # noqa: E731 - one process: nothing to exclude
+    return Orchestration(db=db, reconciler=Reconciler(db, connections, lock, Metrics()),
+                         onboarding=Onboarding(settings, db, box, connections, lock), repository_id=repository_id)

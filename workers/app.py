@@ -16,8 +16,8 @@ from bridge.identity import IdentityHosts
 from bridge.locks import redis_lock_factory
 from bridge.logs import configure as configure_logs
 from bridge.metrics import Metrics
+from bridge.onboarding import Onboarding
 from bridge.services.connections import Connections
-from bridge.services.onboarding import Onboarding
 from bridge.services.reconcile import Reconciler
 from bridge.settings import Settings
 

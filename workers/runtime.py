@@ -12,9 +12,9 @@ from bridge.db import Database
 from bridge.deliveries.store import DeliveryStore
 from bridge.errors import ConfigError
 from bridge.metrics import Metrics
+from bridge.onboarding import Onboarding
 from bridge.services.connections import Connections
 from bridge.services.entra import ConnectionStore
-from bridge.services.onboarding import Onboarding
 from bridge.services.reconcile import Reconciler
 from bridge.settings import Settings
 

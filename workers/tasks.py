@@ -29,7 +29,7 @@ from bridge.domain import DbtRunEvent, PullRequestEvent, RunStatus, is_rerun_com
 from bridge.errors import ApiError, ConfigError, IdentityError, LockBusy, NotSent, PayloadError, ReauthRequired
 from bridge.logs import log_context
 from bridge.models import CiRun, Repository, utcnow
-from bridge.services import onboarding_jobs
+from bridge.onboarding import console_jobs
 
 from .runtime import Runtime, runtime_of
 
@@ -183,7 +183,7 @@ def refresh_connection(self, connection_id: int) -> str:
 @shared_task(bind=True, base=BridgeTask, name=RUN_ONBOARDING_JOB)
 def run_onboarding_job(self, job_id: int) -> str:
     """Carry out a console request, recording progress on the job row the page shows."""
-    return onboarding_jobs.run(self.runtime.db, self.runtime.onboarding, int(job_id))
+    return console_jobs.run(self.runtime.db, self.runtime.onboarding, int(job_id))
 
 
 @shared_task(bind=True, base=BridgeTask, name=CHECK_SUBSCRIPTIONS)

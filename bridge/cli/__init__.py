@@ -86,7 +86,7 @@ def read_secret(env_name: str | None, prompt: str) -> str:
 def build_onboarding():
     from ..crypto import SecretBox
     from ..db import Database
-    from ..services.onboarding import Onboarding
+    from ..onboarding import Onboarding
 
     settings = load_settings()
     try:
@@ -98,7 +98,7 @@ def build_onboarding():
 
 
 def actor_for(upn: str | None):
-    from ..services.onboarding import Actor
+    from ..onboarding import Actor
 
     return Actor.of(upn)
 

@@ -75,7 +75,7 @@ def repos_setup(**options) -> None:
     policy. Idempotent: run it again to repair."""
     from rich.progress import Progress
 
-    from ..services.onboarding import NewJob, SetupRequest
+    from ..onboarding import NewJob, SetupRequest
 
     repositories, pattern = options["repositories"], options["pattern"]
     if bool(repositories) == bool(pattern):

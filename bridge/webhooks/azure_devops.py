@@ -109,6 +109,10 @@ def parse(body: bytes) -> PullRequestEvent | IgnoredEvent:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from None
+    return _fast(data) or _by_schemas(data)
+
+
+def _by_schemas(data) -> PullRequestEvent | IgnoredEvent:
     try:
         envelope = _ENVELOPE.load(data)
     except ValidationError as exc:
@@ -126,3 +130,56 @@ def parse(body: bytes) -> PullRequestEvent | IgnoredEvent:
         return _to_event(envelope, _PULL_REQUEST.load(resource), None)
     except ValidationError as exc:
         raise PayloadError(f"malformed {event_type} event", errors=_nested_errors(exc)) from None
+
+
+def _str_or_none(value) -> bool:
+    return value is None or type(value) is str
+
+
+def _fast(data) -> PullRequestEvent | IgnoredEvent | None:
+    """The usual, well-formed delivery read without the schemas, which cost more CPU than anything else on
+    the receivers' hot path after the INSERT (docs/benchmarks.md). Takes only values the schemas would pass
+    through unchanged and returns None for anything else, which ``parse`` then hands to the schemas to
+    parse or refuse with their detailed errors: both paths give the same event (a property test holds them
+    to it, tests/unit/test_webhook_parsers.py)."""
+    if type(data) is not dict:
+        return None
+    event_id, event_type, resource = data.get("id"), data.get("eventType"), data.get("resource")
+    subscription, notification = data.get("subscriptionId"), data.get("notificationId")
+    if (type(event_id) is not str or type(event_type) is not str or not _str_or_none(subscription)
+            or not (notification is None or type(notification) is int)
+            or not (resource is None or type(resource) is dict)):
+        return None
+    if event_type not in HANDLED_EVENT_TYPES:
+        return IgnoredEvent(event_id, event_type)
+    if resource is None:
+        return None
+    comment = None
+    pr = resource
+    if event_type == EventType.PR_COMMENTED:
+        holder, pr = resource.get("comment"), resource.get("pullRequest")
+        if holder is not None:
+            if type(holder) is not dict or not _str_or_none(holder.get("content")):
+                return None
+            comment = holder.get("content")
+        if type(pr) is not dict:
+            return None
+    repo, source = pr.get("repository"), pr.get("lastMergeSourceCommit")
+    if type(pr.get("pullRequestId")) is not int or type(repo) is not dict or type(repo.get("id")) is not str:
+        return None
+    project = repo.get("project")
+    if project is not None and (type(project) is not dict or not _str_or_none(project.get("id"))):
+        return None
+    if source is not None and (type(source) is not dict or not _str_or_none(source.get("commitId"))):
+        return None
+    status, draft = pr.get("status", "notSet"), pr.get("isDraft")
+    if (type(status) is not str or not (draft is None or type(draft) is bool)
+            or not _str_or_none(pr.get("mergeStatus")) or not _str_or_none(pr.get("targetRefName"))):
+        return None
+    envelope = {"event_id": event_id, "event_type": event_type, "subscription_id": subscription,
+                "notification_id": notification}
+    loaded = {"pull_request_id": pr["pullRequestId"], "status": status, "is_draft": draft,
+              "merge_status": pr.get("mergeStatus"), "target_ref": pr.get("targetRefName"),
+              "repository": {"id": repo["id"], "project": {"id": project.get("id")} if project else project},
+              "last_merge_source_commit": {"commit_id": source.get("commitId")} if source else source}
+    return _to_event(envelope, loaded, comment)

@@ -100,8 +100,8 @@ def test_beat_checks_subscriptions_unless_switched_off():
 def test_discovered_organizations_stay_on_the_configured_host(tmp_path):
     from bridge.crypto import SecretBox, generate_key
     from bridge.db import Database, upgrade
+    from bridge.onboarding import Onboarding, OnboardingError
     from bridge.services.connections import Connections
-    from bridge.services.onboarding import Onboarding, OnboardingError
     from bridge.settings import Settings
 
     url = f"sqlite:///{tmp_path / 'b.db'}"
@@ -109,7 +109,7 @@ def test_discovered_organizations_stay_on_the_configured_host(tmp_path):
     settings = Settings.from_env({"BRIDGE_SECRET_KEY": generate_key(), "BRIDGE_DATABASE_URL": url})
     box = SecretBox(settings.secret_keys)
     onboarding = Onboarding(settings, Database(url), box, Connections(settings, box))
-    assert onboarding._org_url("fabrikam-data") == "https://dev.azure.com/fabrikam-data"
+    assert onboarding.org_url("fabrikam-data") == "https://dev.azure.com/fabrikam-data"
     for hostile in ("evil.example/x", "a?b", "-x", "x/../y", "a@b", ""):
         with pytest.raises(OnboardingError, match="not an Azure DevOps organization name"):
-            onboarding._org_url(hostile)
+            onboarding.org_url(hostile)

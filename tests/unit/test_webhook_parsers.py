@@ -148,7 +148,7 @@ def test_dbt_signature_may_match_any_candidate_secret():
     assert not dbt_cloud.verify(["other", "account-secret"], body, good)
 
 
-# -- whatever a field holds, the parser answers an event or a PayloadError -----------------------------
+# -- the hot path's reader and the schemas agree ------------------------------------------------------
 
 # Where a delivery's fields live, as paths into the JSON (pull-request events, then comment events).
 _PR_FIELDS = [("pullRequestId",), ("repository",), ("repository", "id"), ("repository", "project"),
@@ -180,13 +180,52 @@ def _mutated(data: dict, path: tuple, value) -> dict:
     return data
 
 
+def _by_schemas(data):
+    try:
+        return azure_devops._by_schemas(data)
+    except PayloadError:
+        return "refused"
+
+
+@pytest.mark.parametrize("path", ADO_FIXTURES, ids=lambda p: p.name)
+def test_the_hot_path_reads_every_fixture_as_the_schemas_do(path):
+    data = json.loads(path.read_bytes())
+    fast = azure_devops._fast(data)
+    assert fast is not None  # the usual delivery never needs the schemas
+    assert fast == azure_devops._by_schemas(data)
+
+
+def _fixtures_for(path: tuple) -> list:
+    """Deliveries where ``path`` matters: comment events for the comment's fields, PR events for the PR's."""
+    comments = [p for p in ADO_FIXTURES if "comment" in p.name]
+    if path[:2] in (("resource", "comment"), ("resource", "pullRequest")):
+        return comments
+    if len(path) > 1:
+        return [p for p in ADO_FIXTURES if p not in comments and "git.push" not in p.name]
+    return ADO_FIXTURES
+
+
+@pytest.mark.parametrize("path", _PATHS, ids=".".join)
+@settings(max_examples=60, deadline=None)
+@given(draw=st.data(), value=st.just(_DELETE) | _JSON_VALUES)
+def test_the_hot_path_agrees_with_the_schemas_whatever_one_field_holds(path, draw, value):
+    fixture = draw.draw(st.sampled_from(_fixtures_for(path)))
+    data = _mutated(json.loads(fixture.read_bytes()), path, value)
+    fast = azure_devops._fast(data)
+    if fast is not None:
+        assert fast == _by_schemas(data)
+
+
 @settings(max_examples=300, deadline=None)
 @given(fixture=st.sampled_from(ADO_FIXTURES), changes=st.lists(
     st.tuples(st.sampled_from(_PATHS), st.just(_DELETE) | _JSON_VALUES), min_size=1, max_size=3))
-def test_whatever_the_fields_hold_a_delivery_parses_or_is_refused_with_why(fixture, changes):
+def test_whatever_several_fields_hold_the_readers_agree_and_refuse_only_with_a_payload_error(fixture, changes):
     data = json.loads(fixture.read_bytes())
     for path, value in changes:
         data = _mutated(data, path, value)
+    fast = azure_devops._fast(data)
+    if fast is not None:  # when it answers, it is what the schemas say; otherwise they decide
+        assert fast == _by_schemas(data)
     try:
         event = azure_devops.parse(json.dumps(data).encode())
     except PayloadError as exc:

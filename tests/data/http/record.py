@@ -20,9 +20,12 @@ from bridge.dev.sandbox import create_sandbox_app
 from bridge.dev.sandbox.control import SandboxControl, wait_until
 from bridge.dev.stack import free_port
 from bridge.models import CiRun
-from tests.orchestration import assemble
+from bridge.onboarding import Actor, SetupRequest
+from tests.orchestration import MARTS_REPOSITORY_ID, assemble
 
 HERE = Path(__file__).parent
+MARTS_SETUP = SetupRequest(organization="fabrikam", project="Fabrikam-Fiber-Git", repository="dbt-marts",
+                           dbt_account=1, ci_job=42, teardown_job=43, policy=True, status_name="ci-marts")
 
 
 def pr_passes(sandbox: SandboxControl, bridge) -> None:
@@ -61,7 +64,15 @@ def abandoned_tears_down(sandbox: SandboxControl, bridge) -> None:
     bridge.reconciler.reconcile(bridge.repository_id, opened["pr"])  # a repeated delivery: nothing more
 
 
-SCENARIOS = (pr_passes, push_supersedes, draft_waits, abandoned_tears_down)
+def setup_twice(sandbox: SandboxControl, bridge) -> None:
+    """A repository set up with an existing CI job, a teardown job and a required status policy; then the same
+    set-up again, which finds everything in place and changes nothing."""
+    sandbox._post("/repos", {"project": "Fabrikam-Fiber-Git", "name": "dbt-marts", "id": MARTS_REPOSITORY_ID})
+    for _ in range(2):
+        bridge.onboarding.setup(MARTS_SETUP, Actor.of(None))
+
+
+SCENARIOS = (pr_passes, push_supersedes, draft_waits, abandoned_tears_down, setup_twice)
 
 
 def _only_run(bridge) -> int:
@@ -84,8 +95,10 @@ def record(scenario) -> list[dict]:
             since = len(sandbox.exchanges())
             scenario(sandbox, bridge)
             time.sleep(0.2)
-            return [{k: e[k] for k in ("method", "path", "query", "body", "status", "response")}
-                    for e in sandbox.exchanges(since) if not e["path"].startswith("/_sandbox")]
+            exchanges = [{k: e[k] for k in ("method", "path", "query", "body", "status", "response")}
+                         for e in sandbox.exchanges(since) if not e["path"].startswith("/_sandbox")]
+            # the sandbox's address changes with every run; the recording names one fixed host instead
+            return json.loads(json.dumps(exchanges).replace(url, "https://sandbox.example"))
     finally:
         server.shutdown()
         app.extensions["world"].stop()

@@ -11,7 +11,7 @@ from ..contracts import JobKind
 from ..db import Database
 from ..errors import BridgeError
 from ..models import DbtAccount, OnboardingJob
-from .onboarding import Actor, NewJob, Onboarding, SetupRequest
+from . import Actor, NewJob, Onboarding, SetupRequest
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,69 @@
+"""What an actor can see: organizations, projects, repositories (with whether the bridge serves each),
+dbt Cloud jobs and environments. Reads only; every call acts as the actor, so Azure DevOps enforces their
+permissions.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+
+from sqlalchemy import func, select
+
+from ..models import (
+    Connection,
+    Organization,
+    Repository,
+)
+from .context import Actor, OnboardingContext
+
+log = logging.getLogger(__name__)
+
+
+def organizations(ctx: OnboardingContext, actor: Actor) -> list[str]:
+    """What the actor reaches: a person's organizations (from their connection's profile), else the
+    organizations configured here."""
+    with ctx.db.session() as s:
+        if actor.upn:
+            rows = s.scalars(select(Connection).where(func.lower(Connection.upn) == actor.upn.lower())).all()
+            return sorted({o for c in rows if c.status == "ok" for o in (c.organizations or [])})
+        return sorted(s.scalars(select(Organization.name)).all())
+
+
+def projects(ctx: OnboardingContext, actor: Actor, organization: str, *, search: str = "") -> list[dict]:
+    client = ctx.azure_devops(actor, organization)
+    found = [p for p in client.list_projects() if matches(p["name"], search)]
+    return sorted(found, key=lambda p: p["name"].lower())
+
+
+def repositories(ctx: OnboardingContext, actor: Actor, organization: str, project: str, *,
+                 search: str = "") -> list[dict]:
+    """Repositories of a project the actor can see, with whether (and how) the bridge serves each."""
+    client = ctx.azure_devops(actor, organization)
+    repos = [r for r in client.list_repositories(project) if matches(r["name"], search)]
+    with ctx.db.session() as s:
+        linked = {r.ado_repository_id: r for r in s.scalars(select(Repository).join(Organization).where(
+            func.lower(Organization.name) == organization.lower()))}
+        return [{**r, "linked": r["id"] in linked,
+                 "ci_job": linked[r["id"]].ci_job_id if r["id"] in linked else None} for r in repos]
+
+
+def dbt_jobs(ctx: OnboardingContext, account_id: int) -> list[dict]:
+    return ctx.dbt(account_id).list_jobs()
+
+
+def dbt_environments(ctx: OnboardingContext, account_id: int) -> list[dict]:
+    dbt = ctx.dbt(account_id)
+    return [{**e, "project_id": p["id"], "project": p["name"]} for p in dbt.list_projects()
+            for e in dbt.list_environments(p["id"])]
+
+
+def matching_repositories(ctx: OnboardingContext, actor: Actor, organization: str, project: str,
+                          pattern: str) -> list[dict]:
+    """Repositories whose name matches a glob (disabled ones included: set-up reports them as skipped)."""
+    return [r for r in repositories(ctx, actor, organization, project)
+            if fnmatch.fnmatchcase(r["name"].lower(), pattern.lower())]
+
+
+def matches(name: str, search: str) -> bool:
+    return not search or search.lower() in name.lower() or fnmatch.fnmatchcase(name.lower(), search.lower())

@@ -1,6 +1,6 @@
 # Gunicorn settings for the web process (read by gunicorn, never imported by the bridge).
 # Threaded workers: each request thread commits its delivery on a database connection it keeps (one
-# autocommit INSERT, bridge/web/outbox.py) while others run; processes scale CPU.
+# autocommit INSERT, bridge/deliveries/outbox.py) while others run; processes scale CPU.
 # PORT is honoured for platforms that set it (Procfile, containers).
 import os
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge import config_file
+from bridge.ci.reconcile import Reconciler
 from bridge.clients.http import Transport
 from bridge.crypto import SecretBox, generate_key
 from bridge.db import Database, upgrade
@@ -17,7 +18,6 @@ from bridge.metrics import Metrics
 from bridge.models import Repository
 from bridge.onboarding import Onboarding
 from bridge.services.connections import Connections
-from bridge.services.reconcile import Reconciler
 from bridge.settings import Settings
 
 # The sandbox's first repository (bridge/dev/sandbox/world.py) as the configuration resolves it.

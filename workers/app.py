@@ -8,6 +8,7 @@ import logging
 import redis
 from celery import Celery, bootsteps, signals
 
+from bridge.ci.reconcile import Reconciler
 from bridge.contracts import CHECK_SUBSCRIPTIONS, POLL_QUIET_RUNS, SWEEP_DELIVERIES, SWEEP_PULL_REQUESTS
 from bridge.crypto import SecretBox
 from bridge.db import Database
@@ -18,7 +19,6 @@ from bridge.logs import configure as configure_logs
 from bridge.metrics import Metrics
 from bridge.onboarding import Onboarding
 from bridge.services.connections import Connections
-from bridge.services.reconcile import Reconciler
 from bridge.settings import Settings
 
 from .relay import OutboxRelay

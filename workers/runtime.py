@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from celery import Celery
 
+from bridge.ci.reconcile import Reconciler
 from bridge.db import Database
 from bridge.deliveries.store import DeliveryStore
 from bridge.errors import ConfigError
@@ -15,7 +16,6 @@ from bridge.metrics import Metrics
 from bridge.onboarding import Onboarding
 from bridge.services.connections import Connections
 from bridge.services.entra import ConnectionStore
-from bridge.services.reconcile import Reconciler
 from bridge.settings import Settings
 
 from .relay import OutboxRelay

@@ -1,4 +1,5 @@
-"""Every write to the deliveries table after the receivers' INSERT, each a move ``states`` allows.
+"""Every write to the deliveries table after the receivers' INSERT: state moves, each one ``states`` allows,
+and ``detach_repository`` when a repository is forgotten.
 
 ``dispatch`` claims rows for the broker and sends them in one transaction: if the broker refuses, the claim
 rolls back and the rows stay as they were (the relay, the sweeper, a reconnection and the CLI all send this
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..errors import NotSent
@@ -63,6 +65,12 @@ class Claimed:
     event: dict[str, Any]
     repository_id: int | None
     dbt_account_id: int | None
+
+
+def detach_repository(session: Session, repository_id: int) -> None:
+    """Keep a forgotten repository's deliveries (their history) without their link to it, in the caller's
+    transaction: unlinking forgets a repository and everything of it at once."""
+    session.execute(update(Delivery).where(Delivery.repository_id == repository_id).values(repository_id=None))
 
 
 # Built once: the worker's statements, run for every delivery.

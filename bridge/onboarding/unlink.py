@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
+from ..deliveries.store import detach_repository
 from ..errors import NotFound
 from ..models import (
     CiRun,
     DbtWebhookRecord,
-    Delivery,
     HookSubscriptionRecord,
     PullRequestRecord,
     Repository,
@@ -70,7 +70,7 @@ def unlink(ctx: OnboardingContext, repository_id: int, actor: Actor, *, remove_p
         s.execute(delete(CiRun).where(CiRun.pull_request_ref.in_(
             select(PullRequestRecord.id).where(PullRequestRecord.repository_id == repository_id))))
         s.execute(delete(PullRequestRecord).where(PullRequestRecord.repository_id == repository_id))
-        s.execute(update(Delivery).where(Delivery.repository_id == repository_id).values(repository_id=None))
+        detach_repository(s, repository_id)
         s.execute(delete(Repository).where(Repository.id == repository_id))
     steps.append(Step("link", "removed", "the bridge no longer acts on this repository's pull requests"))
     log.info("unlinked repository %s (%s) by %s", repository_id, org_name, actor.name)

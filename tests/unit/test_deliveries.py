@@ -97,3 +97,17 @@ def test_the_moves_form_a_lifecycle():
     assert may_move(S.FAILED, S.DISPATCHED) and may_move(S.BLOCKED, S.DISPATCHED)  # retry, reconnection
     assert all(not may_move(S.RECEIVED, end) for end in FINISHED)  # nothing ends without a worker's claim
     assert set(REACHED_FROM) == set(S) - {S.RECEIVED}  # received is only ever written, never moved to
+
+
+def test_a_forgotten_repository_leaves_its_deliveries_without_it(tmp_path):
+    from bridge.deliveries.store import detach_repository
+    from tests.fakes import RecordedTransport
+    from tests.orchestration import assemble
+
+    bridge = assemble(tmp_path, RecordedTransport([]))
+    kept = write(bridge.db, "k1", repository_id=bridge.repository_id)
+    with bridge.db.session() as s:
+        detach_repository(s, bridge.repository_id)
+    with bridge.db.session() as s:
+        row = s.get(Delivery, kept)
+        assert row.repository_id is None and row.state == "received"  # history kept, link gone

@@ -22,7 +22,7 @@ def test_importing_the_package_has_no_side_effects():
     import sys
 
     code = ("import os, sys; os.environ.pop('BRIDGE_DATABASE_URL', None);"
-            "import bridge.web, bridge.cli, bridge.services.reconcile, bridge.deliveries.store;"
+            "import bridge.web, bridge.cli, bridge.ci.reconcile, bridge.deliveries.store;"
             "import workers.app, workers.tasks;"
             "import threading; assert threading.active_count() == 1, threading.enumerate()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

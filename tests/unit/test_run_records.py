@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import event, inspect, text
 
+from bridge.ci.records import apply_run, recorded, whole_run
 from bridge.db import Database, upgrade
 from bridge.domain import DbtRun, RunStatus
-from bridge.services.reconcile import apply_run, recorded, whole_run
 
 
 def test_a_run_inserted_whole_is_updated_without_a_read(tmp_path):

@@ -571,29 +571,30 @@ def dbt_webhook_verdict(hook: DbtWebhook | None, *, url: str, job_ids: tuple[int
     return Verdict(Repair.NONE, "active")
 
 
-def status_policy_settings(repository_id: str, target_branch: str, context: StatusContext, *,
-                           reset_on_new_changes: bool = True) -> dict:
-    """Settings of the "Status" branch policy that requires the bridge's status (genre/name) to succeed."""
-    return {"statusGenre": context.genre, "statusName": context.name,
-            "invalidateOnSourceUpdate": reset_on_new_changes,
-            "defaultDisplayName": f"dbt Cloud CI ({context.genre}/{context.name})",
-            "scope": [{"repositoryId": repository_id, "refName": normalize_ref(target_branch),
-                       "matchKind": "exact"}]}
+@dataclass(frozen=True)
+class StatusPolicy:
+    """A "Status" branch policy that requires the bridge's status (genre/name) to succeed on PRs into a branch."""
+
+    repository_id: str
+    target_branch: str
+    context: StatusContext
+    reset_on_new_changes: bool = True
+
+    @property
+    def target_ref(self) -> str:
+        return normalize_ref(self.target_branch)
 
 
 DEFAULT_CI_STEPS = ("dbt build --select state:modified+",)
 
 
-def ci_job_definition(*, account_id: int, project_id: int, environment_id: int, name: str,
-                      deferring_environment_id: int | None, steps: tuple[str, ...] = DEFAULT_CI_STEPS) -> dict:
-    """A dbt Cloud CI job the bridge triggers: no Git-provider trigger of its own (or it would run twice),
-    deferring to production so only what changed is built."""
-    return {"account_id": account_id, "project_id": project_id, "environment_id": environment_id,
-            "name": name, "description": "Pull-request CI triggered by the ado-dbt bridge", "job_type": "ci",
-            "execute_steps": list(steps), "deferring_environment_id": deferring_environment_id,
-            "triggers": {"github_webhook": False, "git_provider_webhook": False, "schedule": False,
-                         "on_merge": False},
-            "settings": {"threads": 4, "target_name": "default"}, "execution": {"timeout_seconds": 0},
-            "state": 1, "generate_docs": False, "run_generate_sources": False, "run_lint": False,
-            "errors_on_lint_failure": False, "run_compare_changes": False, "lifecycle_webhooks": False,
-            "triggers_on_draft_pr": False}
+@dataclass(frozen=True)
+class CiJobSpec:
+    """A dbt Cloud CI job the bridge creates and triggers, deferring to another environment's state."""
+
+    account_id: int
+    project_id: int
+    environment_id: int
+    name: str
+    deferring_environment_id: int | None
+    steps: tuple[str, ...] = DEFAULT_CI_STEPS

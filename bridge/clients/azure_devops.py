@@ -17,6 +17,7 @@ from ..domain import (
     PullRequest,
     PullRequestStatus,
     StatusContext,
+    StatusPolicy,
     StatusUpdate,
 )
 from .http import HttpAnswer, JsonApi, Transport, segment
@@ -360,12 +361,36 @@ class AzureDevOpsClient(JsonApi):
         return [{"id": p["id"], "settings": p.get("settings") or {}, "enabled": p.get("isEnabled", True),
                  "blocking": p.get("isBlocking", True)} for p in page.get("value", [])]
 
-    def create_status_policy(self, project: str, settings: dict) -> int:
-        body = {"isEnabled": True, "isBlocking": True, "type": {"id": STATUS_POLICY_TYPE}, "settings": settings}
+    def find_status_policy(self, project: str, policy: StatusPolicy) -> int | None:
+        """An existing policy that already requires ``policy``'s status on its branch, if any."""
+        wanted = status_policy_settings(policy)
+        return next((p["id"] for p in self.list_status_policies(project)
+                     if _same_policy(p["settings"], wanted)), None)
+
+    def create_status_policy(self, project: str, policy: StatusPolicy) -> int:
+        body = {"isEnabled": True, "isBlocking": True, "type": {"id": STATUS_POLICY_TYPE},
+                "settings": status_policy_settings(policy)}
         return int(self._call("POST", f"/{segment(project)}/_apis/policy/configurations", json=body)["id"])
 
     def delete_policy(self, project: str, configuration_id: int) -> None:
         self._call("DELETE", f"/{segment(project)}/_apis/policy/configurations/{int(configuration_id)}")
+
+
+def status_policy_settings(policy: StatusPolicy) -> dict:
+    """The "Status" policy type's settings for ``policy`` (policy configurations API)."""
+    context = policy.context
+    return {"statusGenre": context.genre, "statusName": context.name,
+            "invalidateOnSourceUpdate": policy.reset_on_new_changes,
+            "defaultDisplayName": f"dbt Cloud CI ({context.genre}/{context.name})",
+            "scope": [{"repositoryId": policy.repository_id, "refName": policy.target_ref, "matchKind": "exact"}]}
+
+
+def _same_policy(existing: dict, wanted: dict) -> bool:
+    def scope(settings: dict) -> set:
+        return {(sc.get("repositoryId", "").lower(), sc.get("refName")) for sc in settings.get("scope") or []}
+
+    return (existing.get("statusGenre") == wanted["statusGenre"] and existing.get("statusName") == wanted["statusName"]
+            and scope(wanted) <= scope(existing))
 
 
 # -- who the user is and where (app.vssps.visualstudio.com) ----------------------------------------------

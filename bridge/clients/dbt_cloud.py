@@ -9,7 +9,7 @@ from datetime import datetime
 from marshmallow import EXCLUDE, Schema, fields, post_load, pre_load
 
 from .. import errors
-from ..domain import CAUSE_MAX, DbtRun, DbtWebhook, RunStatus
+from ..domain import CAUSE_MAX, CiJobSpec, DbtRun, DbtWebhook, RunStatus
 from .http import HttpAnswer, JsonApi, Transport, segment
 
 # -- error tree -------------------------------------------------------------------------------------
@@ -219,8 +219,8 @@ class DbtCloudClient(JsonApi):
     def get_job(self, job_id: int) -> dict:
         return _job(self.call("GET", f"{self._account}/jobs/{int(job_id)}/")["data"])
 
-    def create_job(self, definition: dict) -> dict:
-        return _job(self.call("POST", f"{self._account}/jobs/", json=definition)["data"])
+    def create_job(self, spec: CiJobSpec) -> dict:
+        return _job(self.call("POST", f"{self._account}/jobs/", json=ci_job_body(spec))["data"])
 
     # -- onboarding: projects, environments, webhook subscriptions (v3) ---------------------------------
 
@@ -259,3 +259,17 @@ class DbtCloudClient(JsonApi):
 
     def delete_webhook(self, webhook_id: str) -> None:
         self.call("DELETE", f"{self._v3}/webhooks/subscription/{segment(webhook_id)}")
+
+
+def ci_job_body(spec: CiJobSpec) -> dict:
+    """The job for ``spec``: no Git-provider trigger of its own (or dbt Cloud would run each PR twice), deferring
+    to another environment so only what changed is built."""
+    return {"account_id": spec.account_id, "project_id": spec.project_id, "environment_id": spec.environment_id,
+            "name": spec.name, "description": "Pull-request CI triggered by the ado-dbt bridge", "job_type": "ci",
+            "execute_steps": list(spec.steps), "deferring_environment_id": spec.deferring_environment_id,
+            "triggers": {"github_webhook": False, "git_provider_webhook": False, "schedule": False,
+                         "on_merge": False},
+            "settings": {"threads": 4, "target_name": "default"}, "execution": {"timeout_seconds": 0},
+            "state": 1, "generate_docs": False, "run_generate_sources": False, "run_lint": False,
+            "errors_on_lint_failure": False, "run_compare_changes": False, "lifecycle_webhooks": False,
+            "triggers_on_draft_pr": False}

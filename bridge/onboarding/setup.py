@@ -22,10 +22,10 @@ from ..clients.azure_devops import (
 from ..config_file import link_repository
 from ..contracts import SetupStep
 from ..domain import (
+    CiJobSpec,
     StatusContext,
-    ci_job_definition,
+    StatusPolicy,
     normalize_ref,
-    status_policy_settings,
 )
 from ..errors import BridgeError, LockBusy, NotFound
 from ..models import Organization, Repository
@@ -174,7 +174,7 @@ class SetupRun:
                                               if e["id"] == spec.environment_id), None)
         if project_id is None:
             raise StepFailed("failed", f"dbt Cloud environment {spec.environment_id} was not found")
-        self.job = dbt.create_job(ci_job_definition(
+        self.job = dbt.create_job(CiJobSpec(
             account_id=request.dbt_account, project_id=project_id, environment_id=spec.environment_id,
             name=spec.name, deferring_environment_id=spec.deferring_environment_id, steps=spec.steps))
         return Step("ci job", "created", f"job {self.job['id']} {spec.name!r}: {'; '.join(spec.steps)}")
@@ -228,14 +228,13 @@ class SetupRun:
         request, repo, context = self.request, self.repo, self.context
         if not request.policy:
             return Step("branch policy", "skipped", "not asked for (the PR can complete without a dbt run)")
-        settings = status_policy_settings(repo["id"], request.target_branch, context,
-                                          reset_on_new_changes=request.reset_on_new_changes)
-        for existing in self.ado.list_status_policies(repo["project_id"]):
-            if _same_policy(existing["settings"], settings):
-                set_policy(self.ctx, self.repository_id, existing["id"])
-                return Step("branch policy", "unchanged", f"policy {existing['id']} requires "
-                                                         f"{context.genre}/{context.name}")
-        policy_id = self.ado.create_status_policy(repo["project_id"], settings)
+        policy = StatusPolicy(repo["id"], request.target_branch, context,
+                              reset_on_new_changes=request.reset_on_new_changes)
+        existing = self.ado.find_status_policy(repo["project_id"], policy)
+        if existing is not None:
+            set_policy(self.ctx, self.repository_id, existing)
+            return Step("branch policy", "unchanged", f"policy {existing} requires {context.genre}/{context.name}")
+        policy_id = self.ado.create_status_policy(repo["project_id"], policy)
         set_policy(self.ctx, self.repository_id, policy_id)
         reset = ", reset on new changes" if request.reset_on_new_changes else ""
         return Step("branch policy", "created", f"policy {policy_id}: {normalize_ref(request.target_branch)} "
@@ -249,11 +248,3 @@ def _job_warning(job: dict) -> str:
     if job.get("job_type") not in (None, "ci"):
         return f"note: job type is {job.get('job_type')}, not ci"
     return ""
-
-
-def _same_policy(existing: dict, wanted: dict) -> bool:
-    def scope(settings: dict) -> set:
-        return {(sc.get("repositoryId", "").lower(), sc.get("refName")) for sc in settings.get("scope") or []}
-
-    return (existing.get("statusGenre") == wanted["statusGenre"] and existing.get("statusName") == wanted["statusName"]
-            and scope(wanted) <= scope(existing))

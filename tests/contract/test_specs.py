@@ -107,12 +107,7 @@ def test_clients_and_sandbox_agree_with_the_specs(sandbox):
 
 
 def test_onboarding_calls_agree_with_the_specs(sandbox):
-    from bridge.domain import (
-        HOOK_EVENTS,
-        HookStatus,
-        ci_job_definition,
-        status_policy_settings,
-    )
+    from bridge.domain import HOOK_EVENTS, CiJobSpec, HookStatus, StatusPolicy
 
     url, _world = sandbox
     control = SandboxControl(url)
@@ -139,9 +134,11 @@ def test_onboarding_calls_agree_with_the_specs(sandbox):
     ado.delete_subscription(created.subscription_id)
     with pytest.raises(AzureDevOpsNotFound):
         ado.get_subscription(created.subscription_id)
-    policy = ado.create_status_policy(repo["project_id"], status_policy_settings(
-        repo["id"], "main", StatusContext("dbt-cloud", "ci")))
+    wanted = StatusPolicy(repo["id"], "main", StatusContext("dbt-cloud", "ci"))
+    assert ado.find_status_policy(repo["project_id"], wanted) is None
+    policy = ado.create_status_policy(repo["project_id"], wanted)
     assert [p["id"] for p in ado.list_status_policies(repo["project_id"])] == [policy]
+    assert ado.find_status_policy(repo["project_id"], wanted) == policy
     ado.delete_policy(repo["project_id"], policy)
 
     dbt = DbtCloudClient(url, 1, "sandbox-dbt-token")
@@ -149,8 +146,8 @@ def test_onboarding_calls_agree_with_the_specs(sandbox):
     project = dbt.list_projects()[0]
     environments = dbt.list_environments(project["id"])
     assert {e["deployment_type"] for e in environments} == {"production", "staging"}
-    job = dbt.create_job(ci_job_definition(account_id=1, project_id=project["id"], environment_id=9,
-                                           name="PR CI", deferring_environment_id=8))
+    job = dbt.create_job(CiJobSpec(account_id=1, project_id=project["id"], environment_id=9, name="PR CI",
+                                   deferring_environment_id=8))
     assert dbt.get_job(job["id"])["execute_steps"] == ["dbt build --select state:modified+"]
     hook = dbt.create_webhook(name="bridge", url="https://bridge.example/webhooks/dbt-cloud", job_ids=(job["id"],),
                               event_types=("job.run.completed", "job.run.errored"))

@@ -7,14 +7,14 @@ import pytest
 from bridge.domain import (
     DBT_WEBHOOK_EVENTS,
     HOOK_EVENTS,
+    CiJobSpec,
     DbtWebhook,
     HookStatus,
     Repair,
     StatusContext,
-    ci_job_definition,
+    StatusPolicy,
     dbt_webhook_verdict,
     hook_verdict,
-    status_policy_settings,
 )
 
 
@@ -59,16 +59,21 @@ def test_every_handled_event_is_subscribed_with_a_pinned_resource_version():
 
 
 def test_status_policy_requires_the_context_on_the_target_branch():
-    settings = status_policy_settings("REPO", "main", StatusContext("dbt-cloud", "ci"))
+    from bridge.clients.azure_devops import status_policy_settings
+
+    settings = status_policy_settings(StatusPolicy("REPO", "main", StatusContext("dbt-cloud", "ci")))
     assert settings["statusGenre"] == "dbt-cloud" and settings["statusName"] == "ci"
     assert settings["invalidateOnSourceUpdate"] is True
     assert settings["scope"] == [{"repositoryId": "REPO", "refName": "refs/heads/main", "matchKind": "exact"}]
-    assert status_policy_settings("R", "refs/heads/release", StatusContext("g", "n"),
-                                  reset_on_new_changes=False)["invalidateOnSourceUpdate"] is False
+    assert status_policy_settings(StatusPolicy("R", "refs/heads/release", StatusContext("g", "n"),
+                                               reset_on_new_changes=False))["invalidateOnSourceUpdate"] is False
 
 
 def test_the_ci_job_has_no_trigger_of_its_own_and_defers():
-    job = ci_job_definition(account_id=1, project_id=7, environment_id=9, name="PR CI", deferring_environment_id=8)
+    from bridge.clients.dbt_cloud import ci_job_body
+
+    job = ci_job_body(CiJobSpec(account_id=1, project_id=7, environment_id=9, name="PR CI",
+                                deferring_environment_id=8))
     assert job["job_type"] == "ci" and job["deferring_environment_id"] == 8
     assert not any(job["triggers"].values())  # or dbt Cloud would run each PR a second time
     assert job["execute_steps"] == ["dbt build --select state:modified+"]

@@ -23,6 +23,7 @@ class Unrecorded(AssertionError):
 
 class RecordedTransport:
     def __init__(self, exchanges: list[dict]):
+        self.recorded = list(exchanges)  # as loaded, for tests that read what the recording holds
         self._unused = list(exchanges)
         self.requests: list[dict] = []  # every request sent, in order: method, path, query, body
 

@@ -4,6 +4,8 @@ attached to the app (``workers.runtime``)."""
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 import redis
 from celery import Celery, bootsteps, signals
@@ -25,6 +27,12 @@ from .relay import OutboxRelay
 from .runtime import Runtime, attach, runtime_of
 
 log = logging.getLogger(__name__)
+
+
+def tune_worker_process() -> None:
+    """The consumer thread hands tasks to the pool's threads; with many threads waiting on HTTP, a shorter GIL
+    switch interval keeps it from queueing behind their Python slices (it fetches one message per turn)."""
+    sys.setswitchinterval(float(os.environ.get("BRIDGE_GIL_SWITCH_INTERVAL", "0.001")))
 
 
 def create_celery_app(settings: Settings | None = None, *, identity_hosts: IdentityHosts | None = None) -> Celery:

@@ -96,11 +96,6 @@ def process_delivery(self, delivery_id: int) -> str:
         return claimed  # missing, or a redelivered message whose work is done
     try:
         event = codec.decode(claimed.source, claimed.event)
-    except PayloadError as exc:
-        log.warning("delivery %s failed: %s", delivery_id, exc)
-        store.finish(delivery_id, DeliveryState.FAILED, str(exc))
-        return "failed"
-    try:
         if isinstance(event, PullRequestEvent):
             with log_context(repository_id=claimed.repository_id, pr=event.pull_request_id):
                 outcome = rt.reconciler.reconcile(claimed.repository_id, event.pull_request_id,
@@ -116,7 +111,7 @@ def process_delivery(self, delivery_id: int) -> str:
         store.finish(delivery_id, DeliveryState.BLOCKED, exc.reason)
         rt.metrics.task_failures.labels(task=self.name, error=type(exc).__name__).inc()
         return "blocked"
-    except (ApiError, ConfigError, IdentityError) as exc:
+    except (ApiError, ConfigError, IdentityError, PayloadError) as exc:
         if retry.is_retryable(exc):
             raise
         log.warning("delivery %s failed: %s", delivery_id, _safe(exc))

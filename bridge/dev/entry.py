@@ -7,9 +7,6 @@ platform served by the sandbox when ``BRIDGE_ENTRA_TEST_BASE`` names it.
 
 from __future__ import annotations
 
-import os
-import sys
-
 from .entra_redirect import hosts_from_env
 
 
@@ -20,8 +17,7 @@ def create_web_app():
 
 
 def create_worker_app():
-    from workers.app import create_celery_app
+    from workers.app import create_celery_app, tune_worker_process
 
-    # as workers/entry.py: the consumer thread must not queue behind the pool threads' Python slices
-    sys.setswitchinterval(float(os.environ.get("BRIDGE_GIL_SWITCH_INTERVAL", "0.001")))
+    tune_worker_process()
     return create_celery_app(identity_hosts=hosts_from_env())

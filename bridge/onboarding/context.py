@@ -7,7 +7,6 @@ enforces their permissions; the periodic health check acts as each organization'
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -24,8 +23,6 @@ from ..errors import BridgeError
 from ..models import DbtAccount, Organization
 from ..services.connections import Connections
 from ..settings import Settings
-
-log = logging.getLogger(__name__)
 
 # Azure DevOps organization names: letters, digits and hyphens, not starting or ending with a hyphen.
 ORGANIZATION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,48}[A-Za-z0-9])?")

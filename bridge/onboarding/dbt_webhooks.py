@@ -4,8 +4,6 @@ URL; its signing secret stored encrypted.
 
 from __future__ import annotations
 
-import logging
-
 from sqlalchemy import select
 
 from ..clients.dbt_cloud import DbtCloudClient
@@ -18,8 +16,6 @@ from ..domain import (
 )
 from ..models import DbtWebhookRecord, utcnow
 from .context import OnboardingContext
-
-log = logging.getLogger(__name__)
 
 
 def ensure_dbt_webhook(ctx: OnboardingContext, dbt: DbtCloudClient, repository_id: int, account_id: int,

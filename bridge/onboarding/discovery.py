@@ -6,7 +6,6 @@ permissions.
 from __future__ import annotations
 
 import fnmatch
-import logging
 
 from sqlalchemy import func, select
 
@@ -16,8 +15,6 @@ from ..models import (
     Repository,
 )
 from .context import Actor, OnboardingContext
-
-log = logging.getLogger(__name__)
 
 
 def organizations(ctx: OnboardingContext, actor: Actor) -> list[str]:

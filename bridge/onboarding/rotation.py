@@ -4,7 +4,6 @@ password for a grace period while Azure DevOps switches; a refused change keeps 
 
 from __future__ import annotations
 
-import logging
 import secrets
 from datetime import timedelta
 
@@ -20,8 +19,6 @@ from ..models import (
 )
 from .context import Actor, OnboardingContext, OnboardingError, problem_of
 from .report import Step
-
-log = logging.getLogger(__name__)
 
 
 def rotate(ctx: OnboardingContext, actor: Actor, *, repository_id: int | None = None,

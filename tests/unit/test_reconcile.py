@@ -6,13 +6,11 @@ the same code; the assertions are on what the bridge asked for and what it recor
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from sqlalchemy import select
 
 from bridge.models import CiRun, PullRequestRecord
-from tests.fakes import RECORDINGS, RecordedTransport, Unrecorded
+from tests.fakes import RecordedTransport, Unrecorded
 from tests.orchestration import CI_JOB, TEARDOWN_JOB, assemble
 
 TRIGGER = f"/api/v2/accounts/1/jobs/{CI_JOB}/run/"
@@ -37,11 +35,11 @@ def statuses(transport: RecordedTransport) -> list[dict]:
 
 def test_an_opened_pr_gets_one_run_of_its_head_and_its_status_follows_the_run(tmp_path):
     bridge, transport = replay(tmp_path, "pr_passes")
-    pr = _recorded_pr("pr_passes")
+    pr = _recorded_pr(transport)
     outcome = bridge.reconciler.reconcile(bridge.repository_id, pr)
     assert outcome.triggered == 1 and outcome.cancelled == 0
     [trigger] = transport.sent("POST", TRIGGER)
-    head = _recorded_head("pr_passes")
+    head = _recorded_head(transport)
     assert trigger["body"]["git_sha"] == head and "git_branch" not in trigger["body"]
     assert trigger["body"]["azure_pull_request_id"] == pr
     assert trigger["body"]["schema_override"] == f"dbt_cloud_pr_{CI_JOB}_{pr}"
@@ -57,7 +55,7 @@ def test_an_opened_pr_gets_one_run_of_its_head_and_its_status_follows_the_run(tm
 
 def test_a_new_push_cancels_the_stale_run_and_builds_the_new_head(tmp_path):
     bridge, transport = replay(tmp_path, "push_supersedes")
-    pr = _recorded_pr("push_supersedes")
+    pr = _recorded_pr(transport)
     bridge.reconciler.reconcile(bridge.repository_id, pr)
     outcome = bridge.reconciler.reconcile(bridge.repository_id, pr)
     assert (outcome.triggered, outcome.cancelled) == (1, 1)
@@ -73,7 +71,7 @@ def test_a_new_push_cancels_the_stale_run_and_builds_the_new_head(tmp_path):
 
 def test_a_draft_waits_until_it_is_published(tmp_path):
     bridge, transport = replay(tmp_path, "draft_waits")
-    pr = _recorded_pr("draft_waits")
+    pr = _recorded_pr(transport)
     outcome = bridge.reconciler.reconcile(bridge.repository_id, pr)
     assert outcome.triggered == 0 and not transport.sent("POST", TRIGGER)
     with bridge.db.session() as s:
@@ -85,7 +83,7 @@ def test_a_draft_waits_until_it_is_published(tmp_path):
 
 def test_an_abandoned_pr_cancels_its_run_and_tears_its_schema_down_once(tmp_path):
     bridge, transport = replay(tmp_path, "abandoned_tears_down")
-    pr = _recorded_pr("abandoned_tears_down")
+    pr = _recorded_pr(transport)
     bridge.reconciler.reconcile(bridge.repository_id, pr)
     bridge.reconciler.reconcile(bridge.repository_id, pr)
     bridge.reconciler.reconcile(bridge.repository_id, pr)  # a repeated delivery
@@ -107,18 +105,15 @@ def assemble_with_nothing(tmp_path):
     return assemble(tmp_path, transport), transport
 
 
-def _exchanges(scenario: str) -> list[dict]:
-    return json.loads((RECORDINGS / f"{scenario}.json").read_text())["exchanges"]
-
-
-def _recorded_pr(scenario: str) -> int:
+def _recorded_pr(transport: RecordedTransport) -> int:
     """The PR the scenario played, from the first recorded request about one."""
-    path = next(e["path"].lower() for e in _exchanges(scenario) if "/pullrequests/" in e["path"].lower())
+    path = next(e["path"].lower() for e in transport.recorded if "/pullrequests/" in e["path"].lower())
     return int(path.split("/pullrequests/")[1].split("/")[0])
 
 
-def _recorded_head(scenario: str) -> str:
+def _recorded_head(transport: RecordedTransport) -> str:
     """The head commit Azure DevOps (the sandbox) first answered for the scenario's PR."""
-    answer = next(e["response"] for e in _exchanges(scenario)
-                  if e["method"] == "GET" and e["path"].lower().endswith(f"/pullrequests/{_recorded_pr(scenario)}"))
+    pr = _recorded_pr(transport)
+    answer = next(e["response"] for e in transport.recorded
+                  if e["method"] == "GET" and e["path"].lower().endswith(f"/pullrequests/{pr}"))
     return answer["lastMergeSourceCommit"]["commitId"]

@@ -36,7 +36,11 @@ def test_a_set_up_reports_each_step_and_a_second_one_changes_nothing(tmp_path):
         records = s.scalars(select(HookSubscriptionRecord).where(
             HookSubscriptionRecord.repository_id == repo.id)).all()
         assert len(records) == 4 and all(r.ado_subscription_id and r.problem is None for r in records)
-        assert all(r.password_enc and "password" not in r.password_enc for r in records)
+        sent = {h["body"]["consumerInputs"]["basicAuthUsername"]: h["body"]["consumerInputs"]["basicAuthPassword"]
+                for h in hooks}
+        box = bridge.onboarding.box  # stored encrypted, and what Azure DevOps was given to send
+        assert all(r.password_enc != sent[r.username] and box.decrypt(r.password_enc) == sent[r.username]
+                   for r in records)
         assert s.scalar(select(DbtWebhookRecord.secret_enc).where(DbtWebhookRecord.repository_id == repo.id))
 
     again = bridge.onboarding.setup(MARTS_SETUP, Actor.of(None))

@@ -17,6 +17,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .catalog import AdoRepository
 from .crypto import SecretBox
 from .errors import ApiError, ConfigError
 from .models import DbtAccount, Organization, Repository
@@ -277,9 +278,9 @@ class Change:
     action: str  # created | updated | unchanged
 
 
-RepositoryResolver = Callable[[Organization, dict], dict]
-"""(organization as just updated, repository entry) -> {id, name, project_id, project_name}; asks Azure DevOps
-as the identity the organization is configured to act as."""
+RepositoryResolver = Callable[[Organization, dict], AdoRepository]
+"""(organization as just updated, repository entry) -> the repository; asks Azure DevOps as the identity the
+organization is configured to act as."""
 
 
 def _set_secret(box: SecretBox, obj, attr: str, value: str | None) -> bool:
@@ -351,24 +352,24 @@ def apply(session: Session, desired: Desired, box: SecretBox, resolve: Repositor
             "teardown_job_id": entry.get("teardown_job"),
             "target_branches": list(entry.get("target_branches") or []), "drafts": entry["drafts"],
             "status_genre": status.get("genre", "dbt-cloud"), "status_name": status.get("name", "ci")})
-        changes.append(Change("repository", f"{entry['organization']}/{info['project_name']}/{info['name']}",
+        changes.append(Change("repository", f"{entry['organization']}/{info.project_name}/{info.name}",
                               _action(created, any(changed))))
     session.flush()
     return changes
 
 
-def link_repository(session: Session, organization_id: int, info: dict, settings: dict) -> tuple[Repository, bool,
-                                                                                               list[str]]:
+def link_repository(session: Session, organization_id: int, info: AdoRepository,
+                    settings: dict) -> tuple[Repository, bool, list[str]]:
     """Create or update the bridge's record of a repository (``info`` as Azure DevOps describes it, ``settings``
     its CI columns); returns (row, created, names of the columns that changed). Shared by the configuration file
     and onboarding, so both link a repository the same way."""
     row = session.scalar(select(Repository).where(Repository.organization_id == organization_id,
-                                                  Repository.ado_repository_id == info["id"]))
+                                                  Repository.ado_repository_id == info.id))
     created = row is None
     if created:
-        row = Repository(organization_id=organization_id, ado_repository_id=info["id"])
+        row = Repository(organization_id=organization_id, ado_repository_id=info.id)
         session.add(row)
-    wanted = {"ado_project_id": info["project_id"], "ado_project_name": info["project_name"], "name": info["name"],
+    wanted = {"ado_project_id": info.project_id, "ado_project_name": info.project_name, "name": info.name,
               **settings}
     changed = [column for column, value in wanted.items() if _set(row, column, value)]
     session.flush()

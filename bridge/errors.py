@@ -35,18 +35,18 @@ class PayloadError(BridgeError):
 
 
 class ApiError(BridgeError):
-    """Root of the errors of one outbound API (Azure DevOps, dbt Cloud).
+    """Root of the errors of the outbound APIs; the kind says what happened, ``service`` says where.
 
-    ``retryable`` says whether the same request may succeed later; ``retry_after`` is the server's hint
-    in seconds when it gave one.
+    ``service`` names the API ("azure-devops", "dbt-cloud"); ``retryable`` says whether the same request may
+    succeed later; ``retry_after`` is the server's hint in seconds when it gave one.
     """
 
-    service = "api"
     retryable = False
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
-                 body: str = ""):
+    def __init__(self, message: str, *, service: str = "api", status: int | None = None,
+                 retry_after: float | None = None, body: str = ""):
         super().__init__(message)
+        self.service = service
         self.status = status
         self.retry_after = retry_after
         self.body = body[:2000]
@@ -86,6 +86,10 @@ class RateLimited(Transient, HttpError):
 
 class ServerError(Transient, HttpError):
     """5xx and 408: the server failed; the same request may succeed later."""
+
+
+class StatusRejectedByPolicy(Forbidden):
+    """Azure DevOps refused a status because a branch policy wants it posted on an iteration."""
 
 
 class IdentityError(BridgeError):

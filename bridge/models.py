@@ -17,6 +17,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from .catalog import AdoRepository
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -93,6 +95,12 @@ class Repository(Base):
 
     organization: Mapped[Organization] = relationship(back_populates="repositories")
     dbt_account: Mapped[DbtAccount] = relationship()
+
+    @property
+    def ado(self) -> AdoRepository:
+        """The repository as Azure DevOps described it when it was linked."""
+        return AdoRepository(id=self.ado_repository_id, name=self.name, project_id=self.ado_project_id,
+                             project_name=self.ado_project_name)
 
 
 class HookSubscriptionRecord(Base):

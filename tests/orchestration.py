@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge import config_file
+from bridge.catalog import AdoRepository
 from bridge.ci.reconcile import Reconciler
 from bridge.clients.http import Transport
 from bridge.crypto import SecretBox, generate_key
@@ -20,7 +21,7 @@ from bridge.onboarding import Onboarding
 from bridge.services.connections import Connections
 from bridge.settings import Settings
 
-# The sandbox's first repository (bridge/dev/sandbox/world.py) as the configuration resolves it.
+# The sandbox's first repository (bridge/dev/sandbox/ado_state.py) as the configuration resolves it.
 PROJECT_ID = "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c"
 REPOSITORY_ID = "0f6b0a54-5b14-4c1e-9d2a-6a3bd3f1b2c1"
 MARTS_REPOSITORY_ID = "8d7c2b1a-0000-4000-8000-00000000beef"  # one more repository the set-up scenarios add
@@ -34,9 +35,9 @@ class Orchestration:
     repository_id: int
 
 
-def resolve(_org, repo) -> dict:
-    return {"id": REPOSITORY_ID, "name": repo["repository"], "project_id": PROJECT_ID,
-            "project_name": repo["project"]}
+def resolve(_org, repo) -> AdoRepository:
+    return AdoRepository(id=REPOSITORY_ID, name=repo["repository"], project_id=PROJECT_ID,
+                         project_name=repo["project"])
 
 
 def assemble(workdir: Path, transport: Transport, *, sandbox: str = "https://sandbox.example") -> Orchestration:

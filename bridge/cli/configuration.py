@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..catalog import AdoRepository
 from ..errors import BridgeError, ConfigError
 from ..settings import Settings
 from . import connections_for, console, load_settings, main, new_table
@@ -85,7 +86,7 @@ def config_apply(file: Path | None) -> None:
     # service principal), exactly as the workers will call Azure DevOps.
     clients = connections_for(settings, database, box)
 
-    def resolve(org, repo: dict) -> dict:
+    def resolve(org, repo: dict) -> AdoRepository:
         return clients.azure_devops(org).get_repository(repo["project"], repo["repository"])
 
     try:

@@ -31,11 +31,11 @@ def repos_list(*, organization: str | None, project: str | None, search: str, pa
         if organization is None:
             rows, title, cols = [[o] for o in onboarding.organizations(actor)], "organizations", ("organization",)
         elif project is None:
-            rows = [[p["name"], p["id"]] for p in onboarding.projects(actor, organization, search=search)]
+            rows = [[p.name, p.id] for p in onboarding.projects(actor, organization, search=search)]
             title, cols = f"projects of {organization}", ("project", "id")
         else:
-            rows = [[r["name"], r["id"], f"linked (job {r['ci_job']})" if r["linked"] else "",
-                     "disabled" if r.get("is_disabled") else ""]
+            rows = [[r.name, r.repository.id, f"linked (job {r.ci_job})" if r.linked else "",
+                     "disabled" if r.repository.is_disabled else ""]
                     for r in onboarding.repositories(actor, organization, project, search=search)]
             title, cols = f"repositories of {organization}/{project}", ("repository", "id", "bridge", "")
     except BridgeError as exc:
@@ -88,7 +88,7 @@ def repos_setup(**options) -> None:
     onboarding, actor = build_onboarding(), actor_for(options["as_upn"])
     try:
         if pattern:
-            repositories = [r["name"] for r in onboarding.matching_repositories(actor, options["organization"],
+            repositories = [r.name for r in onboarding.matching_repositories(actor, options["organization"],
                                                                                  options["project"], pattern)]
     except BridgeError as exc:
         raise click.ClickException(str(exc)) from None
@@ -191,12 +191,11 @@ def repos_jobs(dbt_account: int) -> None:
         raise click.ClickException(str(exc)) from None
     table = new_table(f"jobs of dbt Cloud account {dbt_account}", "job", "name", "type", "environment", "steps")
     for job in jobs:
-        table.add_row(str(job["id"]), job["name"], str(job["job_type"]), str(job["environment_id"]),
-                      "; ".join(job["execute_steps"]))
+        table.add_row(str(job.id), job.name, str(job.job_type), str(job.environment_id), "; ".join(job.execute_steps))
     console.print(table)
     table = new_table("environments", "environment", "name", "project", "kind")
     for env in environments:
-        table.add_row(str(env["id"]), env["name"], env["project"], str(env.get("deployment_type") or env["type"]))
+        table.add_row(str(env.id), env.name, env.project_name, env.kind)
     console.print(table)
 
 

@@ -10,6 +10,7 @@ from typing import Protocol
 from marshmallow import EXCLUDE, Schema, fields, post_load
 
 from .. import errors
+from ..catalog import AdoProject, AdoRepository
 from ..domain import (
     HookStatus,
     HookSubscription,
@@ -30,48 +31,6 @@ EDIT_SUBSCRIPTIONS = 2
 GIT_REPOSITORIES_NAMESPACE = "2e9eb7ed-3c0a-47d4-87c1-0ffdd275fd87"
 EDIT_POLICIES = 2048
 STATUS_POLICY_TYPE = "cbdc66da-9728-4af8-aada-9a5a32e4a226"
-
-
-# -- error tree -------------------------------------------------------------------------------------
-
-class AzureDevOpsError(errors.ApiError):
-    service = "azure-devops"
-
-
-class AzureDevOpsTransportError(AzureDevOpsError, errors.TransportError):
-    pass
-
-
-class AzureDevOpsBadRequest(AzureDevOpsError, errors.BadRequest):
-    pass
-
-
-class AzureDevOpsUnauthorized(AzureDevOpsError, errors.Unauthorized):
-    pass
-
-
-class AzureDevOpsForbidden(AzureDevOpsError, errors.Forbidden):
-    pass
-
-
-class StatusRejectedByPolicy(AzureDevOpsForbidden):
-    """A branch policy wants the status posted on an iteration (or refused it otherwise)."""
-
-
-class AzureDevOpsNotFound(AzureDevOpsError, errors.NotFound):
-    pass
-
-
-class AzureDevOpsConflict(AzureDevOpsError, errors.Conflict):
-    pass
-
-
-class AzureDevOpsRateLimited(AzureDevOpsError, errors.RateLimited):
-    pass
-
-
-class AzureDevOpsServerError(AzureDevOpsError, errors.ServerError):
-    pass
 
 
 # -- credentials ------------------------------------------------------------------------------------
@@ -153,9 +112,10 @@ class _RepositorySchema(_Lenient):
     project = fields.Nested(_ProjectRef, required=True)
     is_disabled = fields.Bool(data_key="isDisabled", load_default=False)
 
-
-class RepositoryInfo(dict):
-    """``{id, name, project_id, project_name}`` of a repository."""
+    @post_load
+    def _make(self, d, **_) -> AdoRepository:
+        return AdoRepository(id=d["id"].lower(), name=d["name"], project_id=d["project"]["id"],
+                             project_name=d["project"]["name"], is_disabled=d["is_disabled"])
 
 
 class _SubscriptionSchema(_Lenient):
@@ -189,18 +149,7 @@ _SUBSCRIPTIONSCHEMA = _SubscriptionSchema()
 
 
 class AzureDevOpsClient(JsonApi):
-    root_error = AzureDevOpsError
-    errors_by_kind = {
-        errors.TransportError: AzureDevOpsTransportError,
-        errors.BadRequest: AzureDevOpsBadRequest,
-        errors.Unauthorized: AzureDevOpsUnauthorized,
-        errors.Forbidden: AzureDevOpsForbidden,
-        errors.NotFound: AzureDevOpsNotFound,
-        errors.Conflict: AzureDevOpsConflict,
-        errors.RateLimited: AzureDevOpsRateLimited,
-        errors.ServerError: AzureDevOpsServerError,
-        errors.HttpError: AzureDevOpsError,
-    }
+    service = "azure-devops"
 
     def __init__(self, organization_url: str, credentials: Credentials, *,
                  transport: Transport | None = None, timeout: float = 10.0):
@@ -222,7 +171,7 @@ class AzureDevOpsClient(JsonApi):
 
     def error_class(self, kind, response):
         if kind is errors.Forbidden and "StatusRejectedByPolicy" in response.text:
-            return StatusRejectedByPolicy
+            return errors.StatusRejectedByPolicy
         return super().error_class(kind, response)
 
     def _call(self, method: str, path: str, *, params: dict | None = None, json: object = None):
@@ -232,10 +181,8 @@ class AzureDevOpsClient(JsonApi):
     def _repo_path(project: str, repository_id: str) -> str:
         return f"/{segment(project)}/_apis/git/repositories/{segment(repository_id)}"
 
-    def get_repository(self, project: str, repository: str) -> RepositoryInfo:
-        data = _REPOSITORYSCHEMA.load(self._call("GET", self._repo_path(project, repository)))
-        return RepositoryInfo(id=data["id"].lower(), name=data["name"], project_id=data["project"]["id"],
-                              project_name=data["project"]["name"], is_disabled=data["is_disabled"])
+    def get_repository(self, project: str, repository: str) -> AdoRepository:
+        return _REPOSITORYSCHEMA.load(self._call("GET", self._repo_path(project, repository)))
 
     def get_pull_request(self, project: str, repository_id: str, pull_request_id: int) -> PullRequest:
         path = f"{self._repo_path(project, repository_id)}/pullrequests/{int(pull_request_id)}"
@@ -276,8 +223,8 @@ class AzureDevOpsClient(JsonApi):
 
     # -- discovery ------------------------------------------------------------------------------------
 
-    def list_projects(self, *, page_size: int = 100) -> Iterator[dict]:
-        """``{id, name}`` of every project the caller can see (paged by continuation token)."""
+    def list_projects(self, *, page_size: int = 100) -> Iterator[AdoProject]:
+        """Every project the caller can see (paged by continuation token)."""
         token = None
         while True:
             params: dict = {"$top": page_size, "api-version": API_VERSION}
@@ -285,19 +232,15 @@ class AzureDevOpsClient(JsonApi):
                 params["continuationToken"] = token
             page, headers = self.call_with_headers("GET", "/_apis/projects", params=params)
             for p in (page or {}).get("value", []):
-                yield {"id": p["id"].lower(), "name": p["name"]}
+                yield AdoProject(id=p["id"].lower(), name=p["name"])
             token = headers.get("x-ms-continuationtoken")
             if not token:
                 return
 
-    def list_repositories(self, project: str) -> list[RepositoryInfo]:
+    def list_repositories(self, project: str) -> list[AdoRepository]:
         page = self._call("GET", f"/{segment(project)}/_apis/git/repositories") or {}
-        found = []
-        for raw in page.get("value", []):
-            data = _REPOSITORYSCHEMA.load(raw)
-            found.append(RepositoryInfo(id=data["id"].lower(), name=data["name"], project_id=data["project"]["id"],
-                                        project_name=data["project"]["name"], is_disabled=data["is_disabled"]))
-        return sorted(found, key=lambda r: r["name"].lower())
+        found = [_REPOSITORYSCHEMA.load(raw) for raw in page.get("value", [])]
+        return sorted(found, key=lambda r: r.name.lower())
 
     # -- permissions ------------------------------------------------------------------------------------
 

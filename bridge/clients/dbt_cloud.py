@@ -8,48 +8,9 @@ from datetime import datetime
 
 from marshmallow import EXCLUDE, Schema, fields, post_load, pre_load
 
-from .. import errors
+from ..catalog import DbtEnvironment, DbtJob, DbtProject
 from ..domain import CAUSE_MAX, CiJobSpec, DbtRun, DbtWebhook, RunStatus
 from .http import HttpAnswer, JsonApi, Transport, segment
-
-# -- error tree -------------------------------------------------------------------------------------
-
-
-class DbtCloudError(errors.ApiError):
-    service = "dbt-cloud"
-
-
-class DbtCloudTransportError(DbtCloudError, errors.TransportError):
-    pass
-
-
-class DbtCloudBadRequest(DbtCloudError, errors.BadRequest):
-    pass
-
-
-class DbtCloudUnauthorized(DbtCloudError, errors.Unauthorized):
-    pass
-
-
-class DbtCloudForbidden(DbtCloudError, errors.Forbidden):
-    pass
-
-
-class DbtCloudNotFound(DbtCloudError, errors.NotFound):
-    pass
-
-
-class DbtCloudConflict(DbtCloudError, errors.Conflict):
-    pass
-
-
-class DbtCloudRateLimited(DbtCloudError, errors.RateLimited):
-    pass
-
-
-class DbtCloudServerError(DbtCloudError, errors.ServerError):
-    pass
-
 
 # -- response schema --------------------------------------------------------------------------------
 
@@ -122,26 +83,17 @@ _RUNSCHEMA = _RunSchema()
 _WEBHOOKSCHEMA = _WebhookSchema()
 
 
-def _job(raw: dict) -> dict:
-    return {"id": int(raw["id"]), "name": raw.get("name") or f"job {raw['id']}", "job_type": raw.get("job_type"),
-            "project_id": raw.get("project_id"), "environment_id": raw.get("environment_id"),
-            "execute_steps": list(raw.get("execute_steps") or []),
-            "triggers": raw.get("triggers") or {}, "deferring_environment_id": raw.get("deferring_environment_id")}
+def _job(raw: dict) -> DbtJob:
+    triggers = raw.get("triggers") or {}
+    return DbtJob(id=int(raw["id"]), name=raw.get("name") or f"job {raw['id']}", job_type=raw.get("job_type"),
+                  project_id=raw.get("project_id"), environment_id=raw.get("environment_id"),
+                  execute_steps=tuple(raw.get("execute_steps") or ()),
+                  triggers_on=tuple(sorted(str(name) for name, on in triggers.items() if on)),
+                  deferring_environment_id=raw.get("deferring_environment_id"))
 
 
 class DbtCloudClient(JsonApi):
-    root_error = DbtCloudError
-    errors_by_kind = {
-        errors.TransportError: DbtCloudTransportError,
-        errors.BadRequest: DbtCloudBadRequest,
-        errors.Unauthorized: DbtCloudUnauthorized,
-        errors.Forbidden: DbtCloudForbidden,
-        errors.NotFound: DbtCloudNotFound,
-        errors.Conflict: DbtCloudConflict,
-        errors.RateLimited: DbtCloudRateLimited,
-        errors.ServerError: DbtCloudServerError,
-        errors.HttpError: DbtCloudError,
-    }
+    service = "dbt-cloud"
 
     def __init__(self, base_url: str, account_id: int, api_token: str, *,
                  transport: Transport | None = None, timeout: float = 10.0):
@@ -212,14 +164,14 @@ class DbtCloudClient(JsonApi):
             if not values or len(values) < page_size or (total is not None and offset >= total):
                 return
 
-    def list_jobs(self, *, project_id: int | None = None) -> list[dict]:
+    def list_jobs(self, *, project_id: int | None = None) -> list[DbtJob]:
         params = {"project_id": int(project_id)} if project_id else {}
         return [_job(raw) for raw in self._pages(f"{self._account}/jobs/", params)]
 
-    def get_job(self, job_id: int) -> dict:
+    def get_job(self, job_id: int) -> DbtJob:
         return _job(self.call("GET", f"{self._account}/jobs/{int(job_id)}/")["data"])
 
-    def create_job(self, spec: CiJobSpec) -> dict:
+    def create_job(self, spec: CiJobSpec) -> DbtJob:
         return _job(self.call("POST", f"{self._account}/jobs/", json=ci_job_body(spec))["data"])
 
     # -- onboarding: projects, environments, webhook subscriptions (v3) ---------------------------------
@@ -228,13 +180,13 @@ class DbtCloudClient(JsonApi):
     def _v3(self) -> str:
         return f"/api/v3/accounts/{self.account_id}"
 
-    def list_projects(self) -> list[dict]:
-        return [{"id": int(p["id"]), "name": p.get("name", "")} for p in self._pages(f"{self._v3}/projects/")]
+    def list_projects(self) -> list[DbtProject]:
+        return [DbtProject(id=int(p["id"]), name=p.get("name") or "") for p in self._pages(f"{self._v3}/projects/")]
 
-    def list_environments(self, project_id: int) -> list[dict]:
-        return [{"id": int(e["id"]), "name": e.get("name", ""), "type": e.get("type"),
-                 "deployment_type": e.get("deployment_type")}
-                for e in self._pages(f"{self._v3}/projects/{int(project_id)}/environments/")]
+    def list_environments(self, project: DbtProject) -> list[DbtEnvironment]:
+        return [DbtEnvironment(id=int(e["id"]), name=e.get("name") or "", project_id=project.id,
+                               project_name=project.name, type=e.get("type"), deployment_type=e.get("deployment_type"))
+                for e in self._pages(f"{self._v3}/projects/{int(project.id)}/environments/")]
 
     def list_webhooks(self) -> list[DbtWebhook]:
         return [_WEBHOOKSCHEMA.load(raw) for raw in self._pages(f"{self._v3}/webhooks/subscriptions")]

@@ -124,11 +124,11 @@ class RequestsTransport:
 class JsonApi:
     """A JSON-over-HTTP API reached through one requests session with one credential.
 
-    Subclasses name their error classes in ``errors_by_kind`` and say how to summarize an error body.
+    Every failure raises a kind of ``errors.ApiError`` carrying ``service``; subclasses name the service, say how
+    to summarize an error body and may refine a kind (``error_class``).
     """
 
-    root_error: type[errors.ApiError] = errors.ApiError
-    errors_by_kind: Mapping[type[errors.ApiError], type[errors.ApiError]] = {}
+    service = "api"
 
     def __init__(self, base_url: str, authorization: str, *, transport: Transport | None = None,
                  timeout: float = 10.0):
@@ -144,7 +144,7 @@ class JsonApi:
         return response.text[:300]
 
     def error_class(self, kind: type[errors.ApiError], response: HttpAnswer) -> type[errors.ApiError]:
-        return self.errors_by_kind.get(kind, self.root_error)
+        return kind
 
     def call(self, method: str, path: str, *, params: Mapping | None = None, json: object = None):
         return self.call_with_headers(method, path, params=params, json=json)[0]
@@ -157,15 +157,14 @@ class JsonApi:
             response = self.transport.send(method, url, params=params, json=json, headers=self._headers(),
                                            timeout=self.timeout)
         except NoAnswer as exc:
-            cls = self.errors_by_kind.get(errors.TransportError, self.root_error)
-            raise cls(f"{method} {path}: {exc}") from None
+            raise errors.TransportError(f"{method} {path}: {exc}", service=self.service) from None
         kind = error_kind(response.status)
         if kind is None and 300 <= response.status < 400:
             kind = errors.HttpError  # a redirect here means a sign-in page or a wrong base URL
         if kind is not None:
             cls = self.error_class(kind, response)
             raise cls(f"{method} {path} → {response.status}: {self.describe_error(response)}",
-                      status=response.status, retry_after=retry_after(response.headers),
+                      service=self.service, status=response.status, retry_after=retry_after(response.headers),
                       body=response.text)
         if response.status == 204 or not response.body:
             return None, response.headers
@@ -173,6 +172,5 @@ class JsonApi:
             return response.json(), response.headers
         except ValueError:
             # dbt Cloud has been seen answering HTML although the call worked; make it retryable-safe.
-            cls = self.errors_by_kind.get(errors.ServerError, self.root_error)
-            raise cls(f"{method} {path}: answer is not JSON", status=response.status,
-                      body=response.text) from None
+            raise errors.ServerError(f"{method} {path}: answer is not JSON", service=self.service,
+                                     status=response.status, body=response.text) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from ..catalog import AdoProject, DbtCatalog, DbtEnvironment, DbtJob, RepositoryOffer
 from . import discovery, health_check, rotation, setup, unlink
 from .context import Actor, OnboardingContext, OnboardingError
 from .report import SetupReport, Step
@@ -23,20 +24,25 @@ class Onboarding(OnboardingContext):
     def organizations(self, actor: Actor) -> list[str]:
         return discovery.organizations(self, actor)
 
-    def projects(self, actor: Actor, organization: str, *, search: str = "") -> list[dict]:
+    def projects(self, actor: Actor, organization: str, *, search: str = "") -> list[AdoProject]:
         return discovery.projects(self, actor, organization, search=search)
 
-    def repositories(self, actor: Actor, organization: str, project: str, *, search: str = "") -> list[dict]:
+    def repositories(self, actor: Actor, organization: str, project: str, *,
+                     search: str = "") -> list[RepositoryOffer]:
         return discovery.repositories(self, actor, organization, project, search=search)
 
-    def matching_repositories(self, actor: Actor, organization: str, project: str, pattern: str) -> list[dict]:
+    def matching_repositories(self, actor: Actor, organization: str, project: str,
+                              pattern: str) -> list[RepositoryOffer]:
         return discovery.matching_repositories(self, actor, organization, project, pattern)
 
-    def dbt_jobs(self, account_id: int) -> list[dict]:
+    def dbt_jobs(self, account_id: int) -> list[DbtJob]:
         return discovery.dbt_jobs(self, account_id)
 
-    def dbt_environments(self, account_id: int) -> list[dict]:
+    def dbt_environments(self, account_id: int) -> list[DbtEnvironment]:
         return discovery.dbt_environments(self, account_id)
+
+    def dbt_catalog(self, account_id: int) -> DbtCatalog:
+        return discovery.dbt_catalog(self, account_id)
 
     def setup(self, request: SetupRequest, actor: Actor) -> SetupReport:
         return setup.setup(self, request, actor)

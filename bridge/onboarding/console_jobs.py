@@ -7,6 +7,7 @@ import logging
 
 from sqlalchemy import select
 
+from ..catalog import to_json
 from ..contracts import JobKind
 from ..db import Database
 from ..errors import BridgeError
@@ -48,14 +49,14 @@ def run(db: Database, onboarding: Onboarding, job_id: int) -> str:
     actor = Actor.of(params.get("as_upn"), params.get("requested_by") or "the console admin")
     try:
         if kind == JobKind.PROJECTS:
-            result = {"projects": onboarding.projects(actor, params["organization"])}
+            result = {"projects": [to_json(p) for p in onboarding.projects(actor, params["organization"])]}
         elif kind == JobKind.REPOSITORIES:
-            result = {"repositories": onboarding.repositories(actor, params["organization"], params["project"])}
+            result = {"repositories": [to_json(r) for r in onboarding.repositories(
+                actor, params["organization"], params["project"])]}
         elif kind == JobKind.DBT:
             with db.session() as s:
                 accounts = sorted(s.scalars(select(DbtAccount.id)).all())
-            result = {"accounts": [{"id": a, "jobs": onboarding.dbt_jobs(a),
-                                    "environments": onboarding.dbt_environments(a)} for a in accounts]}
+            result = {"accounts": [to_json(onboarding.dbt_catalog(a)) for a in accounts]}
         elif kind == JobKind.DBT_ACCOUNT:
             account = int(params["dbt_account"])
             result = {"jobs": len(onboarding.dbt_jobs(account)),

@@ -9,11 +9,8 @@ import fnmatch
 
 from sqlalchemy import func, select
 
-from ..models import (
-    Connection,
-    Organization,
-    Repository,
-)
+from ..catalog import AdoProject, DbtCatalog, DbtEnvironment, DbtJob, RepositoryOffer
+from ..models import Connection, Organization, Repository
 from .context import Actor, OnboardingContext
 
 
@@ -27,39 +24,41 @@ def organizations(ctx: OnboardingContext, actor: Actor) -> list[str]:
         return sorted(s.scalars(select(Organization.name)).all())
 
 
-def projects(ctx: OnboardingContext, actor: Actor, organization: str, *, search: str = "") -> list[dict]:
+def projects(ctx: OnboardingContext, actor: Actor, organization: str, *, search: str = "") -> list[AdoProject]:
     client = ctx.azure_devops(actor, organization)
-    found = [p for p in client.list_projects() if matches(p["name"], search)]
-    return sorted(found, key=lambda p: p["name"].lower())
+    found = [p for p in client.list_projects() if matches(p.name, search)]
+    return sorted(found, key=lambda p: p.name.lower())
 
 
 def repositories(ctx: OnboardingContext, actor: Actor, organization: str, project: str, *,
-                 search: str = "") -> list[dict]:
-    """Repositories of a project the actor can see, with whether (and how) the bridge serves each."""
+                 search: str = "") -> list[RepositoryOffer]:
+    """Repositories of a project the actor can see, with the dbt Cloud job of those the bridge serves."""
     client = ctx.azure_devops(actor, organization)
-    repos = [r for r in client.list_repositories(project) if matches(r["name"], search)]
+    repos = [r for r in client.list_repositories(project) if matches(r.name, search)]
     with ctx.db.session() as s:
-        linked = {r.ado_repository_id: r for r in s.scalars(select(Repository).join(Organization).where(
+        jobs = {r.ado_repository_id: r.ci_job_id for r in s.scalars(select(Repository).join(Organization).where(
             func.lower(Organization.name) == organization.lower()))}
-        return [{**r, "linked": r["id"] in linked,
-                 "ci_job": linked[r["id"]].ci_job_id if r["id"] in linked else None} for r in repos]
+    return [RepositoryOffer(r, jobs.get(r.id)) for r in repos]
 
 
-def dbt_jobs(ctx: OnboardingContext, account_id: int) -> list[dict]:
+def dbt_jobs(ctx: OnboardingContext, account_id: int) -> list[DbtJob]:
     return ctx.dbt(account_id).list_jobs()
 
 
-def dbt_environments(ctx: OnboardingContext, account_id: int) -> list[dict]:
+def dbt_environments(ctx: OnboardingContext, account_id: int) -> list[DbtEnvironment]:
     dbt = ctx.dbt(account_id)
-    return [{**e, "project_id": p["id"], "project": p["name"]} for p in dbt.list_projects()
-            for e in dbt.list_environments(p["id"])]
+    return [e for p in dbt.list_projects() for e in dbt.list_environments(p)]
+
+
+def dbt_catalog(ctx: OnboardingContext, account_id: int) -> DbtCatalog:
+    return DbtCatalog(account_id, tuple(dbt_jobs(ctx, account_id)), tuple(dbt_environments(ctx, account_id)))
 
 
 def matching_repositories(ctx: OnboardingContext, actor: Actor, organization: str, project: str,
-                          pattern: str) -> list[dict]:
+                          pattern: str) -> list[RepositoryOffer]:
     """Repositories whose name matches a glob (disabled ones included: set-up reports them as skipped)."""
     return [r for r in repositories(ctx, actor, organization, project)
-            if fnmatch.fnmatchcase(r["name"].lower(), pattern.lower())]
+            if fnmatch.fnmatchcase(r.name.lower(), pattern.lower())]
 
 
 def matches(name: str, search: str) -> bool:

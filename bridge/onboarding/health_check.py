@@ -44,8 +44,7 @@ def check_org(ctx: OnboardingContext, org_id: int, org_name: str, counts: dict) 
     with ctx.db.session() as s:
         records = s.scalars(select(HookSubscriptionRecord).where(
             HookSubscriptionRecord.organization_id == org_id)).all()
-        repos = {r.id: {"id": r.ado_repository_id, "project_id": r.ado_project_id}
-                 for r in s.scalars(select(Repository).where(Repository.organization_id == org_id))}
+        repos = {r.id: r.ado for r in s.scalars(select(Repository).where(Repository.organization_id == org_id))}
         for r in records:
             s.expunge(r)
     try:

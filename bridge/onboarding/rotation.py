@@ -33,9 +33,8 @@ def rotate(ctx: OnboardingContext, actor: Actor, *, repository_id: int | None = 
         records = s.scalars(query.order_by(HookSubscriptionRecord.id)).all()
         work = [(r.id, r.repository_id, r.event_type, r.ado_subscription_id, r.username, r.password_enc)
                 for r in records]
-        repos = {rid: (org, {"id": repo, "project_id": project}) for rid, org, repo, project in s.execute(
-            select(Repository.id, Organization.name, Repository.ado_repository_id, Repository.ado_project_id)
-            .join(Organization).where(Repository.id.in_({w[1] for w in work})))}
+        repos = {r.id: (org, r.ado) for r, org in s.execute(
+            select(Repository, Organization.name).join(Organization).where(Repository.id.in_({w[1] for w in work})))}
     if not work:
         raise OnboardingError("no service-hook subscriptions to rotate" +
                               (f" for repository {repository_id}" if repository_id else ""))
@@ -52,7 +51,7 @@ def rotate(ctx: OnboardingContext, actor: Actor, *, repository_id: int | None = 
             ado = clients.get(org_name) or clients.setdefault(org_name, ctx.azure_devops(actor, org_name))
             ado.replace_subscription(subscription_id, event_type=event_type,
                                      resource_version=versions.get(event_type, "1.0"),
-                                     project_id=repo["project_id"], repository_id=repo["id"],
+                                     project_id=repo.project_id, repository_id=repo.id,
                                      url=ctx.webhook_url(), username=username, password=new_password)
         except BridgeError as exc:
             with ctx.db.session() as s:  # Azure DevOps still sends the old password: keep it

@@ -10,6 +10,7 @@ import secrets
 
 from sqlalchemy import select
 
+from ..catalog import AdoRepository
 from ..clients.azure_devops import AzureDevOpsClient
 from ..domain import (
     HOOK_EVENTS,
@@ -36,7 +37,7 @@ def new_hook_record(ctx: OnboardingContext, s, repository_id: int, organization_
 
 
 def ensure_hooks(ctx: OnboardingContext, ado: AzureDevOpsClient, repository_id: int, organization_id: int,
-                 repo: dict, *, by_admin: bool) -> list[tuple[str, str, str]]:
+                 repo: AdoRepository, *, by_admin: bool) -> list[tuple[str, str, str]]:
     """Make the repository's subscriptions exist, enabled, at the bridge's URL: [(outcome, event, why)]."""
     remote = {h.subscription_id: h for h in ado.list_subscriptions()}
     by_username = {h.username: h for h in remote.values() if h.username}
@@ -56,13 +57,14 @@ def ensure_hooks(ctx: OnboardingContext, ado: AzureDevOpsClient, repository_id: 
 
 
 def repair_hook(ctx: OnboardingContext, ado: AzureDevOpsClient, record: HookSubscriptionRecord,
-                found: HookSubscription | None, *, repo: dict, version: str, by_admin: bool) -> tuple[str, str]:
+                found: HookSubscription | None, *, repo: AdoRepository, version: str,
+                by_admin: bool) -> tuple[str, str]:
     status = found.status if found is not None else HookStatus.MISSING
     verdict = hook_verdict(status, url_ok=found is not None and found.url == ctx.webhook_url(),
                            by_admin=by_admin)
     password = ctx.box.decrypt(record.password_enc)
-    args = {"event_type": record.event_type, "resource_version": version, "project_id": repo["project_id"],
-            "repository_id": repo["id"], "url": ctx.webhook_url(), "username": record.username}
+    args = {"event_type": record.event_type, "resource_version": version, "project_id": repo.project_id,
+            "repository_id": repo.id, "url": ctx.webhook_url(), "username": record.username}
     outcome = "unchanged"
     try:
         if verdict.repair is Repair.UPDATE:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from ..catalog import AdoRepository, DbtJob
 from ..clients.azure_devops import (
     EDIT_POLICIES,
     EDIT_SUBSCRIPTIONS,
@@ -92,8 +93,8 @@ class SetupRun:
         self.report = SetupReport(f"{request.organization}/{request.project}/{request.repository}")
         self.context = StatusContext(request.status_genre, request.status_name)
         self.ado: AzureDevOpsClient | None = None
-        self.repo: dict = {}
-        self.job: dict = {}
+        self.repo: AdoRepository | None = None
+        self.job: DbtJob | None = None
         self.repository_id = self.organization_id = 0
 
     def run(self) -> SetupReport:
@@ -130,23 +131,23 @@ class SetupRun:
         except NotFound:
             raise StepFailed("failed", f"{self.actor.name} cannot see repository {request.repository} in project "
                                        f"{request.project} (it does not exist, or they lack Read access)") from None
-        if info.get("is_disabled"):
-            raise StepFailed("skipped", f"repository {info['name']} is disabled in Azure DevOps")
+        if info.is_disabled:
+            raise StepFailed("skipped", f"repository {info.name} is disabled in Azure DevOps")
         self.repo = info
-        return Step("repository", "unchanged", f"{info['project_name']}/{info['name']} ({info['id']})")
+        return Step("repository", "unchanged", f"{info.project_name}/{info.name} ({info.id})")
 
     def permissions(self) -> Step:
         repo = self.repo
-        checks = [(SERVICE_HOOKS_NAMESPACE, f"PublisherSecurity/{repo['project_id']}", EDIT_SUBSCRIPTIONS)]
+        checks = [(SERVICE_HOOKS_NAMESPACE, f"PublisherSecurity/{repo.project_id}", EDIT_SUBSCRIPTIONS)]
         names = ["Edit subscriptions (Service hooks) on the project"]
         if self.request.policy:
-            checks.append((GIT_REPOSITORIES_NAMESPACE, f"repoV2/{repo['project_id']}/{repo['id']}", EDIT_POLICIES))
+            checks.append((GIT_REPOSITORIES_NAMESPACE, f"repoV2/{repo.project_id}/{repo.id}", EDIT_POLICIES))
             names.append("Edit policies on the repository")
         granted = self.ado.has_permissions(checks)
         missing = [n for n, ok in zip(names, granted, strict=False) if not ok]
         if missing:
             raise StepFailed("refused", f"{self.actor.name} lacks {' and '.join(missing)} in "
-                                        f"{self.request.organization}/{repo['project_name']}. A Project "
+                                        f"{self.request.organization}/{repo.project_name}. A Project "
                                         "Administrator can grant it (Project settings → Permissions, or "
                                         "Repos → Security for policies), or can run this set-up instead.")
         return Step("permissions", "unchanged", "; ".join(names) + ": granted")
@@ -157,27 +158,27 @@ class SetupRun:
         if request.ci_job:
             self.job = dbt.get_job(request.ci_job)
             warning = _job_warning(self.job)
-            return Step("ci job", "linked", f"job {self.job['id']} {self.job['name']!r}"
+            return Step("ci job", "linked", f"job {self.job.id} {self.job.name!r}"
                                             + (f" ({warning})" if warning else ""))
         spec = request.new_job
         if spec is None:
             raise StepFailed("failed", "choose an existing dbt Cloud CI job or ask for one to be created")
         existing = [j for j in dbt.list_jobs(project_id=spec.project_id)
-                    if j["name"] == spec.name and j["environment_id"] == spec.environment_id]
+                    if j.name == spec.name and j.environment_id == spec.environment_id]
         if existing:  # set-up ran before: the job it created is reused, not duplicated
             self.job = existing[0]
-            return Step("ci job", "unchanged", f"job {self.job['id']} {spec.name!r} exists")
+            return Step("ci job", "unchanged", f"job {self.job.id} {spec.name!r} exists")
         if request.only and "ci job" not in request.only:
             raise StepFailed("failed", "no CI job yet; retry the 'ci job' step")
         environments = discovery.dbt_environments(self.ctx, request.dbt_account)
-        project_id = spec.project_id or next((e["project_id"] for e in environments
-                                              if e["id"] == spec.environment_id), None)
+        project_id = spec.project_id or next((e.project_id for e in environments
+                                              if e.id == spec.environment_id), None)
         if project_id is None:
             raise StepFailed("failed", f"dbt Cloud environment {spec.environment_id} was not found")
         self.job = dbt.create_job(CiJobSpec(
             account_id=request.dbt_account, project_id=project_id, environment_id=spec.environment_id,
             name=spec.name, deferring_environment_id=spec.deferring_environment_id, steps=spec.steps))
-        return Step("ci job", "created", f"job {self.job['id']} {spec.name!r}: {'; '.join(spec.steps)}")
+        return Step("ci job", "created", f"job {self.job.id} {spec.name!r}: {'; '.join(spec.steps)}")
 
     def link(self) -> Step:
         request, repo, job, context, actor = self.request, self.repo, self.job, self.context, self.actor
@@ -190,7 +191,7 @@ class SetupRun:
                 s.add(org)
                 s.flush()
             row, created, changed = link_repository(s, org.id, repo, {
-                "dbt_account_id": request.dbt_account, "ci_job_id": job["id"],
+                "dbt_account_id": request.dbt_account, "ci_job_id": job.id,
                 "teardown_job_id": request.teardown_job,
                 "target_branches": [normalize_ref(request.target_branch)] if request.target_branch else [],
                 "drafts": request.drafts, "status_genre": context.genre, "status_name": context.name})
@@ -200,7 +201,7 @@ class SetupRun:
             self.organization_id = org.id
         note = f" (organization {request.organization} added; workers act as {actor.upn})" if created_org else ""
         if created:
-            return Step("link", "created", f"linked to dbt Cloud account {request.dbt_account}, job {job['id']}, "
+            return Step("link", "created", f"linked to dbt Cloud account {request.dbt_account}, job {job.id}, "
                                            f"status {context.genre}/{context.name}{note}")
         return Step("link", "repaired" if changed else "unchanged",
                     f"updated {', '.join(changed)}" if changed else "already linked")
@@ -219,7 +220,7 @@ class SetupRun:
 
     def dbt_webhook(self) -> Step:
         request = self.request
-        jobs = tuple(j for j in (self.job["id"], request.teardown_job) if j)
+        jobs = tuple(j for j in (self.job.id, request.teardown_job) if j)
         kind, why = ensure_dbt_webhook(self.ctx, self.ctx.dbt(request.dbt_account), self.repository_id,
                                                request.dbt_account, jobs)
         return Step("dbt webhook", kind, why)
@@ -228,23 +229,22 @@ class SetupRun:
         request, repo, context = self.request, self.repo, self.context
         if not request.policy:
             return Step("branch policy", "skipped", "not asked for (the PR can complete without a dbt run)")
-        policy = StatusPolicy(repo["id"], request.target_branch, context,
+        policy = StatusPolicy(repo.id, request.target_branch, context,
                               reset_on_new_changes=request.reset_on_new_changes)
-        existing = self.ado.find_status_policy(repo["project_id"], policy)
+        existing = self.ado.find_status_policy(repo.project_id, policy)
         if existing is not None:
             set_policy(self.ctx, self.repository_id, existing)
             return Step("branch policy", "unchanged", f"policy {existing} requires {context.genre}/{context.name}")
-        policy_id = self.ado.create_status_policy(repo["project_id"], policy)
+        policy_id = self.ado.create_status_policy(repo.project_id, policy)
         set_policy(self.ctx, self.repository_id, policy_id)
         reset = ", reset on new changes" if request.reset_on_new_changes else ""
         return Step("branch policy", "created", f"policy {policy_id}: {normalize_ref(request.target_branch)} "
                                                f"requires {context.genre}/{context.name} to succeed{reset}")
 
 
-def _job_warning(job: dict) -> str:
-    triggers = job.get("triggers") or {}
-    if triggers.get("git_provider_webhook") or triggers.get("github_webhook"):
+def _job_warning(job: DbtJob) -> str:
+    if job.runs_on_git_events:
         return "warning: the job also runs on dbt Cloud's own Git trigger, so PRs would run twice; turn it off"
-    if job.get("job_type") not in (None, "ci"):
-        return f"note: job type is {job.get('job_type')}, not ci"
+    if job.job_type not in (None, "ci"):
+        return f"note: job type is {job.job_type}, not ci"
     return ""

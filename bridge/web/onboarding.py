@@ -15,6 +15,7 @@ from datetime import timedelta
 from flask import Blueprint, abort, redirect, request, session, url_for
 from sqlalchemy import delete, func, select
 
+from .. import catalog
 from ..contracts import JobKind, SetupStep
 from ..errors import ConfigError
 from ..models import (
@@ -242,7 +243,7 @@ def retry(job_id: int):
 # -- a job's page ------------------------------------------------------------------------------------------
 
 def _paged(items: list, search: str) -> tuple[list, int, int]:
-    found = [i for i in items if search.lower() in i["name"].lower()]
+    found = [i for i in items if search.lower() in i.name.lower()]
     pages = max(1, -(-len(found) // PAGE_SIZE))
     number = min(max(1, request.args.get("page", 1, type=int)), pages)
     return found[(number - 1) * PAGE_SIZE:number * PAGE_SIZE], number, pages
@@ -264,7 +265,23 @@ def job(job_id: int):
     if found.state == "failed" and found.error:
         return page("failed", "job.html", message=found.error, error=True, failed=True, **common)
     search = request.args.get("search", "").strip()
-    items, number, pages = _paged(found.result.get(found.kind, []), search) \
+    try:
+        result = _result_of(found.kind, found.result or {})
+    except (KeyError, TypeError, ValueError):
+        return page("failed", "job.html", message="This result was stored in a shape this version cannot read; "
+                    "start the step again.", error=True, failed=True, **common)
+    items, number, pages = _paged(result.get(found.kind, []), search) \
         if found.kind in (JobKind.PROJECTS, JobKind.REPOSITORIES) else ([], 1, 1)
-    return page(found.kind, "job.html", p=found.params, r=found.result, items=items, search=search, number=number,
+    return page(found.kind, "job.html", p=found.params, r=result, items=items, search=search, number=number,
                 pages=pages, **common)
+
+
+def _result_of(kind: str, stored: dict) -> dict:
+    """A job's stored result with its discovery answers read back into value types."""
+    if kind == JobKind.PROJECTS:
+        return {"projects": [catalog.project_from_json(p) for p in stored["projects"]]}
+    if kind == JobKind.REPOSITORIES:
+        return {"repositories": [catalog.offer_from_json(r) for r in stored["repositories"]]}
+    if kind == JobKind.DBT:
+        return {"accounts": [catalog.dbt_catalog_from_json(a) for a in stored["accounts"]]}
+    return stored

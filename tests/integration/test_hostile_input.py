@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from bridge import config_file
+from bridge.catalog import AdoRepository
 from bridge.crypto import SecretBox, generate_key
 from bridge.db import Database, upgrade
 from bridge.errors import ConfigError
@@ -64,8 +65,8 @@ def app(tmp_path_factory, broker):
     key = generate_key()
     desired = config_file.load(yaml.safe_dump(CONFIG), env={})
     with Database(url).session() as s:
-        config_file.apply(s, desired, SecretBox((key,)), lambda org, repo: {
-            "id": repo["repository"], "name": "r", "project_id": "pid", "project_name": "p"})
+        config_file.apply(s, desired, SecretBox((key,)), lambda org, repo: AdoRepository(
+            id=repo["repository"], name="r", project_id="pid", project_name="p"))
     application = create_app(Settings(database_url=url, broker_url=broker, secret_keys=(key,)))
     application.testing = True
     return application

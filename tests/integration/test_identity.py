@@ -80,7 +80,7 @@ def test_connect_then_use_the_token_against_azure_devops(identity, sandbox):
             return f"Bearer {token}"
 
     ado = AzureDevOpsClient(f"{sandbox}/fabrikam", Bearer())
-    assert ado.get_repository("Fabrikam-Fiber-Git", "dbt-analytics")["name"] == "dbt-analytics"
+    assert ado.get_repository("Fabrikam-Fiber-Git", "dbt-analytics").name == "dbt-analytics"
     me = requests.get(f"{sandbox}/vssps/_apis/profile/profiles/me", headers={"Authorization": f"Bearer {token}"},
                       params={"api-version": "7.1"}, timeout=5).json()
     assert me["id"] == ADA["oid"]
@@ -197,7 +197,7 @@ def test_connect_stores_an_encrypted_cache_and_who_the_user_is(store, sandbox):
         raw = conn.exec_driver_sql("SELECT token_cache_enc FROM connections").scalar()
     assert raw.startswith("gAAAA") and "refresh" not in raw.lower() and "access_token" not in raw
     ado = AzureDevOpsClient(f"{sandbox}/fabrikam", store.credentials(connection.id))
-    assert ado.get_repository("Fabrikam-Fiber-Git", "dbt-analytics")["name"] == "dbt-analytics"
+    assert ado.get_repository("Fabrikam-Fiber-Git", "dbt-analytics").name == "dbt-analytics"
 
 
 def test_flow_is_single_use_owned_and_survives_other_processes(store, identity):

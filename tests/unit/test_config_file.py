@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from bridge import config_file
+from bridge.catalog import AdoRepository
 from bridge.crypto import SecretBox, generate_key
 from bridge.db import Database, upgrade
 from bridge.errors import ConfigError
@@ -109,8 +110,8 @@ def database(tmp_path):
 def resolver(calls):
     def resolve(org, repo):
         calls.append((org.name, repo["project"], repo["repository"]))
-        return {"id": "0F6B0A54-5B14-4C1E-9D2A-6A3BD3F1B2C1".lower(), "name": repo["repository"],
-                "project_id": "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c", "project_name": repo["project"]}
+        return AdoRepository(id="0F6B0A54-5B14-4C1E-9D2A-6A3BD3F1B2C1".lower(), name=repo["repository"],
+                             project_id="6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c", project_name=repo["project"])
     return resolve
 
 

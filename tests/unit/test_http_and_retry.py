@@ -10,24 +10,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from bridge import errors, retry
-from bridge.clients.azure_devops import (
-    AzureDevOpsClient,
-    AzureDevOpsError,
-    AzureDevOpsNotFound,
-    AzureDevOpsRateLimited,
-    PersonalAccessToken,
-    StatusRejectedByPolicy,
-)
-from bridge.clients.dbt_cloud import (
-    DbtCloudClient,
-    DbtCloudError,
-    DbtCloudServerError,
-    DbtCloudTransportError,
-)
+from bridge.clients.azure_devops import AzureDevOpsClient, PersonalAccessToken
+from bridge.clients.dbt_cloud import DbtCloudClient
 from bridge.clients.http import JsonApi, environment_settings, error_kind, retry_after, segment
 from bridge.crypto import SecretBox, generate_key
+from bridge.domain import StatusContext, StatusState, StatusUpdate
 from bridge.errors import ConfigError
 from bridge.urls import check_base_url
+from tests.fakes import RecordedTransport
 
 
 @pytest.mark.parametrize("status, kind", [
@@ -70,22 +60,44 @@ def test_path_segments_cannot_escape():
     assert segment("Fabrikam Fiber") == "Fabrikam%20Fiber"
 
 
-def test_client_error_trees_are_typed_per_client():
-    assert issubclass(AzureDevOpsNotFound, AzureDevOpsError) and issubclass(AzureDevOpsNotFound, errors.NotFound)
-    assert issubclass(StatusRejectedByPolicy, errors.Forbidden)
-    assert issubclass(DbtCloudServerError, DbtCloudError) and DbtCloudServerError.retryable
-    assert AzureDevOpsRateLimited.retryable and not AzureDevOpsNotFound.retryable
+def _answering(method: str, path: str, status: int, response: object) -> RecordedTransport:
+    return RecordedTransport([{"method": method, "path": path, "status": status, "response": response}])
+
+
+def test_client_errors_are_one_tree_naming_their_service():
+    ado = AzureDevOpsClient("https://dev.azure.com/org", PersonalAccessToken("pat"),
+                            transport=_answering("GET", "/org/p/_apis/git/repositories/r/pullrequests/1", 404,
+                                                 {"message": "TF401180: not found"}))
+    with pytest.raises(errors.NotFound) as info:
+        ado.get_pull_request("p", "r", 1)
+    assert info.value.service == "azure-devops" and not info.value.retryable and "TF401180" in str(info.value)
+    dbt = DbtCloudClient("https://cloud.getdbt.com", 1, "token",
+                         transport=_answering("GET", "/api/v2/accounts/1/runs/7/", 503, {"status": {}}))
+    with pytest.raises(errors.ServerError) as info:
+        dbt.get_run(7)
+    assert info.value.service == "dbt-cloud" and info.value.retryable and info.value.status == 503
+
+
+def test_a_status_refused_by_a_branch_policy_is_its_own_kind():
+    path = "/org/p/_apis/git/repositories/r/pullRequests/1/statuses"
+    refused = {"message": "needs an iteration", "typeKey": "GitPullRequestStatusRejectedByPolicyException"}
+    ado = AzureDevOpsClient("https://dev.azure.com/org", PersonalAccessToken("pat"),
+                            transport=_answering("POST", path, 403, refused))
+    with pytest.raises(errors.StatusRejectedByPolicy) as info:
+        ado.post_status("p", "r", 1, StatusContext("dbt-cloud", "ci"),
+                        StatusUpdate(StatusState.PENDING, "queued", iteration_id=1))
+    assert isinstance(info.value, errors.Forbidden) and info.value.service == "azure-devops"
 
 
 def test_unreachable_hosts_raise_retryable_transport_errors():
     dbt = DbtCloudClient("http://127.0.0.1:9", 1, "token", timeout=0.5)
-    with pytest.raises(DbtCloudTransportError) as info:
+    with pytest.raises(errors.TransportError) as info:
         dbt.get_run(1)
-    assert info.value.retryable and "token" not in str(info.value)
+    assert info.value.retryable and info.value.service == "dbt-cloud" and "token" not in str(info.value)
     ado = AzureDevOpsClient("http://127.0.0.1:9/org", PersonalAccessToken("secret-pat"), timeout=0.5)
-    with pytest.raises(AzureDevOpsError) as info:
+    with pytest.raises(errors.TransportError) as info:
         ado.get_pull_request("p", "r", 1)
-    assert "secret-pat" not in str(info.value)
+    assert info.value.service == "azure-devops" and "secret-pat" not in str(info.value)
 
 
 def test_pat_is_sent_as_basic_with_empty_user_and_never_shown():

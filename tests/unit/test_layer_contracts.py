@@ -70,6 +70,7 @@ BREAKS = [
     ("domain-pure", {"bridge.domain": "import requests\n"}),
     ("domain-pure", {"bridge.domain": "from bridge import models\n"}),
     ("domain-pure", {"bridge.domain": "from bridge import errors\n", "bridge.errors": "import sqlalchemy\n"}),
+    ("domain-pure", {"bridge.catalog": "import marshmallow\n"}),
     ("web-edge", {"bridge.web.console.deep": "from bridge.clients import azure_devops\n"}),
     ("web-edge", {"bridge.web": "import bridge.settings\n", "bridge.settings": "import bridge.services\n"}),
     ("web-edge", {"bridge.web": "import importlib\nfrom workers import tasks\n"}),
@@ -82,6 +83,7 @@ BREAKS = [
     ("parsers-clients-independent", {"bridge.clients": "import bridge.webhooks\n"}),
     ("dev-fenced", {"bridge.services": "from bridge.dev import stack\n"}),
     ("dev-fenced", {"workers": "import bridge.metrics\n", "bridge.metrics": "import bridge.dev.sandbox\n"}),
+    ("sandbox-independent", {"bridge.dev.sandbox.world": "from bridge.domain import RunStatus\n"}),
 ]
 
 
@@ -103,3 +105,5 @@ def test_the_dev_fence_covers_every_top_level_module_of_the_product():
     product = {f"bridge.{p.stem if p.suffix == '.py' else p.name}" for p in (ROOT / "bridge").iterdir()
                if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
     assert set(fence["source_modules"]) == (product - {"bridge.cli", "bridge.dev"}) | {"workers"}
+    sandbox = next(c for c in contracts() if c["id"] == "sandbox-independent")
+    assert set(sandbox["forbidden_modules"]) == set(fence["source_modules"])

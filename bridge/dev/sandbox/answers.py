@@ -45,7 +45,7 @@ def dbt_ok(data, extra=None, *, code: int = 200):
 def dbt_auth(world: World, account_id: int):
     """None when the request carries the account's service token, else the 401 answer."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    expected = world.dbt_tokens.get(account_id)
+    expected = world.dbt.tokens.get(account_id)
     if scheme not in ("Token", "Bearer") or not expected or token != expected:
         return dbt_error(401, "Invalid token.")
     return None

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test unit integration lint demo clean
+.PHONY: help venv test unit integration lint demo clean lock audit
 
 help:
 	@echo "make demo        set up and play the CI demo (ONCE=1: play once, exit 0 on success)"
@@ -18,16 +18,20 @@ help:
 	@echo "make lint        ruff"
 	@echo "make bench       (not in make test) the benchmark; writes docs/benchmarks.md"
 	@echo "make soak        (not in make test) sustained events with random faults; SOAK_SECONDS, SOAK_RATE, SEED"
+	@echo "make lock        remake requirements/*.lock (pinned, with hashes) from pyproject.toml"
+	@echo "make audit       pip-audit of requirements/runtime.lock (needs PyPI's or OSV's advisory data)"
 	@echo "make clean       remove .venv and local state"
 
-$(STAMP): pyproject.toml
+# Every package comes from requirements/dev.lock, pinned with its hash (the image installs runtime.lock).
+$(STAMP): pyproject.toml requirements/dev.lock
 	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
 	  else echo "Python's venv module is missing: install it with 'sudo apt-get install python3-venv'"; exit 1; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -47,6 +51,20 @@ integration: venv
 
 demo: venv
 	$(BIN)/bridge demo $(if $(ONCE),--once,)
+
+LOCK_FLAGS := --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
+lock: venv
+	$(BIN)/python -m pip install --quiet 'pip-tools>=7.4'
+	$(BIN)/pip-compile $(LOCK_FLAGS) -o requirements/runtime.lock pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) --extra test -o requirements/dev.lock pyproject.toml
+
+# pip-audit asks PyPI's JSON API (or OSV) which pinned versions have advisories. Where neither is reachable
+# it cannot tell, and this target fails saying so rather than passing on no data.
+audit: venv
+	$(BIN)/python -m pip install --quiet 'pip-audit>=2.7'
+	@$(BIN)/pip-audit --strict --require-hashes --disable-pip -r requirements/runtime.lock || { \
+	  echo "make audit: no verdict (see above). If the advisory services (pypi.org/pypi/<name>/json, osv.dev) are \
+	unreachable from here, run make audit where they are, e.g. in CI with internet access."; exit 1; }
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache .hypothesis *.egg-info bridge.db*

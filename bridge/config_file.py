@@ -14,13 +14,14 @@ from pathlib import Path
 
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .catalog import AdoRepository
 from .crypto import SecretBox
 from .errors import ApiError, ConfigError
-from .models import DbtAccount, Organization, Repository
+from .models import Connection, DbtAccount, Organization, Repository
+from .people import PersonId
 from .urls import check_base_url
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -46,15 +47,19 @@ class _Identity(_Strict):
     """Who workers act as in the organization (default: the PAT)."""
 
     kind = fields.Str(required=True, validate=validate.OneOf(["pat", "user", "service_principal"]))
-    upn = fields.Str(load_default=None)             # user: the connected person (see /console)
-    tenant = fields.Str(load_default=None)          # service_principal: the organization's Entra tenant
+    object_id = fields.Str(load_default=None)       # user: the connected person's object id (see /console) …
+    upn = fields.Str(load_default=None)             # … or their sign-in name, looked up once when applied
+    tenant = fields.Str(load_default=None)          # user: their tenant; service_principal: the organization's
     client_id = fields.Str(load_default=None)
     client_secret = fields.Str(load_default=None)
 
     @validates_schema
     def _complete(self, data, **_):
-        if data["kind"] == "user" and not data.get("upn"):
-            raise ValidationError({"upn": ["required when kind is user"]})
+        if data["kind"] == "user" and not (data.get("upn") or (data.get("object_id") and data.get("tenant"))):
+            raise ValidationError({"object_id": ["required, with tenant, when kind is user (or give upn)"]})
+        if data["kind"] == "user" and data.get("object_id") and \
+                PersonId.parse(f"{data['object_id']}@{data.get('tenant') or ''}") is None:
+            raise ValidationError({"object_id": ["object_id and tenant are GUIDs"]})
         if data["kind"] == "service_principal":
             missing = [k for k in ("tenant", "client_id", "client_secret") if not data.get(k)]
             if missing:
@@ -316,11 +321,15 @@ def apply(session: Session, desired: Desired, box: SecretBox, resolve: Repositor
             session.add(org)
         webhook = entry.get("webhook") or {}
         identity = entry.get("identity") or {"kind": "pat"}
+        person = _person(session, entry["name"], identity) if identity["kind"] == "user" else None
+        sp = identity["kind"] == "service_principal"
         changed = [_set(org, "url", entry["url"]), _set_secret(box, org, "pat_enc", entry.get("pat")),
                    _set(org, "webhook_username", webhook.get("username")),
                    _set_secret(box, org, "webhook_password_enc", webhook.get("password")),
-                   _set(org, "identity_kind", identity["kind"]), _set(org, "identity_upn", identity.get("upn")),
-                   _set(org, "sp_tenant_id", identity.get("tenant")),
+                   _set(org, "identity_kind", identity["kind"]),
+                   _set(org, "identity_tid", person.tenant_id if person else None),
+                   _set(org, "identity_oid", person.object_id if person else None),
+                   _set(org, "sp_tenant_id", identity.get("tenant") if sp else None),
                    _set(org, "sp_client_id", identity.get("client_id")),
                    _set_secret(box, org, "sp_secret_enc", identity.get("client_secret"))]
         orgs[entry["name"]] = org
@@ -356,6 +365,21 @@ def apply(session: Session, desired: Desired, box: SecretBox, resolve: Repositor
                               _action(created, any(changed))))
     session.flush()
     return changes
+
+
+def _person(session: Session, organization: str, identity: dict) -> PersonId:
+    """The connected person an organization acts as: by object id and tenant, or by a sign-in name that
+    exactly one connection has now (what is kept is the tenant and object id)."""
+    if identity.get("object_id"):
+        return PersonId(identity["tenant"], identity["object_id"])
+    found = session.execute(select(Connection.oid, Connection.tenant_id).where(
+        func.lower(Connection.upn) == identity["upn"].lower())).all()
+    if len(found) != 1:
+        why = "has not connected yet (connect in the console first)" if not found else \
+            f"names {len(found)} connections in different tenants"
+        raise ConfigError(f"organization {organization}: identity user {identity['upn']!r} {why}; or give "
+                          "object_id and tenant instead of upn")
+    return PersonId(found[0][1], found[0][0])
 
 
 def link_repository(session: Session, organization_id: int, info: AdoRepository,

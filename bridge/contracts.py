@@ -17,6 +17,7 @@ RUN_ONBOARDING_JOB = "bridge.run_onboarding_job"    # (job_id: int): a console r
 CHECK_SUBSCRIPTIONS = "bridge.check_subscriptions"  # (): heal service hooks and dbt webhooks
 
 QUEUE = "bridge"
+CONSOLE_QUEUE = "bridge-console"  # the console's onboarding jobs: their own queue, so they never delay deliveries
 
 # On PostgreSQL the receivers' INSERT of new work notifies this channel; the workers' relay listens.
 OUTBOX_CHANNEL = "bridge_outbox"

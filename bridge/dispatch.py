@@ -12,6 +12,7 @@ from celery import Celery
 
 from .contracts import (
     CHECK_SUBSCRIPTIONS,
+    CONSOLE_QUEUE,
     DISPATCH_DELIVERIES,
     PROCESS_DELIVERY,
     QUEUE,
@@ -60,9 +61,9 @@ class Dispatcher:
             app.conf.update(celery_config(settings))
         self.app = app
 
-    def _send(self, task: str, args: list, *, what: str) -> bool:
+    def _send(self, task: str, args: list, *, what: str, queue: str = QUEUE) -> bool:
         try:
-            self.app.send_task(task, args=args, queue=QUEUE)
+            self.app.send_task(task, args=args, queue=queue)
         except Exception as exc:  # kombu OperationalError, redis ConnectionError, timeouts
             log.warning("broker unavailable; %s: %s", what, type(exc).__name__)
             return False
@@ -84,7 +85,8 @@ class Dispatcher:
 
     def run_onboarding_job(self, job_id: int) -> bool:
         """Have a worker carry out a console request; the job's page shows its progress."""
-        return self._send(RUN_ONBOARDING_JOB, [int(job_id)], what=f"onboarding job {job_id} not queued")
+        return self._send(RUN_ONBOARDING_JOB, [int(job_id)], what=f"onboarding job {job_id} not queued",
+                          queue=CONSOLE_QUEUE)
 
     def check_subscriptions(self) -> bool:
         """Ask a worker to check and heal the service hooks and dbt webhooks now (beat does it periodically)."""

@@ -107,7 +107,8 @@ class Identity:
 
     def begin_connect(self, *, login_hint: str | None = None, sign_in_only: bool = False,
                       tenant: str | None = None) -> dict:
-        """Start MSAL's auth-code flow (PKCE S256, state, nonce). The flow must be kept server-side.
+        """Start MSAL's auth-code flow (PKCE S256, state, nonce). The flow must be kept secret: server-side, or
+        sealed (encrypted) in the browser's cookie.
         ``sign_in_only`` asks for no API access: OpenID Connect sign-in to the console. ``tenant`` signs in
         to that tenant instead of the configured authority's."""
         return self._app(self.authority_for(tenant)).initiate_auth_code_flow([] if sign_in_only else USER_SCOPES,

@@ -44,9 +44,10 @@ class Organization(Base):
     pat_enc: Mapped[str | None] = mapped_column(Text)
     webhook_username: Mapped[str | None] = mapped_column(String(256), unique=True)
     webhook_password_enc: Mapped[str | None] = mapped_column(Text)
-    # Who workers act as here: "pat", "user" (a connected person, by UPN) or "service_principal".
+    # Who workers act as here: "pat", "user" (a connected person, by tenant and object id) or "service_principal".
     identity_kind: Mapped[str] = mapped_column(String(20), default="pat", server_default="pat")
-    identity_upn: Mapped[str | None] = mapped_column(String(320))
+    identity_tid: Mapped[str | None] = mapped_column(String(64))
+    identity_oid: Mapped[str | None] = mapped_column(String(64))
     sp_tenant_id: Mapped[str | None] = mapped_column(String(64))
     sp_client_id: Mapped[str | None] = mapped_column(String(64))
     sp_secret_enc: Mapped[str | None] = mapped_column(Text)
@@ -157,7 +158,7 @@ class OnboardingJob(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))                 # contracts.JobKind
-    requested_by: Mapped[str] = mapped_column(String(320))
+    requested_by: Mapped[str] = mapped_column(String(400))       # a session subject (entra:<oid>@<tid>, token:admin)
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(20), default="queued")  # queued | running | done | failed
     steps: Mapped[list] = mapped_column(JSON, default=list)       # [{step, outcome, detail}]
@@ -257,7 +258,8 @@ class Connection(Base):
     token_cache_enc: Mapped[str | None] = mapped_column(Text)               # Fernet(MSAL cache JSON)
     status: Mapped[str] = mapped_column(String(20), default="ok")           # ok | needs_reauth
     status_reason: Mapped[str | None] = mapped_column(Text)
-    connected_by: Mapped[str | None] = mapped_column(String(320))
+    connected_by: Mapped[str | None] = mapped_column(String(400))       # who connected it: a session subject
+    connected_by_name: Mapped[str | None] = mapped_column(String(320))  # … as shown
     # The Entra tenant signed in through, when not the configured authority's: a guest of the tenant an
     # organization is connected to signs in there, and tokens are refreshed there.
     sign_in_tenant: Mapped[str | None] = mapped_column(String(100))
@@ -273,7 +275,20 @@ class AuthFlow(Base):
 
     state: Mapped[str] = mapped_column(String(128), primary_key=True)
     owner: Mapped[str] = mapped_column(String(320))          # what must present itself to finish the flow
-    started_by: Mapped[str] = mapped_column(String(320), default="")  # the signed-in person who started it
+    started_by: Mapped[str] = mapped_column(String(400), default="")  # the session subject who started it
     purpose: Mapped[str] = mapped_column(String(20), default="connect")  # connect | sign-in
     flow_enc: Mapped[str] = mapped_column(Text)                              # Fernet(MSAL flow incl. PKCE verifier)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ConsoleSession(Base):
+    """A signed-in console session, kept server-side: the browser holds only a random id, of which only the
+    hash is stored. Deleted at sign-out; refused after its absolute lifetime or when idle too long."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)   # sha256 of the cookie's random id
+    subject: Mapped[str] = mapped_column(String(400), default="", index=True)  # who: entra:<oid>@<tid> | token:admin
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -1,7 +1,8 @@
 """Process settings, read once from the environment by the two factories (web app, Celery app) and the CLI.
 
 Each setting's default is written once, on its field; a field ``name`` is read from ``BRIDGE_<NAME>``
-(``secret_keys``, ``config_file``, ``entra``, ``admin_token`` and ``access`` have readers of their own).
+(``secret_keys``, ``config_file``, ``entra``, ``admin_token``, ``metrics_token`` and ``access`` have readers of
+their own).
 """
 
 from __future__ import annotations
@@ -74,8 +75,12 @@ class Settings:
     azure_devops_url: str = "https://dev.azure.com"  # where organizations found through a connection live
     hook_check_interval: float = 900.0  # beat: how often service hooks and dbt webhooks are checked and healed
     log_format: str = "text"          # text | json (one object per line)
+    session_lifetime: float = 28800.0  # a console session ends this many seconds after sign-in
+    session_idle: float = 3600.0       # … or after this many seconds without a request
+    proxy_hops: int = 0               # trusted reverse proxies in front that set X-Forwarded-For / -Proto
     entra: EntraSettings | None = None  # BRIDGE_ENTRA_CLIENT_ID and _SECRET (and _AUTHORITY)
     admin_token: str | None = None    # local-only sign-in for first set-up and the demo (off unless set)
+    metrics_token: str | None = None  # the bearer token /metrics answers (unset: /metrics is not served)
     access: ConsoleAccess = field(default_factory=ConsoleAccess)  # who may use the console after Entra ID sign-in
 
     def __post_init__(self):
@@ -87,7 +92,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        own_readers = {"secret_keys", "config_file", "entra", "admin_token", "access"}
+        own_readers = {"secret_keys", "config_file", "entra", "admin_token", "metrics_token", "access"}
         values: dict[str, object] = {}
         for setting in fields(cls):
             variable = f"BRIDGE_{setting.name.upper()}"
@@ -105,6 +110,9 @@ class Settings:
         admin_token = env.get("BRIDGE_ADMIN_TOKEN") or None
         if admin_token is not None and len(admin_token) < 24:
             raise ConfigError("BRIDGE_ADMIN_TOKEN must be at least 24 characters long")
+        metrics_token = env.get("BRIDGE_METRICS_TOKEN") or None
+        if metrics_token is not None and len(metrics_token) < 24:
+            raise ConfigError("BRIDGE_METRICS_TOKEN must be at least 24 characters long")
         config = env.get("BRIDGE_CONFIG")
         return cls(
             **values,
@@ -112,6 +120,7 @@ class Settings:
             config_file=Path(config) if config else None,
             entra=EntraSettings.from_env(env),
             admin_token=admin_token,
+            metrics_token=metrics_token,
             access=ConsoleAccess.from_env(env),
         )
 

@@ -2,13 +2,20 @@
 
 ``configuration`` (db, config, keys) · ``operations`` (sandbox, demo, status, prs, deliveries) ·
 ``identities`` (connections, orgs, dbt) · ``repositories`` (repos, hooks).
+
+What Azure DevOps, dbt Cloud or the database say is data, never markup: table cells become plain ``Text``
+and values put into a message go through ``data()``; both strip control characters (terminal escapes).
 """
 
 from __future__ import annotations
 
+import re
+
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import ConfigError
 from ..settings import Settings
@@ -16,9 +23,34 @@ from ..settings import Settings
 console = Console(soft_wrap=True)
 
 
+# C0 and C1 control characters but tab and newline: escape sequences, bells, backspaces, carriage returns.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(value: object) -> str:
+    return _CONTROL.sub("", str(value))
+
+
+def data(value: object) -> str:
+    """A value from outside, ready to put into a message that carries our own markup."""
+    return escape(clean(value))
+
+
+def text(value: object, style: str = "") -> Text:
+    """A value from outside as a table cell or a line: shown as it is, never read as markup."""
+    return Text(clean(value), style=style)
+
+
+class DataTable(Table):
+    """A table whose cells are data: strings are shown as text; a cell we style ourselves is a ``Text``."""
+
+    def add_row(self, *cells, **kwargs) -> None:
+        super().add_row(*(cell if isinstance(cell, Text) or cell is None else text(cell) for cell in cells), **kwargs)
+
+
 def new_table(title: str, *columns: str) -> Table:
     """A table whose long cells wrap instead of being cut (reasons and fixes must be readable whole)."""
-    table = Table(title=title)
+    table = DataTable(title=clean(title))
     for column in columns:
         table.add_column(column, overflow="fold")
     return table
@@ -97,15 +129,41 @@ def build_onboarding():
     return Onboarding(settings, database, box, connections_for(settings, database, box), lock(settings))
 
 
-def actor_for(upn: str | None):
+def find_person(spec: str):
+    """A connected person named on the command line: ``<object id>@<tenant id>``, or a sign-in name that
+    exactly one connection has (the operator typed it; what is kept is the tenant and object id)."""
+    from sqlalchemy import func, select
+
+    from ..db import Database
+    from ..models import Connection
+    from ..people import PersonId
+
+    person = PersonId.parse(spec)
+    if person is not None:
+        return person
+    with Database(load_settings().database_url).session() as s:
+        found = s.execute(select(Connection.oid, Connection.tenant_id)
+                          .where(func.lower(Connection.upn) == spec.strip().lower())).all()
+    if len(found) == 1:
+        return PersonId(found[0][1], found[0][0])
+    if not found:
+        raise click.ClickException(f"no connected account is named {spec!r}: connect it in the console first, "
+                                   "or give <object id>@<tenant id>")
+    choices = ", ".join(f"{oid}@{tid}" for oid, tid in found)
+    raise click.ClickException(f"{len(found)} connected accounts are named {spec!r} (in different tenants): "
+                               f"give one as <object id>@<tenant id>: {choices}")
+
+
+def actor_for(spec: str | None):
     from ..onboarding import Actor
 
-    return Actor.of(upn)
+    return Actor.of(find_person(spec), spec) if spec else Actor.of(None)
 
 
-AS_OPTION = click.option("--as", "as_upn", metavar="UPN",
-                         help="Act as this person connected through Entra ID (their permissions apply); "
-                              "default: the organization's configured identity.")
+AS_OPTION = click.option("--as", "as_upn", metavar="PERSON",
+                         help="Act as this person connected through Entra ID (their permissions apply): "
+                              "<object id>@<tenant id>, or a sign-in name only one connection has; default: the "
+                              "organization's configured identity.")
 
 
 def _register_dev_commands() -> None:

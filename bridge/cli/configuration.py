@@ -9,7 +9,7 @@ import click
 from ..catalog import AdoRepository
 from ..errors import BridgeError, ConfigError
 from ..settings import Settings
-from . import connections_for, console, load_settings, main, new_table
+from . import connections_for, console, data, load_settings, main, new_table
 
 # -- database -----------------------------------------------------------------------------------------
 
@@ -60,7 +60,7 @@ def config_check(file: Path | None) -> None:
         desired = _load_config(file, settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    console.print(f"{file}: valid ({len(desired.organizations)} organizations, {len(desired.accounts)} dbt "
+    console.print(f"{data(file)}: valid ({len(desired.organizations)} organizations, {len(desired.accounts)} dbt "
                   f"accounts, {len(desired.repositories)} repositories)")
 
 

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import BridgeError, ConfigError
-from . import build_onboarding, console, load_settings, main, new_table, read_secret
+from . import build_onboarding, console, data, find_person, load_settings, main, new_table, read_secret, text
 
 # -- connections -------------------------------------------------------------------------------------
 
@@ -27,15 +27,16 @@ def connections_list() -> None:
     settings = load_settings()
     with Database(settings.database_url).session() as s:
         rows = s.scalars(select(Connection).order_by(Connection.id)).all()
-    table = new_table("connections", "id", "user", "organizations", "health")
+    table = new_table("connections", "id", "user", "person (object id@tenant id)", "organizations", "health")
     for c in rows:
-        table.add_row(str(c.id), c.upn, ", ".join(c.organizations or []) or "…",
-                      "ok" if c.status == "ok" else f"[red]needs re-authorization[/]: {c.status_reason}")
+        table.add_row(str(c.id), c.upn, f"{c.oid}@{c.tenant_id}", ", ".join(c.organizations or []) or "…",
+                      "ok" if c.status == "ok" else text(f"needs re-authorization: {c.status_reason}", "red"))
     console.print(table)
     dead = [c for c in rows if c.status != "ok"]
     for c in dead:
-        console.print(f"To fix {c.upn}: open {settings.public_url}/console, choose [bold]Connect Azure DevOps[/] "
-                      f"and sign in as {c.upn} (work for organizations acting as {c.upn} resumes with the next "
+        upn = data(c.upn)
+        console.print(f"To fix {upn}: open {settings.public_url}/console, choose [bold]Connect Azure DevOps[/] "
+                      f"and sign in as {upn} (work for organizations acting as {upn} resumes with the next "
                       "event or PR sweep).")
     if dead:
         sys.exit(1)
@@ -67,7 +68,7 @@ def orgs_list() -> None:
 def _acts_as(org) -> str:
     kind = org.identity_kind or "pat"
     if kind == "user":
-        return f"connected user {org.identity_upn}"
+        return f"connected user {org.identity_oid}@{org.identity_tid}"
     if kind == "service_principal":
         return f"service principal {org.sp_client_id} in tenant {org.sp_tenant_id}"
     return "personal access token" if org.pat_enc else "[red]nothing configured[/]"
@@ -78,12 +79,14 @@ def _acts_as(org) -> str:
 @click.option("--kind", type=click.Choice(["pat", "user", "service-principal"]), required=True,
               help="pat: a personal access token; user: a person connected through Entra ID; "
                    "service-principal: an Entra app added to the organization.")
-@click.option("--upn", help="user: the connected person's sign-in name (user@example.com).")
+@click.option("--user", "--upn", "user", metavar="PERSON",
+              help="user: the connected person, <object id>@<tenant id> (or a sign-in name only one connection "
+                   "has).")
 @click.option("--tenant", help="service-principal: the organization's Entra tenant id.")
 @click.option("--client-id", help="service-principal: the application (client) id.")
 @click.option("--secret-env", metavar="VAR",
               help="Read the PAT or client secret from this environment variable instead of prompting.")
-def orgs_identity(*, organization: str, kind: str, upn: str | None, tenant: str | None, client_id: str | None,
+def orgs_identity(*, organization: str, kind: str, user: str | None, tenant: str | None, client_id: str | None,
                   secret_env: str | None) -> None:
     """Choose who reads ORGANIZATION's pull requests and posts their statuses. (A config file applied later
     sets it again: keep the file's `identity` in step if you manage organizations with one.)"""
@@ -94,8 +97,8 @@ def orgs_identity(*, organization: str, kind: str, upn: str | None, tenant: str 
     from ..models import Connection, Organization
 
     settings = load_settings()
-    if kind == "user" and not upn:
-        raise click.UsageError("--kind user needs --upn")
+    if kind == "user" and not user:
+        raise click.UsageError("--kind user needs --user")
     if kind == "service-principal" and not (tenant and client_id):
         raise click.UsageError("--kind service-principal needs --tenant and --client-id")
     if kind != "pat" and settings.entra is None:
@@ -105,6 +108,7 @@ def orgs_identity(*, organization: str, kind: str, upn: str | None, tenant: str 
         box = SecretBox(settings.require_secret_keys())
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    person = find_person(user) if kind == "user" else None
     with Database(settings.database_url).session() as s:
         org = s.scalar(select(Organization).where(func.lower(Organization.name) == organization.lower()))
         if org is None:
@@ -113,21 +117,22 @@ def orgs_identity(*, organization: str, kind: str, upn: str | None, tenant: str 
                                        "`bridge config apply`")
         if kind == "pat":
             org.pat_enc = box.encrypt(read_secret(secret_env, f"Personal access token for {org.name}"))
-            org.identity_kind, org.identity_upn = "pat", None
+            org.identity_kind, org.identity_tid, org.identity_oid = "pat", None, None
         elif kind == "user":
-            org.identity_kind, org.identity_upn = "user", upn.lower()
-            connected = s.scalar(select(Connection.status).where(func.lower(Connection.upn) == upn.lower()))
+            org.identity_kind, org.identity_tid, org.identity_oid = "user", person.tenant_id, person.object_id
+            connected = s.scalar(select(Connection.status).where(
+                func.lower(Connection.tenant_id) == person.tenant_id, func.lower(Connection.oid) == person.object_id))
         else:
             secret = read_secret(secret_env, f"Client secret of {client_id}")
-            org.identity_kind, org.identity_upn = "service_principal", None
+            org.identity_kind, org.identity_tid, org.identity_oid = "service_principal", None, None
             org.sp_tenant_id, org.sp_client_id, org.sp_secret_enc = tenant, client_id, box.encrypt(secret)
         acts_as = _acts_as(org)
-    console.print(f"{organization}: workers now act as {acts_as}")
+    console.print(f"{data(organization)}: workers now act as {data(acts_as)}")
     if kind == "user" and connected is None:
-        console.print(f"[yellow]{upn} has not connected yet[/]: until they do (console → Connect Azure DevOps), "
+        console.print(f"[yellow]{data(user)} has not connected yet[/]: until they do (console → Connect Azure DevOps), "
                       "work for this organization waits.")
     elif kind == "user" and connected != "ok":
-        console.print(f"[yellow]{upn}'s connection needs re-authorization[/]: reconnect it in the console.")
+        console.print(f"[yellow]{data(user)}'s connection needs re-authorization[/]: reconnect it in the console.")
 
 
 # -- dbt Cloud accounts ------------------------------------------------------------------------------------
@@ -165,4 +170,4 @@ def dbt_add_account(account_id: int, url: str, token_env: str | None) -> None:
         jobs = build_onboarding().dbt_jobs(account_id)
     except BridgeError as exc:
         raise click.ClickException(f"stored, but dbt Cloud refused: {exc}") from None
-    console.print(f"dbt Cloud account {account_id} at {url}: the token works ({len(jobs)} jobs)")
+    console.print(f"dbt Cloud account {account_id} at {data(url)}: the token works ({len(jobs)} jobs)")

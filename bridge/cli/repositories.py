@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import BridgeError
-from . import AS_OPTION, actor_for, build_onboarding, console, load_settings, main, new_table
+from . import AS_OPTION, actor_for, build_onboarding, console, data, load_settings, main, new_table, text
 
 # -- repositories and their service hooks (onboarding) ----------------------------------------------
 
@@ -136,14 +136,13 @@ def _print_reports(reports) -> None:
             notes = "; ".join(f"{s.step}: {s.outcome}" + (f" ({s.detail})" if s.outcome in ("failed", "refused")
                                                            else "")
                               for s in report.steps if s.outcome != "unchanged")
-            table.add_row(report.repository, f"[{colour[report.outcome]}]{report.outcome}[/]" if colour[
-                report.outcome] else report.outcome, notes or "nothing to change")
+            table.add_row(report.repository, text(report.outcome, colour[report.outcome]), notes or "nothing to change")
         console.print(table)
         totals = {k: sum(1 for r in reports if r.outcome == k) for k in colour}
         console.print(", ".join(f"{n} {k}" for k, n in totals.items()))
     for report in reports:
         if report.failed_steps:
-            console.print(f"[red]{report.repository}[/]: fix the cause, then retry with "
+            console.print(f"[red]{data(report.repository)}[/]: fix the cause, then retry with "
                           + " ".join(f"--only '{s}'" for s in report.failed_steps) + " (or run set-up again)")
 
 
@@ -222,12 +221,12 @@ def hooks_status() -> None:
     table = new_table("subscriptions", "repository", "subscription", "status", "healed", "last healed because",
                       "needs a person")
     for repo, what, status, healed, why, problem in rows:
-        table.add_row(repo, what, status if status in ("enabled", "active") else f"[yellow]{status}[/]",
-                      str(healed), why or "", f"[red]{problem}[/]" if problem else "")
+        table.add_row(repo, what, text(status, "" if status in ("enabled", "active") else "yellow"),
+                      str(healed), why or "", text(problem or "", "red"))
     console.print(table)
     for repo, what, _status, _healed, _why, problem in rows:
         if problem:
-            console.print(f"[red]needs a person[/] {repo} {what}: {problem}")
+            console.print(f"[red]needs a person[/] {data(repo)} {data(what)}: {data(problem)}")
     if any(r[5] for r in rows):
         sys.exit(1)
 

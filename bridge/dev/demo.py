@@ -138,7 +138,7 @@ def stories(running: RunningBridge) -> list[tuple[Story, Callable[[Story], None]
         if f"Connected {ENTRA_USER['upn']}" not in answer.text:
             raise AssertionError(f"the connect flow did not finish: {answer.status_code}")
         out = running.stack.run_cli(running.env, "orgs", "identity", "fabrikam", "--kind", "user",
-                                    "--upn", ENTRA_USER["upn"])
+                                    "--user", ENTRA_USER["upn"])
         if out.returncode:
             raise AssertionError(out.stdout + out.stderr)
         before = len(sandbox.exchanges())

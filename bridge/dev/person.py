@@ -13,6 +13,8 @@ from .entra_redirect import LocalRedirect
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 FORM_FIELD = re.compile(r'name="([^"]+)" value="([^"]*)"')
+FORM = re.compile(r'<form[^>]*method="post"[^>]*action="([^"]+)"[^>]*>(.*?)</form>', re.S)
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 
 def csrf_of(page: str) -> str:
@@ -47,6 +49,15 @@ class Person:
         """Submit a console form, with the CSRF token of ``page`` (default: the console's home page)."""
         page = page if page is not None else self.get("/console").text
         return self.browser.post(f"{self.web}{path}", data={**(data or {}), "csrf": csrf_of(page)}, timeout=10)
+
+    def press(self, page: str, button: str, data: dict | None = None) -> requests.Response:
+        """Press the button labelled ``button`` on ``page``: post its form's hidden fields (and ``data``)."""
+        for action, body in FORM.findall(page):
+            if re.search(rf"<button>\s*{re.escape(button)}\s*</button>", body):
+                fields = {unescape(k): unescape(v) for k, v in HIDDEN.findall(body)}
+                return self.browser.post(f"{self.web}{unescape(action)}", data={**fields, **(data or {})},
+                                         timeout=10)
+        raise AssertionError(f"the page has no button {button!r}")
 
     def sign_in_with_token(self, token: str) -> requests.Response:
         page = self.get("/console/sign-in")

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import requests
 
+from ..contracts import CONSOLE_QUEUE, QUEUE
+
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: the dev tooling runs from one
 PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql", "initdb": "postgresql", "wrk": "wrk",
-            "chromium": "chromium", "chromedriver": "chromium-driver"}
+            "chromium": "chromium", "chromedriver": "chromium-driver", "nginx": "nginx"}
 
 
 # With it in the environment, the product runs from bridge/dev/entry.py: Entra ID served by the sandbox.
@@ -47,7 +49,7 @@ def find_binary(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True) + glob.glob(f"/usr/sbin/{name}")
     return candidates[0] if candidates else None
 
 
@@ -283,12 +285,35 @@ class Stack:
         wait_for(lambda: http_ok(f"{url}{health}"), timeout=30, what="gunicorn", process=proc)
         return url
 
+    def start_proxy(self, upstream: str, *, name: str = "proxy") -> str:
+        """nginx with the shipped site (deploy/nginx/bridge.conf) in front of the gunicorn at ``upstream``: the
+        web tier as it is deployed. Returns nginx's URL."""
+        binary = ensure_binaries("nginx")["nginx"]
+        port, home = free_port(), self.workdir / name
+        home.mkdir(exist_ok=True)
+        site = (ROOT / "deploy" / "nginx" / "bridge.conf").read_text()
+        site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};").replace(
+            "server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream.rsplit(':', 1)[1]};")
+        (home / "bridge.conf").write_text(site)
+        temp = " ".join(f"{kind}_temp_path {home / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
+                                                                          "scgi"))
+        (home / "nginx.conf").write_text(
+            ("user root;\n" if os.geteuid() == 0 else "") +  # workers must write the temp paths here
+            f"daemon off;\nworker_processes 1;\npid {home / 'nginx.pid'};\nerror_log {home / 'error.log'} warn;\n"
+            f"events {{ worker_connections 2048; }}\n"
+            f"http {{ access_log off; {temp} include {home / 'bridge.conf'}; }}\n")
+        proc = self._start(name, [binary, "-c", str(home / "nginx.conf"), "-p", str(home)])
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_ok(f"{url}/healthz"), timeout=15, what="nginx", process=proc)
+        return url
+
     def start_worker(self, env: dict, *, name: str = "worker", concurrency: int = 8) -> Proc:
         bindir = Path(sys.executable).parent
         entry = "bridge.dev.worker_entry" if ENTRA_TEST_BASE in env else "workers.entry"
         proc = self._start(name, [str(bindir / "celery"), "-A", entry, "worker", "--pool", "threads",
-                                  "--concurrency", str(concurrency), "-Q", "bridge", "--loglevel", "INFO",
-                                  "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h"],
+                                  "--concurrency", str(concurrency), "-Q", f"{QUEUE},{CONSOLE_QUEUE}",
+                                  "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                                  "--hostname", f"{name}@%h"],
                            env=self.env(env))
         wait_for(lambda: "ready." in proc.log_path.read_text(errors="replace"), timeout=30,
                  what=f"celery {name}", process=proc)
@@ -358,6 +383,7 @@ CI_JOB, TEARDOWN_JOB = 42, 43
 ENTRA_CLIENT_ID = "11111111-aaaa-4bbb-8ccc-000000000001"
 ENTRA_CLIENT_SECRET = "local-entra-client-secret"  # noqa: S105 - the fake identity platform's
 ADMIN_TOKEN = "local-admin-token-for-the-sandbox-only"  # noqa: S105
+METRICS_TOKEN = "local-metrics-token-for-the-sandbox-only"  # noqa: S105
 ENTRA_USER = {"oid": "0a0a0a0a-0000-4000-8000-00000000ada1", "tid": "7e7e7e7e-0000-4000-8000-000000000001",
               "upn": "ada@fabrikam.example", "name": "Ada"}
 ADMIN_GROUP = "a0a0a0a0-0000-4000-8000-0000000000ad"  # an Entra group whose members are console admins
@@ -436,12 +462,13 @@ def start_bridge(stack: Stack, *, database_url: str | None = None, config: str =
         "ADO_HOOK_PASSWORD": HOOK_PASSWORD,
         "DBT_CLOUD_TOKEN": "sandbox-dbt-token",
         "DBT_CLOUD_WEBHOOK_SECRET": DBT_WEBHOOK_SECRET,
+        "BRIDGE_METRICS_TOKEN": METRICS_TOKEN,
         **(extra_env or {}),
     }
     if entra:  # Entra ID against the sandbox's fake identity platform, and the local admin sign-in
         env.update({"BRIDGE_ENTRA_CLIENT_ID": ENTRA_CLIENT_ID, "BRIDGE_ENTRA_CLIENT_SECRET": ENTRA_CLIENT_SECRET,
                     "BRIDGE_ENTRA_TEST_BASE": sandbox_url, "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
-                    "BRIDGE_ADMINS": ENTRA_USER["upn"], "BRIDGE_ADMIN_GROUPS": ADMIN_GROUP,
+                    "BRIDGE_ADMINS": f"{ENTRA_USER['oid']}@{ENTRA_USER['tid']}", "BRIDGE_ADMIN_GROUPS": ADMIN_GROUP,
                     "BRIDGE_CONSOLE_TENANTS": ENTRA_USER["tid"]})
         sandbox._post("/idp/setup", {"clients": {ENTRA_CLIENT_ID: ENTRA_CLIENT_SECRET}, "users": [ENTRA_USER],
                                      "sign_in": ENTRA_USER["oid"]})

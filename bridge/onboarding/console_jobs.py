@@ -12,6 +12,7 @@ from ..contracts import JobKind
 from ..db import Database
 from ..errors import BridgeError
 from ..models import DbtAccount, OnboardingJob
+from ..people import PersonId
 from . import Actor, NewJob, Onboarding, SetupRequest
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,11 @@ def run(db: Database, onboarding: Onboarding, job_id: int) -> str:
         job = s.get(OnboardingJob, job_id)
         if job is None or job.state in ("done", "failed"):
             return "gone" if job is None else job.state  # a redelivered task: already carried out
-        kind, params = job.kind, {**job.params, "requested_by": job.requested_by}
+        kind, params = job.kind, dict(job.params)
         job.state = "running"
-    actor = Actor.of(params.get("as_upn"), params.get("requested_by") or "the console admin")
+    person = params.get("as_person") or None
+    actor = Actor.of(PersonId(person["tid"], person["oid"]), person.get("name") or "") if person else \
+        Actor.of(None, otherwise=params.get("by_name") or "the console admin")
     try:
         if kind == JobKind.PROJECTS:
             result = {"projects": [to_json(p) for p in onboarding.projects(actor, params["organization"])]}

@@ -21,6 +21,7 @@ from ..crypto import SecretBox
 from ..db import Database
 from ..errors import BridgeError
 from ..models import DbtAccount, Organization
+from ..people import PersonId
 from ..services.connections import Connections
 from ..settings import Settings
 
@@ -34,16 +35,17 @@ class OnboardingError(BridgeError):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who onboarding acts as: a connected person (``upn``) or, with ``upn`` None, each organization's
-    configured identity. ``name`` is what records and messages call them."""
+    """Who onboarding acts as: a connected person (``person``) or, with ``person`` None, each organization's
+    configured identity. ``name`` is what records and messages call them (display only)."""
 
     name: str
-    upn: str | None = None
+    person: PersonId | None = None
 
     @classmethod
-    def of(cls, upn: str | None, otherwise: str = "the organization's configured identity") -> Actor:
-        """A connected person by sign-in name, or (``upn`` None) each organization's configured identity."""
-        return cls(upn, upn) if upn else cls(otherwise)
+    def of(cls, person: PersonId | None, name: str = "",
+           otherwise: str = "the organization's configured identity") -> Actor:
+        """A connected person, or (``person`` None) each organization's configured identity."""
+        return cls(name or str(person), person) if person else cls(otherwise)
 
 
 def problem_of(exc: Exception) -> str:
@@ -80,8 +82,8 @@ class OnboardingContext:
         """A client for ``organization`` acting as ``actor`` (one read of the organization's row)."""
         org = self.organization(organization)
         url = self.org_url(organization, org)  # a name that is no name is refused before anything else
-        if actor.upn:
-            credentials = self.connections.connected_user(actor.upn, organization=organization)
+        if actor.person:
+            credentials = self.connections.connected_person(actor.person, organization=organization)
         elif org is None:
             raise OnboardingError(f"organization {organization!r} is not configured yet: act as a connected "
                                   "person (--as UPN, or from the console) to set up its first repository")

@@ -18,8 +18,10 @@ def organizations(ctx: OnboardingContext, actor: Actor) -> list[str]:
     """What the actor reaches: a person's organizations (from their connection's profile), else the
     organizations configured here."""
     with ctx.db.session() as s:
-        if actor.upn:
-            rows = s.scalars(select(Connection).where(func.lower(Connection.upn) == actor.upn.lower())).all()
+        if actor.person:
+            rows = s.scalars(select(Connection).where(
+                func.lower(Connection.tenant_id) == actor.person.tenant_id,
+                func.lower(Connection.oid) == actor.person.object_id)).all()
             return sorted({o for c in rows if c.status == "ok" for o in (c.organizations or [])})
         return sorted(s.scalars(select(Organization.name)).all())
 

@@ -187,7 +187,9 @@ class SetupRun:
             created_org = org is None
             if created_org:
                 org = Organization(name=request.organization, url=self.ado.base_url,
-                                   identity_kind="user" if actor.upn else "pat", identity_upn=actor.upn)
+                                   identity_kind="user" if actor.person else "pat",
+                                   identity_tid=actor.person.tenant_id if actor.person else None,
+                                   identity_oid=actor.person.object_id if actor.person else None)
                 s.add(org)
                 s.flush()
             row, created, changed = link_repository(s, org.id, repo, {
@@ -199,7 +201,7 @@ class SetupRun:
             s.flush()
             self.repository_id = self.report.repository_id = row.id
             self.organization_id = org.id
-        note = f" (organization {request.organization} added; workers act as {actor.upn})" if created_org else ""
+        note = f" (organization {request.organization} added; workers act as {actor.name})" if created_org else ""
         if created:
             return Step("link", "created", f"linked to dbt Cloud account {request.dbt_account}, job {job.id}, "
                                            f"status {context.genre}/{context.name}{note}")

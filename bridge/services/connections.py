@@ -17,6 +17,7 @@ from ..db import Database
 from ..errors import ConfigError
 from ..identity import REDIRECT_PATH, Identity, IdentityHosts, ReauthRequired
 from ..models import Connection, DbtAccount, Organization
+from ..people import PersonId
 from ..settings import Settings
 from ..urls import check_base_url
 from .entra import ConnectionStore
@@ -92,23 +93,27 @@ class Connections:
     def _connected_user(self, org: Organization) -> Credentials:
         if self.entra is None or self.db is None:
             raise ConfigError(f"organization {org.name!r} acts as a connected user, but Entra ID is not configured")
-        return self.connected_user(org.identity_upn or "", organization=org.name)
+        if not (org.identity_tid and org.identity_oid):
+            raise ConfigError(f"organization {org.name!r} acts as a connected user, but which one is not known: "
+                              f"choose one with `bridge orgs identity {org.name} --kind user --user <oid>@<tid>`")
+        return self.connected_person(PersonId(org.identity_tid, org.identity_oid), organization=org.name)
 
-    def connected_user(self, upn: str, *, organization: str | None = None) -> Credentials:
-        """The credentials of a person connected through Entra ID, by sign-in name. A person may be connected
-        more than once (at home, and as a guest of an organization's tenant): a healthy connection that
-        reaches ``organization`` is preferred."""
+    def connected_person(self, person: PersonId, *, organization: str | None = None) -> Credentials:
+        """The credentials of a person connected through Entra ID, by tenant and object id. A person may be
+        connected more than once (at home, and as a guest of an organization's tenant): a healthy connection
+        that reaches ``organization`` is preferred."""
         if self.entra is None or self.db is None:
             raise ConfigError("acting as a connected person needs Entra ID (BRIDGE_ENTRA_CLIENT_ID)")
-        upn = upn.lower()
         with self.db.session() as s:
             candidates = s.execute(select(Connection.id, Connection.organizations, Connection.status)
-                                   .where(func.lower(Connection.upn) == upn).order_by(Connection.id)).all()
+                                   .where(func.lower(Connection.tenant_id) == person.tenant_id,
+                                          func.lower(Connection.oid) == person.object_id)
+                                   .order_by(Connection.id)).all()
         wanted = (organization or "").lower()
         candidates = sorted(candidates, key=lambda c: (wanted not in {o.lower() for o in c[1] or []},
                                                        c[2] != "ok"))
         if not candidates:
-            raise ReauthRequired(f"no Azure DevOps account of {upn} is connected; connect it in the console "
+            raise ReauthRequired(f"no Azure DevOps account of {person} is connected; connect it in the console "
                                  "(/console → Connect Azure DevOps)")
         return self.entra.credentials(candidates[0][0])
 

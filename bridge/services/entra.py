@@ -60,14 +60,17 @@ class ConnectionStore:
             connection.display_name = connection.display_name or me.get("display_name", "")
             relying = s.scalars(select(Organization.name).where(
                 Organization.identity_kind == "user",
-                func.lower(Organization.identity_upn) == connection.upn.lower())).all()
+                func.lower(Organization.identity_tid) == connection.tenant_id.lower(),
+                func.lower(Organization.identity_oid) == connection.oid.lower())).all()
             unreachable = unreachable_organizations(relying, organizations)
             tenant = connection.sign_in_tenant or connection.tenant_id
         log.info("connection %s reaches %d organizations", connection_id, len(organizations))
         if unreachable:
             reason = (f"signed in through tenant {tenant}, this account reaches no organization named "
                       f"{', '.join(unreachable)}; if that organization is connected to another Entra tenant "
-                      "where the person is a guest, connect again choosing that tenant")
+                      "where the person is a guest, connect again choosing that tenant, then have the organization "
+                      "act as that account (bridge orgs identity <organization> --kind user --user "
+                      "<object id>@<that tenant>)")
             self.mark_needs_reauth(connection_id, reason)
             raise ReauthRequired(reason)
         return organizations

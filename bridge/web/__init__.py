@@ -6,6 +6,7 @@ import hashlib
 import secrets
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..connect import ConnectFlows
 from ..crypto import SecretBox
@@ -17,6 +18,7 @@ from ..metrics import DatabaseCollector, Metrics
 from ..settings import Settings
 from .intake import Intake
 from .services import WebServices
+from .sessions import ServerSessions
 
 
 def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHosts | None = None) -> Flask:
@@ -32,26 +34,34 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
     dispatcher = Dispatcher(settings)
     intake = Intake(db=db, box=box)
     metrics.registry.register(DatabaseCollector(intake.counts))
-    flows = None
+    flows, identity_url = None, None
     if settings.entra is not None and box is not None:
         identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}", hosts=identity_hosts)
         flows = ConnectFlows(db, box, identity)
+        identity_url = identity.browser_uri(settings.entra.authority)
     WebServices(settings=settings, db=db, metrics=metrics, intake=intake, dispatcher=dispatcher, flows=flows,
                 box=box).install(app)
-    # Console sessions: signed with a key derived from the encryption key, never readable by scripts.
+    # Console sessions live in the database (sessions.py); the key signs only what a visitor has before sign-in.
     app.secret_key = hashlib.sha256(b"bridge-session:" + (settings.secret_keys or ("",))[0].encode()).digest() \
         if settings.secret_keys else secrets.token_bytes(32)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
                       SESSION_COOKIE_NAME="bridge_session")
+    app.session_interface = ServerSessions(db, lifetime=settings.session_lifetime, idle=settings.session_idle)
 
-    from . import console, health, onboarding, pages, receivers
+    from . import console, headers, health, onboarding, pages, receivers
 
+    headers.install(app, https=settings.public_url.startswith("https://"), identity_url=identity_url)
+
+    app.url_map.converters["id"] = pages.Id
     app.add_template_global(pages.csrf_token)
+    app.add_template_global(pages.subject, "signed_in_as")
     app.register_blueprint(health.bp)
     app.register_blueprint(console.bp)
     app.register_blueprint(onboarding.bp)
     # The webhook receivers sit in front of Flask (the hot path; see receivers.py).
     app.wsgi_app = receivers.Receivers(app.wsgi_app, intake=intake, metrics=metrics,
                                        max_body=settings.max_body_bytes)
+    if settings.proxy_hops:  # the client's address and scheme as the proxies in front saw them
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 
 from flask import (
@@ -20,21 +21,26 @@ from flask import (
     abort,
     make_response,
     redirect,
-        request,
+    request,
     session,
     url_for,
 )
 from sqlalchemy import select
 
 from ..access import decide
+from ..connect import FLOW_TTL, SIGN_IN_TTL
 from ..identity import REDIRECT_PATH, FlowRejected, IdentityError
 from ..models import Connection
-from .pages import check_csrf, is_admin, page, signed_in
+from ..people import LOCAL_ADMIN
+from .pages import check_csrf, is_admin, page, person, role, signed_in, subject
 from .services import services
+from .sessions import renew
 
+log = logging.getLogger(__name__)
 bp = Blueprint("console", __name__)
 
-BINDING_COOKIE = "bridge_connect"
+BINDING_COOKIE = "bridge_connect"   # the secret that binds a connect flow to the browser that started it
+SIGN_IN_COOKIE = "bridge_sign_in"   # a sign-in's sealed MSAL flow, kept by the browser until Entra answers
 
 
 @bp.get("/console/sign-in")
@@ -48,39 +54,55 @@ def sign_in_entra():
     flows = services().flows
     if flows is None:
         abort(404)
-    return _start_flow(flows, purpose="sign-in", started_by="")
+    auth_uri, sealed = flows.start_sign_in()  # nothing is stored until the person comes back
+    response = redirect(auth_uri)
+    _set_flow_cookie(response, SIGN_IN_COOKIE, sealed, max_age=int(SIGN_IN_TTL.total_seconds()))
+    return response
 
 
-def _finish_sign_in(flows, owner: str, answer: dict) -> Response:
-    claims = flows.complete_sign_in(owner, answer)
+def _finish_sign_in(flows, sealed: str, answer: dict) -> Response:
+    claims = flows.complete_sign_in(sealed, answer)
     decision = decide(claims, services().settings.access)
     if decision.role is None:
         return make_response(page("sign in", message=decision.reason + ".", error=True, status=403))
-    _begin_session((claims.get("preferred_username") or claims.get("oid") or "").lower(), decision.role,
-                   via="entra")
+    tid, oid = str(claims.get("tid") or "").lower(), str(claims.get("oid") or "").lower()
+    _begin_session(f"entra:{oid}@{tid}", claims.get("preferred_username") or oid, via="entra", claims={
+        "tid": tid, "oid": oid, "preferred_username": claims.get("preferred_username") or "",
+        "groups": list(claims.get("groups") or ()), "_claim_names": dict(claims.get("_claim_names") or {})})
     return redirect(url_for("console.home"))
 
 
-def _begin_session(user: str, role: str, *, via: str) -> None:
-    session.clear()
-    session["user"], session["role"], session["via"] = user, role, via
-    session["csrf"] = secrets.token_urlsafe(32)  # a new session, a new CSRF token
+def _begin_session(subject: str, name: str, *, via: str, claims: dict | None = None) -> None:
+    renew(session)  # a new session, with a new id and a new CSRF token
+    session.update(subject=subject, name=name, via=via, claims=claims or {}, csrf=secrets.token_urlsafe(32))
 
 
 def _visible(connection: Connection) -> bool:
-    """Admins see every connection; other people only their own."""
-    me = session.get("user", "")
-    return is_admin() or me in ((connection.upn or "").lower(), (connection.connected_by or "").lower())
+    """Admins see every connection; other people only their own (the account, or one they connected)."""
+    me = person()
+    return is_admin() or (me is not None and me == (connection.tenant_id.lower(), connection.oid.lower())) \
+        or connection.connected_by == subject()
 
 
 @bp.post("/console/sign-in")
 def sign_in_submit():
     check_csrf()
-    expected = services().settings.admin_token
+    expected, throttle = services().settings.admin_token, services().token_sign_ins
+    address = request.remote_addr or "unknown"
+    wait = throttle.retry_after(address)
+    if wait:
+        log.warning("admin-token sign-in refused from %s: too many failures", address)
+        response = make_response(page("sign in", message=f"Too many wrong tokens from your address; try again in "
+                                      f"{int(wait) + 1} s.", error=True, status=429))
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
     given = request.form.get("token", "")
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+        throttle.failed(address)
+        log.warning("admin-token sign-in failed from %s", address)
         return page("sign in", message="Wrong admin token.", error=True, status=401)
-    _begin_session("admin", "admin", via="token")
+    throttle.succeeded(address)
+    _begin_session(LOCAL_ADMIN, "admin", via="token")
     return redirect(url_for("console.home"))
 
 
@@ -96,20 +118,28 @@ def sign_out():
 def home():
     with services().db.session() as s:
         connections = [c for c in s.scalars(select(Connection).order_by(Connection.id)) if _visible(c)]
-    return page("console", "home.html", message=request.args.get("message", ""), user=session["user"],
-                role=session.get("role", "admin"), connections=connections, connect=services().flows is not None)
+    return page("console", "home.html", message=request.args.get("message", ""), user=session.get("name", ""),
+                role=role(), connections=connections, connect=services().flows is not None)
 
 
-@bp.post("/console/connections/<int:connection_id>/disconnect")
+@bp.route("/console/connections/<id:connection_id>/disconnect", methods=["GET", "POST"])
 @signed_in
 def disconnect(connection_id: int):
-    check_csrf()
     flows = services().flows
     with services().db.session() as s:
         connection = s.get(Connection, connection_id)
         mine = connection is not None and _visible(connection)
-    if flows is None or not mine or not flows.disconnect(connection_id):
+        upn = connection.upn if mine else ""
+    if flows is None or not mine:
         abort(404)  # someone else's connection is as good as absent
+    if request.method == "POST":
+        check_csrf()
+    if request.method == "GET" or request.form.get("confirmed") != "1":
+        return page("disconnect", "confirm.html", question=f"Disconnect {upn}?", verb="Disconnect",
+                    consequence="Its tokens are deleted; work for organizations acting as this connection waits "
+                                "until someone connects again.", action=request.path, back=url_for("console.home"))
+    if not flows.disconnect(connection_id):
+        abort(404)
     return redirect(url_for("console.home", message="Disconnected; its tokens were deleted."))
 
 
@@ -119,17 +149,22 @@ def _binding_hash(binding: str) -> str:
     return hashlib.sha256(binding.encode()).hexdigest()
 
 
-def _start_flow(flows, *, purpose: str, started_by: str, tenant: str | None = None):
+def _start_flow(flows, *, started_by: str, by_name: str, tenant: str | None = None):
     binding = secrets.token_urlsafe(32)
     try:
-        auth_uri = flows.start(_binding_hash(binding), started_by=started_by, purpose=purpose, tenant=tenant)
+        auth_uri = flows.start(_binding_hash(binding), started_by=started_by, by_name=by_name, tenant=tenant)
     except FlowRejected as exc:
         return page("connect", message=exc.reason, error=True, status=400)
     response = redirect(auth_uri)
-    https = services().settings.public_url.startswith("https://")
-    response.set_cookie(BINDING_COOKIE, binding, max_age=600, httponly=True, secure=https,
-                        samesite="None" if https else "Lax", path=REDIRECT_PATH)
+    _set_flow_cookie(response, BINDING_COOKIE, binding, max_age=int(FLOW_TTL.total_seconds()))
     return response
+
+
+def _set_flow_cookie(response: Response, name: str, value: str, *, max_age: int) -> None:
+    """Entra answers with a cross-site form POST: on https only a SameSite=None cookie comes back with it."""
+    https = services().settings.public_url.startswith("https://")
+    response.set_cookie(name, value, max_age=max_age, httponly=True, secure=https,
+                        samesite="None" if https else "Lax", path=REDIRECT_PATH)
 
 
 @bp.get("/login/azure-active-directory")
@@ -138,7 +173,7 @@ def connect_start():
     flows = services().flows
     if flows is None:
         return page("connect", message="Entra ID is not configured.", error=True, status=503)
-    return _start_flow(flows, purpose="connect", started_by=session["user"],
+    return _start_flow(flows, started_by=subject(), by_name=session.get("name", ""),
                        tenant=request.args.get("tenant", "").strip() or None)
 
 
@@ -148,11 +183,11 @@ def connect_complete():
     if flows is None:
         abort(503)
     answer = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
-    binding = request.cookies.get(BINDING_COOKIE, "")
+    binding, sealed = request.cookies.get(BINDING_COOKIE, ""), request.cookies.get(SIGN_IN_COOKIE, "")
     try:
-        if flows.purpose_of(answer) == "sign-in":
-            response = _finish_sign_in(flows, _binding_hash(binding), answer)
-            response.delete_cookie(BINDING_COOKIE, path=REDIRECT_PATH)
+        if flows.is_sign_in(sealed, answer):
+            response = _finish_sign_in(flows, sealed, answer)
+            response.delete_cookie(SIGN_IN_COOKIE, path=REDIRECT_PATH)
             return response
         # No session check here: Entra answers with a cross-site POST that carries no SameSite=Lax cookie;
         # the binding cookie, set only for a signed-in person, is the proof.

@@ -1,16 +1,23 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+Anonymous callers (load balancers, probes) learn only the verdict and which checks passed; what is wrong, and
+the warnings that name people and repositories, go to signed-in admins. ``/metrics`` answers only the bearer
+of ``BRIDGE_METRICS_TOKEN`` and is not served at all without it.
+"""
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, abort, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select, text
 
 from ..deliveries.states import DeliveryState
 from ..deliveries.store import DeliveryStore
 from ..models import Connection, DbtWebhookRecord, HookSubscriptionRecord, Repository, utcnow
+from .pages import is_admin
 from .services import services
 
 bp = Blueprint("health", __name__)
@@ -25,8 +32,12 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready when the database answers and secrets can be read; details say what is wrong."""
-    ext = services()
+    """Ready when the database answers and secrets can be read; admins also get what is wrong and warnings."""
+    body, ready = _readiness(services(), detailed=is_admin())
+    return jsonify(body), 200 if ready else 503
+
+
+def _readiness(ext, *, detailed: bool) -> tuple[dict, bool]:
     checks = {}
     try:
         with ext.db.session() as s:
@@ -36,6 +47,9 @@ def readyz():
         checks["database"] = f"unavailable: {type(exc).__name__}"
     checks["secret_key"] = "ok" if ext.settings.secret_keys else "missing: set BRIDGE_SECRET_KEY"
     ready = all(v == "ok" for v in checks.values())
+    if not detailed:
+        return {"status": "ready" if ready else "not ready",
+                "checks": {name: "ok" if v == "ok" else "failing" for name, v in checks.items()}}, ready
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     if checks["database"] == "ok":
         # Not a readiness failure (webhooks are still accepted), but work for these identities is stopped.
@@ -66,10 +80,16 @@ def readyz():
                      for name, what, problem in hook_problems]
         if warnings:
             body["warnings"] = warnings
-    return jsonify(body), 200 if ready else 503
+    return body, ready
 
 
 @bp.get("/metrics")
 def metrics():
-    registry = services().metrics.registry
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    expected = services().settings.metrics_token
+    if not expected:
+        abort(404)  # not served on the public port unless a scraper has a token
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        return Response("metrics need Authorization: Bearer <BRIDGE_METRICS_TOKEN>\n", status=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="metrics"'}, mimetype="text/plain")
+    return Response(generate_latest(services().metrics.registry), mimetype=CONTENT_TYPE_LATEST)

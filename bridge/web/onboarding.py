@@ -29,7 +29,7 @@ from ..models import (
     utcnow,
 )
 from ..urls import check_base_url
-from .pages import admins_only, check_csrf, is_admin, page, signed_in
+from .pages import admins_only, check_csrf, form_id, is_admin, page, person, signed_in, subject
 from .services import services
 
 bp = Blueprint("onboarding", __name__)
@@ -37,20 +37,31 @@ bp = Blueprint("onboarding", __name__)
 PAGE_SIZE = 25
 
 
-def _acting_upn() -> str | None:
+def _acting_person() -> dict | None:
     """Whose Azure DevOps token onboarding uses: the signed-in person's (Entra sign-in), or None (the local
     admin token: each organization's configured identity)."""
-    return session["user"] if session.get("via") == "entra" else None
+    found = person()
+    return None if found is None else {"tid": found[0], "oid": found[1], "name": session.get("name", "")}
 
 
 JOBS_KEPT = timedelta(days=7)
+OPEN_JOBS_PER_PERSON = 5  # queued or running requests one person may have at a time
+
+
+class TooManyJobs(Exception):
+    pass
 
 
 def _start(kind: JobKind, params: dict) -> int:
+    me = subject()
     with services().db.session() as s:
         s.execute(delete(OnboardingJob).where(OnboardingJob.created_at < utcnow() - JOBS_KEPT))  # old pages go
-        job = OnboardingJob(kind=kind, requested_by=session["user"],
-                            params={**params, "as_upn": _acting_upn()}, steps=[], result={})
+        open_jobs = s.scalar(select(func.count()).select_from(OnboardingJob).where(
+            OnboardingJob.requested_by == me, OnboardingJob.state.in_(("queued", "running"))))
+        if open_jobs >= OPEN_JOBS_PER_PERSON:
+            raise TooManyJobs
+        job = OnboardingJob(kind=kind, requested_by=me, steps=[], result={},
+                            params={**params, "as_person": _acting_person(), "by_name": session.get("name", "")})
         s.add(job)
         s.flush()
         job_id = job.id
@@ -64,7 +75,7 @@ def _start(kind: JobKind, params: dict) -> int:
 def _job_or_404(job_id: int) -> OnboardingJob:
     with services().db.session() as s:
         job = s.get(OnboardingJob, job_id)
-        if job is None or not (is_admin() or job.requested_by == session.get("user")):
+        if job is None or not (is_admin() or job.requested_by == subject()):
             abort(404)
         s.expunge(job)
         return job
@@ -75,9 +86,17 @@ def _job_or_404(job_id: int) -> OnboardingJob:
 @bp.get("/console/repositories")
 @signed_in
 def repositories():
+    """Admins see every repository the bridge serves; other people those of organizations their own healthy
+    connection reaches."""
     with services().db.session() as s:
-        rows = []
-        for repo in s.scalars(select(Repository).order_by(Repository.id)):
+        rows, query = [], select(Repository).order_by(Repository.id)
+        if not is_admin():
+            me = person()
+            reached = set() if me is None else {o.lower() for c in s.scalars(select(Connection).where(
+                func.lower(Connection.tenant_id) == me[0], func.lower(Connection.oid) == me[1],
+                Connection.status == "ok")) for o in (c.organizations or [])}
+            query = query.join(Organization).where(func.lower(Organization.name).in_(reached))
+        for repo in s.scalars(query):
             hooks = s.scalars(select(HookSubscriptionRecord).where(
                 HookSubscriptionRecord.repository_id == repo.id)).all()
             webhook = s.scalar(select(DbtWebhookRecord).where(DbtWebhookRecord.repository_id == repo.id))
@@ -93,16 +112,22 @@ def repositories():
                 admin=is_admin())
 
 
-@bp.post("/console/repositories/<int:repository_id>/unlink")
+@bp.route("/console/repositories/<id:repository_id>/unlink", methods=["GET", "POST"])
 @admins_only
 def unlink(repository_id: int):
-    check_csrf()
     with services().db.session() as s:
-        if s.get(Repository, repository_id) is None:
+        repo = s.get(Repository, repository_id)
+        if repo is None:
             abort(404)
-    job_id = _start(JobKind.UNLINK, {"repository_id": repository_id,
-                               "remove_policy": bool(request.form.get("remove_policy"))})
-    return redirect(url_for("onboarding.job", job_id=job_id))
+        name = f"{repo.organization.name}/{repo.ado_project_name}/{repo.name}"
+    if request.method == "POST":
+        check_csrf()
+    if request.method == "GET" or request.form.get("confirmed") != "1":
+        return page("unlink", "confirm.html", question=f"Unlink {name}?", verb="Unlink", policy_choice=True,
+                    consequence="The bridge stops running CI for its pull requests and deletes its service hooks "
+                                "and dbt Cloud webhook.", action=request.path, back=url_for("onboarding.repositories"))
+    return _started(JobKind.UNLINK, {"repository_id": repository_id,
+                                     "remove_policy": bool(request.form.get("remove_policy"))})
 
 
 # -- dbt Cloud accounts ------------------------------------------------------------------------------------
@@ -120,7 +145,7 @@ def dbt_accounts():
 @admins_only
 def save_dbt_account():
     check_csrf()
-    account_id, token = _int("account_id"), request.form.get("api_token", "").strip()
+    account_id, token = form_id("account_id"), request.form.get("api_token", "").strip()
     box = services().box
     try:
         url = check_base_url(request.form.get("url", "").strip(),
@@ -139,7 +164,7 @@ def save_dbt_account():
             account = DbtAccount(id=account_id, url=url)
             s.add(account)
         account.url, account.api_token_enc = url, box.encrypt(token)
-    return redirect(url_for("onboarding.job", job_id=_start(JobKind.DBT_ACCOUNT, {"dbt_account": account_id})))
+    return _started(JobKind.DBT_ACCOUNT, {"dbt_account": account_id})
 
 
 # -- import: organization → project → repository → job → confirm -----------------------------------------
@@ -147,10 +172,11 @@ def save_dbt_account():
 @bp.get("/console/import")
 @signed_in
 def choose_organization():
-    upn = _acting_upn()
+    me = person()
     with services().db.session() as s:
-        if upn:
-            mine = s.scalars(select(Connection).where(func.lower(Connection.upn) == upn)).all()
+        if me:
+            mine = s.scalars(select(Connection).where(func.lower(Connection.tenant_id) == me[0],
+                                                      func.lower(Connection.oid) == me[1])).all()
             if not any(c.status == "ok" for c in mine):
                 return page("import", "import/connect_first.html")
             organizations = sorted({o for c in mine if c.status == "ok" for o in (c.organizations or [])})
@@ -159,46 +185,50 @@ def choose_organization():
         accounts = s.scalars(select(DbtAccount.id)).all()
     if not accounts and is_admin():
         return page("import", "import/no_dbt_account.html")
-    return page("import", "import/organization.html", organizations=organizations, who=upn, admin=is_admin())
+    return page("import", "import/organization.html", organizations=organizations,
+                who=session.get("name") if me else None, admin=is_admin())
 
 
-@bp.get("/console/import/projects")
+@bp.post("/console/import/projects")
 @signed_in
 def find_projects():
-    org = request.args.get("org", "").strip()
+    check_csrf()
+    org = request.form.get("org", "").strip()
     if not org:
         return redirect(url_for("onboarding.choose_organization"))
-    return redirect(url_for("onboarding.job", job_id=_start(JobKind.PROJECTS, {"organization": org})))
+    return _started(JobKind.PROJECTS, {"organization": org})
 
 
-@bp.get("/console/import/repositories")
+@bp.post("/console/import/repositories")
 @signed_in
 def find_repositories():
-    org, project = request.args.get("org", "").strip(), request.args.get("project", "").strip()
+    check_csrf()
+    org, project = request.form.get("org", "").strip(), request.form.get("project", "").strip()
     if not org or not project:
         return redirect(url_for("onboarding.choose_organization"))
-    return redirect(url_for("onboarding.job", job_id=_start(JobKind.REPOSITORIES, {"organization": org,
-                                                                             "project": project})))
+    return _started(JobKind.REPOSITORIES, {"organization": org, "project": project})
 
 
-@bp.get("/console/import/setup")
+@bp.post("/console/import/dbt")
 @admins_only
 def choose_job():
-    params = {k: request.args.get(a, "").strip() for k, a in (("organization", "org"), ("project", "project"),
+    check_csrf()
+    params = {k: request.form.get(a, "").strip() for k, a in (("organization", "org"), ("project", "project"),
                                                               ("repository", "repo"))}
     if not all(params.values()):
         return redirect(url_for("onboarding.choose_organization"))
-    params["repository_name"] = request.args.get("name", "").strip()[:300]
-    return redirect(url_for("onboarding.job", job_id=_start(JobKind.DBT, params)))
+    params["repository_name"] = request.form.get("name", "").strip()[:300]
+    return _started(JobKind.DBT, params)
 
 
-def _int(name: str) -> int | None:
-    value = request.form.get(name, "").strip()
-    if not value:
-        return None
-    if not value.isdigit():
-        abort(400, f"{name} must be a number")
-    return int(value)
+def _started(kind: JobKind, params: dict):
+    """Start a job and show its page; a person with too many requests in progress is asked to wait."""
+    try:
+        job_id = _start(kind, params)
+    except TooManyJobs:
+        return page("busy", message=f"You have {OPEN_JOBS_PER_PERSON} requests in progress; wait for them to "
+                                    "finish, then try again.", error=True, status=429)
+    return redirect(url_for("onboarding.job", job_id=job_id))
 
 
 @bp.post("/console/import/setup")
@@ -207,28 +237,28 @@ def confirm_setup():
     check_csrf()
     form = request.form
     params = {"organization": form.get("organization", ""), "project": form.get("project", ""),
-              "repository": form.get("repository", ""), "dbt_account": _int("dbt_account"),
+              "repository": form.get("repository", ""), "dbt_account": form_id("dbt_account"),
               "target_branch": form.get("target_branch", "main").strip() or "main",
               "policy": form.get("policy") == "1", "reset_on_new_changes": form.get("reset_on_new_changes") == "1",
-              "drafts": "run" if form.get("drafts") == "run" else "skip", "teardown_job": _int("teardown_job")}
+              "drafts": "run" if form.get("drafts") == "run" else "skip", "teardown_job": form_id("teardown_job")}
     if form.get("job_choice") == "create":
         steps = [line.strip() for line in form.get("job_steps", "").splitlines() if line.strip()]
         if any(not step.startswith("dbt ") for step in steps):
             return page("import", message="Each job step is a dbt command (starting with 'dbt ').", error=True,
                         status=400)
-        params.update(environment_id=_int("environment_id"), defer_to=_int("defer_to"),
+        params.update(environment_id=form_id("environment_id"), defer_to=form_id("defer_to"),
                       job_name=form.get("job_name", "").strip() or None, job_steps=steps)
         missing = not params["environment_id"]
     else:
-        params["ci_job"] = _int("ci_job")
+        params["ci_job"] = form_id("ci_job")
         missing = not params["ci_job"]
     if missing or not all(params[k] for k in ("organization", "project", "repository", "dbt_account")):
         return page("import", message="Choose a repository, a dbt Cloud account and a CI job (or an environment "
                                           "to create one in).", error=True, status=400)
-    return redirect(url_for("onboarding.job", job_id=_start(JobKind.SETUP, params)))
+    return _started(JobKind.SETUP, params)
 
 
-@bp.post("/console/jobs/<int:job_id>/retry")
+@bp.post("/console/jobs/<id:job_id>/retry")
 @admins_only
 def retry(job_id: int):
     check_csrf()
@@ -236,8 +266,8 @@ def retry(job_id: int):
     step = request.form.get("step", "")
     if job.kind != JobKind.SETUP or step not in set(SetupStep):
         abort(400, "only a step of a set-up can be retried")
-    params = {k: v for k, v in job.params.items() if k != "as_upn"}
-    return redirect(url_for("onboarding.job", job_id=_start(JobKind.SETUP, {**params, "only": [step]})))
+    params = {k: v for k, v in job.params.items() if k != "as_person"}
+    return _started(JobKind.SETUP, {**params, "only": [step]})
 
 
 # -- a job's page ------------------------------------------------------------------------------------------
@@ -252,7 +282,7 @@ def _paged(items: list, search: str) -> tuple[list, int, int]:
 # A job's result page is templates/job/<kind>.html, for each JobKind.
 
 
-@bp.get("/console/jobs/<int:job_id>")
+@bp.get("/console/jobs/<id:job_id>")
 @signed_in
 def job(job_id: int):
     found = _job_or_404(job_id)
@@ -261,7 +291,7 @@ def job(job_id: int):
     common = {"kind": found.kind, "steps": found.steps, "state": found.state, "job_id": job_id, "admin": is_admin()}
     if found.state in ("queued", "running"):
         return page("working", "job.html", refresh=1, working=True,
-                    who=found.params.get("as_upn") or "the configured identity", **common)
+                    who=(found.params.get("as_person") or {}).get("name") or "the configured identity", **common)
     if found.state == "failed" and found.error:
         return page("failed", "job.html", message=found.error, error=True, failed=True, **common)
     search = request.args.get("search", "").strip()

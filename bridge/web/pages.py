@@ -6,7 +6,35 @@ import hmac
 import secrets
 from functools import wraps
 
-from flask import abort, redirect, render_template, request, session, url_for
+from flask import abort, g, redirect, render_template, request, session, url_for
+from werkzeug.routing import BaseConverter
+
+from ..access import decide
+from .services import services
+
+ID_DIGITS = 18  # every id fits a signed 64-bit column; longer or non-ASCII digits are no id of ours
+
+
+class Id(BaseConverter):
+    """``<id:name>`` in a route: ASCII digits only, short enough for a BIGINT (else the route answers 404)."""
+
+    regex = f"[0-9]{{1,{ID_DIGITS}}}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value) -> str:
+        return str(int(value))
+
+
+def form_id(name: str) -> int | None:
+    """A form field holding an id: None when empty, 400 when it is not one."""
+    value = request.form.get(name, "").strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit() and len(value) <= ID_DIGITS):
+        abort(400, f"{name} must be a number")
+    return int(value)
 
 
 def csrf_token() -> str:
@@ -27,14 +55,40 @@ def page(title: str, template: str = "message.html", *, message: str = "", error
     return render_template(template, title=title, message=message, error=error, refresh=refresh, **context), status
 
 
+def role() -> str | None:
+    """The signed-in person's role, decided on every request from the access settings in force now (so
+    removing someone from the admins takes effect at once); None when nobody (or nobody allowed) is signed in."""
+    if "role" not in g:
+        via = session.get("via")
+        if via == "token":
+            g.role = "admin" if services().settings.admin_token else None
+        elif via == "entra":
+            g.role = decide(session.get("claims") or {}, services().settings.access).role
+        else:
+            g.role = None
+    return g.role
+
+
+def subject() -> str:
+    """Who is signed in, as records name them: ``entra:<oid>@<tid>`` or ``token:admin`` ("" for nobody)."""
+    return session.get("subject", "") if role() else ""
+
+
+def person() -> tuple[str, str] | None:
+    """The signed-in person's (tenant id, object id); None for the local admin token or nobody."""
+    claims = session.get("claims") or {}
+    return (claims["tid"], claims["oid"]) if role() and session.get("via") == "entra" else None
+
+
 def is_admin() -> bool:
-    return session.get("role") == "admin"
+    return role() == "admin"
 
 
 def signed_in(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
-        if not session.get("user"):
+        if role() is None:
+            session.clear()  # signed out, expired, or no longer allowed: the stored session ends
             return redirect(url_for("console.sign_in", next=request.path))
         return view(*args, **kwargs)
 
@@ -45,7 +99,8 @@ def admins_only(view):
     """Setting up repositories spends the bridge's dbt Cloud credentials: admins only."""
     @wraps(view)
     def wrapper(*args, **kwargs):
-        if not session.get("user"):
+        if role() is None:
+            session.clear()
             return redirect(url_for("console.sign_in", next=request.path))
         if not is_admin():
             return page("not allowed", message="Only bridge admins may import or unlink repositories.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 
@@ -13,6 +13,7 @@ from ..dispatch import Dispatcher
 from ..metrics import Metrics
 from ..settings import Settings
 from .intake import Intake
+from .throttle import Throttle
 
 KEY = "bridge"
 
@@ -26,6 +27,7 @@ class WebServices:
     dispatcher: Dispatcher
     flows: ConnectFlows | None  # None: Entra ID is not configured (or there is no key to keep flows with)
     box: SecretBox | None       # None: no BRIDGE_SECRET_KEY, so nothing secret can be stored or read
+    token_sign_ins: Throttle = field(default_factory=Throttle)  # failed admin-token sign-ins per address
 
     def install(self, app: Flask) -> None:
         app.extensions[KEY] = self

@@ -11,12 +11,15 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from bridge.db import Database
+from bridge.dev.person import Person
 from bridge.dev.sandbox.control import SandboxControl
 from bridge.dev.stack import (
+    ADMIN_TOKEN,
     CI_JOB,
     DBT_WEBHOOK_SECRET,
     HOOK_PASSWORD,
     HOOK_USER,
+    METRICS_TOKEN,
     SANDBOX_CONFIG,
     TEARDOWN_JOB,
     RunningBridge,
@@ -70,6 +73,19 @@ class Bridge:
 
     def ci_runs(self, pr: int) -> list[dict]:
         return self.sandbox.runs_for(pr, CI_JOB)
+
+    def metrics(self, web: str | None = None) -> str:
+        """/metrics as Prometheus scrapes it, with the bearer token."""
+        answer = self.http.get(f"{web or self.web}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+                               timeout=10)
+        answer.raise_for_status()
+        return answer.text
+
+    def readiness(self) -> dict:
+        """/readyz as a signed-in admin sees it: what is wrong, and the warnings."""
+        admin = Person(self.web, self.sandbox.url)
+        assert admin.sign_in_with_token(ADMIN_TOKEN).status_code == 200
+        return admin.get("/readyz").json()
 
 
 @pytest.fixture(scope="session")

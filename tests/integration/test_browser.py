@@ -3,6 +3,8 @@ click it: sign in with Microsoft, connect Azure DevOps, import a repository, and
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
@@ -63,9 +65,9 @@ def test_a_new_admin_imports_a_repository_in_a_couple_of_clicks(bridge, browser)
         wait_until(organizations_listed, timeout=30, what="the connection's organizations")
         Select(browser.find_element(By.NAME, "org")).select_by_visible_text("fabrikam")
         browser.find_element(By.XPATH, "//button[text()='Show projects']").click()
-        waiting(browser).until(lambda d: d.find_elements(By.LINK_TEXT, PROJECT))[0].click()
-        waiting(browser).until(lambda d: d.find_elements(By.XPATH, f"//tr[td[text()='{REPO}']]//a"))
-        browser.find_element(By.XPATH, f"//tr[td[text()='{REPO}']]//a[contains(., 'Set up CI')]").click()
+        waiting(browser).until(lambda d: d.find_elements(By.XPATH, f"//button[text()='{PROJECT}']"))[0].click()
+        waiting(browser).until(lambda d: d.find_elements(By.XPATH, f"//tr[td[text()='{REPO}']]//button"))
+        browser.find_element(By.XPATH, f"//tr[td[text()='{REPO}']]//button[contains(., 'Set up CI')]").click()
         button = waiting(browser).until(lambda d: d.find_elements(By.XPATH, "//button[text()='Set up CI']"))
         assert browser.find_element(By.NAME, "policy").is_selected()  # requiring the status is the default
         browser.find_element(By.XPATH, "//input[@name='job_choice'][@value='create']").click()  # a new CI job
@@ -90,3 +92,19 @@ def test_a_new_admin_imports_a_repository_in_a_couple_of_clicks(bridge, browser)
         browser.save_screenshot(str(bridge.stack.logs / "browser-failure.png"))
         (bridge.stack.logs / "browser-failure.html").write_text(browser.page_source)
         raise
+
+
+def test_the_console_refuses_to_be_framed_and_its_policy_breaks_nothing(bridge, browser):
+    browser.get(f"{bridge.web}/console/sign-in")
+    # the stylesheet loads under style-src 'self' (layout.css sets a 2rem margin)
+    assert browser.execute_script("return getComputedStyle(document.body).marginTop") == "32px"
+    browser.get(f"data:text/html,<iframe id=f src='{bridge.web}/console/sign-in' width=600 height=300></iframe>")
+    time.sleep(1)  # let the frame load (or be refused)
+    browser.switch_to.frame("f")
+    try:
+        framed = browser.find_element(By.TAG_NAME, "body").text
+    except WebDriverException:
+        framed = ""
+    finally:
+        browser.switch_to.default_content()
+    assert "Sign in" not in framed and "admin token" not in framed.lower()

@@ -46,10 +46,11 @@ def test_connect_from_the_console_then_disconnect(bridge):
             return c if c is not None and c.organizations == ["fabrikam"] else None
 
     connection = wait_until(profile_read, timeout=30, what="a worker reading the profile")
-    assert connection.status == "ok" and connection.connected_by == "admin"
+    assert connection.status == "ok"
+    assert (connection.connected_by, connection.connected_by_name) == ("token:admin", "admin")
     page = someone.get("/console").text
     assert ENTRA_USER["upn"] in page and "fabrikam" in page
-    gone = someone.post_form(f"/console/connections/{connection.id}/disconnect", page=page)
+    gone = someone.post_form(f"/console/connections/{connection.id}/disconnect", {"confirmed": "1"}, page=page)
     assert gone.status_code == 200 and "tokens were deleted" in gone.text
     with bridge.db.session() as s:
         assert s.get(Connection, connection.id) is None
@@ -63,7 +64,7 @@ def test_replayed_tampered_and_foreign_answers_are_refused(bridge):
     other = requests.Session()  # another browser presenting this answer: not bound to it
     foreign = other.post(action, data=fields, timeout=10)
     assert foreign.status_code == 400 and "someone else" in foreign.text
-    action, fields = pending_answer(someone)
+    # … and it did not use the flow up: its owner still finishes it
     assert someone.browser.post(action, data=fields, timeout=10).status_code == 200
     replay = someone.browser.post(action, data=fields, timeout=10)
     assert replay.status_code == 400 and "no connect flow" in replay.text
@@ -115,7 +116,7 @@ def test_workers_act_as_the_connected_user_and_stop_when_its_tokens_die(bridge):
         assert "AADSTS700082" in dead.status_reason
         assert "needs_reauth" in someone.get("/console").text
         assert sb.statuses(opened["pr"]) == []  # nothing posted, nothing retried in a loop
-        ready = requests.get(f"{bridge.web}/readyz", timeout=10).json()
+        ready = bridge.readiness()
         assert any("wait for an identity to be reconnected" in w for w in ready["warnings"])
 
         assert someone.connect_azure_devops().status_code == 200  # Ada connects again: the waiting work runs
@@ -170,9 +171,11 @@ def test_people_see_and_disconnect_only_their_own_connections(bridge):
         assert mine.status_code == 200 and "Connected dan@fabrikam.example" in mine.text
         with bridge.db.session() as s:
             ids = {c.upn: c.id for c in s.scalars(select(Connection))}
-        refused = dan.post_form(f"/console/connections/{ids[ENTRA_USER['upn']]}/disconnect", page=mine.text)
+        refused = dan.post_form(f"/console/connections/{ids[ENTRA_USER['upn']]}/disconnect", {"confirmed": "1"},
+                                page=mine.text)
         assert refused.status_code == 404
-        gone = dan.post_form(f"/console/connections/{ids['dan@fabrikam.example']}/disconnect", page=mine.text)
+        gone = dan.post_form(f"/console/connections/{ids['dan@fabrikam.example']}/disconnect", {"confirmed": "1"},
+                             page=mine.text)
         assert gone.status_code == 200
         with bridge.db.session() as s:
             assert {c.upn for c in s.scalars(select(Connection))} >= {ENTRA_USER["upn"]}
@@ -196,8 +199,9 @@ def test_a_guest_of_the_organizations_tenant_is_told_and_connects_through_that_t
                 select(Connection).where(Connection.upn == grace["upn"]))}
 
     try:
-        out = bridge.stack.run_cli(bridge.env, "orgs", "identity", "fabrikam", "--kind", "user", "--upn",
-                                   grace["upn"])
+        # the admin names Grace's home account (object id and tenant): the one that cannot reach fabrikam
+        out = bridge.stack.run_cli(bridge.env, "orgs", "identity", "fabrikam", "--kind", "user", "--user",
+                                   f"{grace['oid']}@{grace['tid']}")
         assert out.returncode == 0, out.stdout + out.stderr
         someone = admin(bridge)
         # through "organizations": Grace lands in her home tenant, which fabrikam does not trust
@@ -211,6 +215,13 @@ def test_a_guest_of_the_organizations_tenant_is_told_and_connects_through_that_t
         guest = wait_until(lambda: (c := connections().get(resource_tenant)) and c.organizations == ["fabrikam"]
                            and c, timeout=30, what="the guest connection reaching fabrikam")
         assert guest.status == "ok" and guest.tenant_id == resource_tenant
+        # two accounts share her sign-in name now: naming it is ambiguous, the object id and tenant are not
+        out = bridge.stack.run_cli(bridge.env, "orgs", "identity", "fabrikam", "--kind", "user", "--user",
+                                   grace["upn"])
+        assert out.returncode == 1 and "2 connected accounts are named" in out.stdout + out.stderr
+        out = bridge.stack.run_cli(bridge.env, "orgs", "identity", "fabrikam", "--kind", "user", "--user",
+                                   f"{grace['oid']}@{resource_tenant}")
+        assert out.returncode == 0, out.stdout + out.stderr
 
         opened = sb.open_pr(title="as a guest")
         wait_until(lambda: sb.latest_state(opened["pr"], 1) == "succeeded", timeout=30, what="CI as the guest")

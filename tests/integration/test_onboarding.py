@@ -136,9 +136,9 @@ def test_health_check_heals_what_may_be_healed_and_surfaces_the_rest(bridge, pro
             HookSubscriptionRecord.repository_id == select(Repository.id).where(Repository.name == SALES)
             .scalar_subquery()))
         assert healed.healed == 1 and "disabled by Azure DevOps" in healed.last_healed_reason  # the record of why
-    ready = requests.get(f"{bridge.web}/readyz", timeout=10).json()
+    ready = bridge.readiness()
     assert any("creator lost access" in w for w in ready.get("warnings", []))
-    metrics = requests.get(f"{bridge.web}/metrics", timeout=10).text
+    metrics = bridge.metrics()
     assert 'bridge_subscription_problems{kind="azure-devops"} 1.0' in metrics
 
     # the same, as beat does it: the worker's task (scheduled every BRIDGE_HOOK_CHECK_INTERVAL seconds)
@@ -233,10 +233,10 @@ def test_a_person_sees_only_their_projects_and_is_refused_without_permission(bri
         erin_browser, home = Person.signed_in_with_entra(bridge.web, sb.url, erin)  # the console, her own token
         assert "(user)" in home.text
         assert "<option>fabrikam</option>" in erin_browser.get("/console/import").text
-        projects = finished(erin_browser, erin_browser.get("/console/import/projects", params={"org": ORG}))
+        start = erin_browser.get("/console/import").text
+        projects = finished(erin_browser, erin_browser.press(start, "Show projects", {"org": ORG}))
         assert PROJECT in projects.text and "Fabrikam-Fiber-Git" not in projects.text
-        link = re.search(r'href="(/console/import/repositories\?[^"]+)">' + PROJECT, projects.text).group(1)
-        repos = finished(erin_browser, erin_browser.get(link.replace("&amp;", "&").replace("\n", "")))
+        repos = finished(erin_browser, erin_browser.press(projects.text, PROJECT))
         assert WEB in repos.text and "Set up CI" not in repos.text  # looking, not setting up
     finally:
         sb.setup(members={})
@@ -256,12 +256,11 @@ def test_console_import_in_a_couple_of_clicks_then_undo(bridge, project):
     admin.sign_in_with_token(ADMIN_TOKEN)  # the local admin acts as the organization's configured identity
     start = admin.get("/console/import")
     assert start.status_code == 200 and '<option>fabrikam</option>' in start.text
-    projects = finished(admin, admin.get("/console/import/projects", params={"org": ORG}))
-    link = re.search(r'href="(/console/import/repositories\?[^"]+)">' + PROJECT, projects.text).group(1)
-    repos = finished(admin, admin.get(link.replace("&amp;", "&").replace("\n", "")))
+    projects = finished(admin, admin.press(start.text, "Show projects", {"org": ORG}))
+    repos = finished(admin, admin.press(projects.text, PROJECT))
     assert SALES in repos.text and "Repair set-up" in repos.text  # dbt-sales is linked already
-    setup_link = re.search(r'href="(/console/import/setup\?[^"]+name=web-app)"', repos.text.replace("\n", "")).group(1)
-    form = finished(admin, admin.get(setup_link.replace("&amp;", "&")))
+    web_row = repos.text[repos.text.index(f"<td>{WEB}</td>"):]
+    form = finished(admin, admin.press(web_row, "Set up CI"))
     assert "dbt Cloud account 1" in form.text and "Set up CI" in form.text
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.text))
     answer = admin.browser.post(f"{bridge.web}/console/import/setup", timeout=10, data={
@@ -279,7 +278,8 @@ def test_console_import_in_a_couple_of_clicks_then_undo(bridge, project):
 
     with bridge.db.session() as s:
         repo_id = s.scalar(select(Repository.id).where(Repository.name == WEB))
-    undo = admin.post_form(f"/console/repositories/{repo_id}/unlink", {"remove_policy": "1"}, page=listing)
+    asked = admin.get(f"/console/repositories/{repo_id}/unlink")  # Unlink… asks first
+    undo = admin.press(asked.text, "Unlink", {"remove_policy": "1"})
     done = finished(admin, undo)
     assert "removed" in done.text and hooks_of(bridge, WEB) == []
 
@@ -293,8 +293,8 @@ def test_console_import_is_for_admins_and_a_failed_step_can_be_retried(bridge, p
         assert "(user)" in home.text
         looking = user.get("/console/import")  # anyone signed in may look around, with their own token
         assert looking.status_code == 200 and "connect your Azure DevOps account" in looking.text
-        assert user.get("/console/import/setup", params={"org": ORG, "project": PROJECT, "repo": WEB}
-                        ).status_code == 403  # setting up spends the bridge's dbt Cloud token: admins only
+        assert user.post_form("/console/import/dbt", {"org": ORG, "project": PROJECT, "repo": WEB}
+                              ).status_code == 403  # setting up spends the bridge's dbt Cloud token: admins only
         assert user.post_form("/console/import/setup", {"organization": ORG}).status_code == 403
     finally:
         sb._post("/idp/setup", {"sign_in": ENTRA_USER["oid"]})
@@ -303,8 +303,8 @@ def test_console_import_is_for_admins_and_a_failed_step_can_be_retried(bridge, p
     admin.sign_in_with_token(ADMIN_TOKEN)
     sb.fault(service="ado", method="POST", path="/_apis/hooks/subscriptions$", status=503, times=20)
     try:
-        form = finished(admin, admin.get("/console/import/setup", params={"org": ORG, "project": PROJECT,
-                                                                          "repo": WEB, "name": WEB}))
+        form = finished(admin, admin.post_form("/console/import/dbt", {"org": ORG, "project": PROJECT,
+                                                                        "repo": WEB, "name": WEB}))
         fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.text))
         failed = finished(admin, admin.browser.post(f"{bridge.web}/console/import/setup", timeout=10, data={
             **fields, "dbt_account": "1", "job_choice": "existing", "ci_job": "42", "target_branch": "main"}))
@@ -360,9 +360,10 @@ def test_console_onboarding_refuses_bad_input_and_other_peoples_jobs(bridge, pro
     assert bad_steps.status_code == 400 and "dbt command" in bad_steps.text
     missing = admin.post_form("/console/import/setup", {**form, "ci_job": ""}, page=page)
     assert missing.status_code == 400
-    job = finished(admin, admin.get("/console/import/projects", params={"org": ORG}))
-    assert admin.get("/console/import/projects", params={"org": "evil.example/x"}).status_code == 200  # a job…
-    hostile = finished(admin, admin.get("/console/import/projects", params={"org": "evil.example/x"}))
+    job = finished(admin, admin.post_form("/console/import/projects", {"org": ORG}, page=page))
+    started = admin.post_form("/console/import/projects", {"org": "evil.example/x"}, page=page)
+    assert started.status_code == 200  # a job…
+    hostile = finished(admin, started)
     assert "not an Azure DevOps organization name" in hostile.text  # …that refuses to leave the configured host
 
     bob = {"oid": "0b0b0b0b-0000-4000-8000-0000000000b3", "tid": ENTRA_USER["tid"], "upn": "bob3@fabrikam.example",

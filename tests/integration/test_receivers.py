@@ -178,8 +178,10 @@ def test_the_web_tier_accepts_without_a_broker(bridge, infra):
 def test_health_readiness_and_metrics(bridge):
     assert bridge.http.get(f"{bridge.web}/healthz").json() == {"status": "ok"}
     ready = bridge.http.get(f"{bridge.web}/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
-    metrics = bridge.http.get(f"{bridge.web}/metrics").text
+    assert ready.status_code == 200 and ready.json() == {"status": "ready",
+                                                         "checks": {"database": "ok", "secret_key": "ok"}}
+    assert bridge.http.get(f"{bridge.web}/metrics").status_code == 401  # a scraper needs the token
+    metrics = bridge.metrics()
     assert "bridge_deliveries_total" in metrics and "bridge_database_up 1.0" in metrics
     assert 'bridge_deliveries{source="azure-devops"' in metrics
 

@@ -73,18 +73,39 @@ def _configured(tmp_path, **extra):
 ENTRA = {"BRIDGE_ENTRA_CLIENT_ID": "11111111-2222-3333-4444-555555555555", "BRIDGE_ENTRA_CLIENT_SECRET": "s3cret"}
 
 
+CONTOSO = "c0c0c0c0-0000-4000-8000-00000000c0c0"
+OTHER_TENANT = "d0d0d0d0-0000-4000-8000-00000000d0d0"
+ALICE_OID = "a1a1a1a1-0000-4000-8000-0000000000a1"
+
+
 def test_orgs_identity_switches_who_workers_act_as_and_keeps_secrets_off_the_command_line(tmp_path):
-    from bridge.models import Organization
+    from bridge.models import Connection, Organization
 
     database, env, box = _configured(tmp_path, **ENTRA, SP_SECRET="sp-secret-value")
     assert "personal access token" in run("orgs", "list", env=env).output
 
-    result = run("orgs", "identity", "Fabrikam", "--kind", "user", "--upn", "Alice@Contoso.com", env=env)
+    alice = f"{ALICE_OID}@{CONTOSO}"
+    result = run("orgs", "identity", "Fabrikam", "--kind", "user", "--user", alice.upper(), env=env)
     assert result.exit_code == 0, result.output
-    assert "connected user alice@contoso.com" in result.output and "has not connected yet" in result.output
+    assert f"connected user {alice}" in result.output and "has not connected yet" in result.output
     with database.session() as s:
         org = s.scalar(select(Organization))
-        assert (org.identity_kind, org.identity_upn) == ("user", "alice@contoso.com")
+        assert (org.identity_kind, org.identity_tid, org.identity_oid) == ("user", CONTOSO, ALICE_OID)
+
+    # a sign-in name is looked up once among the connections, and only when it names exactly one
+    result = run("orgs", "identity", "fabrikam", "--kind", "user", "--upn", "Alice@Contoso.com", env=env)
+    assert result.exit_code == 1 and "no connected account is named" in result.output
+    with database.session() as s:
+        for n, tenant in enumerate((CONTOSO, OTHER_TENANT)):
+            s.add(Connection(home_account_id=f"{ALICE_OID}.{tenant}.{n}", oid=ALICE_OID, tenant_id=tenant,
+                             upn="alice@contoso.com"))
+    result = run("orgs", "identity", "fabrikam", "--kind", "user", "--upn", "Alice@Contoso.com", env=env)
+    assert result.exit_code == 1 and "2 connected accounts are named" in result.output
+    assert f"{ALICE_OID}@{OTHER_TENANT}" in result.output
+    with database.session() as s:
+        s.delete(s.scalar(select(Connection).where(Connection.tenant_id == OTHER_TENANT)))
+    result = run("orgs", "identity", "fabrikam", "--kind", "user", "--upn", "Alice@Contoso.com", env=env)
+    assert result.exit_code == 0 and "has not connected yet" not in result.output, result.output
 
     result = run("orgs", "identity", "fabrikam", "--kind", "service-principal", "--tenant", "t-1",
                  "--client-id", "c-1", "--secret-env", "SP_SECRET", env=env)
@@ -107,7 +128,7 @@ def test_orgs_identity_explains_what_is_missing(tmp_path):
     assert result.exit_code == 1 and "no organization 'nope' (known: fabrikam)" in result.output
     result = run("orgs", "identity", "fabrikam", "--kind", "user", "--upn", "a@b.c", env=env)
     assert result.exit_code == 1 and "needs Entra ID: set BRIDGE_ENTRA_CLIENT_ID" in result.output
-    assert run("orgs", "identity", "fabrikam", "--kind", "user", env=env).exit_code == 2  # --upn missing
+    assert run("orgs", "identity", "fabrikam", "--kind", "user", env=env).exit_code == 2  # --user missing
     result = run("orgs", "identity", "fabrikam", "--kind", "pat", "--secret-env", "UNSET_VAR", env=env)
     assert result.exit_code == 2 and "UNSET_VAR is empty or not set" in result.output
 
@@ -155,3 +176,32 @@ def test_deliveries_retry_sends_only_what_was_asked(tmp_path, redis_url):
     assert result.exit_code == 0 and "1 deliveries queued again" in result.output
     assert broker.llen("bridge") == 2
     broker.delete("bridge")
+
+
+HOSTILE = "nightly [/] [link=https://evil.example/x]Production CI[/link] \x1b[2J\x1b]0;pwned\x07TITLE"
+
+
+def test_names_from_dbt_cloud_print_as_text_not_markup_or_escapes(tmp_path, monkeypatch):
+    from bridge.cli import repositories
+    from tests.fakes import RecordedTransport
+    from tests.orchestration import assemble
+
+    def page(values):
+        return {"data": values, "extra": {"pagination": {"count": len(values), "total_count": len(values)}}}
+    transport = RecordedTransport([
+        {"method": "GET", "path": "/api/v2/accounts/1/jobs/", "status": 200,
+         "response": page([{"id": 42, "name": HOSTILE, "job_type": "ci", "environment_id": 9,
+                            "execute_steps": ["dbt build"], "triggers": {}}])},
+        {"method": "GET", "path": "/api/v3/accounts/1/projects/", "status": 200,
+         "response": page([{"id": 7, "name": "[bold]Analytics\x1b[31m"}])},
+        {"method": "GET", "path": "/api/v3/accounts/1/projects/7/environments/", "status": 200,
+         "response": page([{"id": 9, "name": "CI", "type": "deployment", "deployment_type": "staging"}])},
+    ])
+    onboarding = assemble(tmp_path, transport).onboarding
+    monkeypatch.setattr(repositories, "build_onboarding", lambda: onboarding)
+    result = CliRunner().invoke(main, ["repos", "jobs", "--dbt-account", "1"], catch_exceptions=False,
+                                env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "nightly [/] [link=https://evil.example/x]Production CI[/link]" in result.output
+    assert "[bold]Analytics" in result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output

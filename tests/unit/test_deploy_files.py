@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -12,16 +13,51 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_procfile_declares_the_four_process_types():
     kinds = {line.split(":", 1)[0] for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()}
     assert kinds == {"web", "worker", "beat", "release"}
+    assert "-Q bridge,bridge-console" in (ROOT / "Procfile").read_text()  # one worker serves both queues
+
+
+def kustomized() -> list[dict]:
+    """What `kubectl apply -k deploy/` applies."""
+    import shutil
+    import subprocess
+
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl (with its built-in kustomize) renders deploy/kustomization.yaml: install kubectl")
+    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "deploy")], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    return list(yaml.safe_load_all(out.stdout))
+
+
+def test_kubernetes_manifests_are_valid_and_put_nginx_in_front_of_gunicorn():
+    import kubernetes_validate
+
+    docs = kustomized()
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.31", strict=True)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Deployment", "Deployment", "Job", "Service"]
+    beat = next(d for d in docs if d["metadata"]["name"].endswith("beat"))
+    assert beat["spec"]["replicas"] == 1
+    web = next(d for d in docs if d["metadata"]["name"] == "ado-dbt-bridge-web" and d["kind"] == "Deployment")
+    containers = {c["name"]: c for c in web["spec"]["template"]["spec"]["containers"]}
+    assert {"name": "GUNICORN_BIND", "value": "127.0.0.1:8000"} in containers["web"]["env"]
+    assert "ports" not in containers["web"] and containers["proxy"]["ports"] == [{"containerPort": 8080}]
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == 8080
+    site = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["default.conf"]
+    assert site == (ROOT / "deploy/nginx/bridge.conf").read_text()  # the one the slow-client test runs
 
 
 def test_kubernetes_and_compose_files_parse_and_use_the_entry_points():
-    docs = list(yaml.safe_load_all((ROOT / "deploy/kubernetes/bridge.yaml").read_text()))
-    kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["Deployment", "Deployment", "Deployment", "Job", "Service"]
-    beat = next(d for d in docs if d["metadata"]["name"].endswith("beat"))
-    assert beat["spec"]["replicas"] == 1
     compose = yaml.safe_load((ROOT / "deploy/compose.yaml").read_text())
-    assert {"web", "worker", "beat", "release", "postgres", "redis"} <= set(compose["services"])
+    assert {"web", "proxy", "worker", "console-worker", "beat", "release", "postgres", "redis"} <= set(
+        compose["services"])
+    assert compose["services"]["proxy"]["network_mode"] == "service:web"
+    assert compose["services"]["web"]["environment"]["GUNICORN_BIND"] == "127.0.0.1:8000"
+    queues = {name: s["command"][s["command"].index("-Q") + 1] for name, s in compose["services"].items()
+              if "command" in s and "-Q" in s["command"]}
+    assert queues == {"worker": "bridge", "console-worker": "bridge-console"}
     text = (ROOT / "deploy/kubernetes/bridge.yaml").read_text() + (ROOT / "deploy/compose.yaml").read_text()
     assert "workers.entry" in text and "bridge.web:create_app()" in (ROOT / "deploy/Dockerfile").read_text()
 

@@ -83,12 +83,17 @@ def _signed_in_tenant(user: User, tenant: str) -> str | None:
 
 def _refused_at_authorize(args, aadsts: int, description: str):
     """Entra sends the browser back with an error instead of a code."""
-    query = {"error": "access_denied", "error_description": f"AADSTS{aadsts}: {description}",
-             "state": args.get("state", "")}
+    return _answer(args, {"error": "access_denied", "error_description": f"AADSTS{aadsts}: {description}",
+                          "state": args.get("state", "")})
+
+
+def _answer(args, query: dict):
+    """Send the browser back to the client: a self-posting form (form_post) or a redirect; every value the
+    caller sent is escaped, as a real page must."""
     if args.get("response_mode") == "form_post":
-        fields = "".join(f'<input type="hidden" name="{k}" value="{escape(v)}">' for k, v in query.items())
+        fields = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in query.items())
         return (f'<html><body onload="document.forms[0].submit()"><form method="post" '
-                f'action="{args.get("redirect_uri")}">{fields}</form></body></html>')
+                f'action="{escape(args.get("redirect_uri") or "")}">{fields}</form></body></html>')
     return redirect(f"{args.get('redirect_uri')}?{urlencode(query)}")
 
 
@@ -123,11 +128,7 @@ def create_identity_blueprint(state: IdentityState) -> Blueprint:
                                  "tenant": signed_in_to}
         query = {"code": code, "state": args.get("state", ""),
                  "client_info": _b64({"uid": user.oid, "utid": user.tid}), "session_state": secrets.token_hex(8)}
-        if args.get("response_mode") == "form_post":
-            fields = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in query.items())
-            return (f'<html><body onload="document.forms[0].submit()"><form method="post" '
-                    f'action="{args.get("redirect_uri")}">{fields}</form></body></html>')
-        return redirect(f"{args.get('redirect_uri')}?{urlencode(query)}")
+        return _answer(args, query)
 
     def issue(user: User, client_id: str, scope: str, *, nonce: str | None = None, refresh: bool = True,
               tenant: str | None = None) -> dict:

@@ -68,16 +68,24 @@ class _Identity(_Strict):
 
 class _Organization(_Strict):
     name = fields.Str(required=True, validate=validate.Length(1, 200))
-    url = fields.Str(required=True)
+    url = fields.Str(required=True)   # https://dev.azure.com/org, or a Server collection https://tfs.x/tfs/Coll
     pat = fields.Str(load_default=None, validate=validate.Length(min=1))
     webhook = fields.Nested(_Webhook, load_default=None)
     identity = fields.Nested(_Identity, load_default=None)
+    api_version = fields.Str(load_default="7.1", validate=validate.OneOf(
+        ["7.1", "7.0", "6.0"], error="must be 7.1 (Azure DevOps Services), 7.0 (Server 2022) or 6.0 (Server 2020)"))
+    ca_bundle = fields.Str(load_default=None, validate=validate.Length(1, 500))  # a PEM file to trust (Server)
 
     @validates_schema
     def _pat_for_pat(self, data, **_):
         identity = data.get("identity")
         if identity is not None and identity["kind"] == "pat" and not data.get("pat"):
             raise ValidationError({"pat": ["required when identity.kind is pat"]})
+        if identity is not None and identity["kind"] != "pat" and data.get("api_version", "7.1") != "7.1":
+            raise ValidationError({"identity": [f"Azure DevOps Server (api_version {data['api_version']}) has no "
+                                                "Microsoft Entra ID: use kind pat"]})
+        if data.get("ca_bundle") and not Path(data["ca_bundle"]).is_file():
+            raise ValidationError({"ca_bundle": [f"{data['ca_bundle']} is not a readable file"]})
 
 
 class _AzureDevOps(_Strict):
@@ -331,6 +339,7 @@ def apply(session: Session, desired: Desired, box: SecretBox, resolve: Repositor
                    _set(org, "identity_oid", person.object_id if person else None),
                    _set(org, "sp_tenant_id", identity.get("tenant") if sp else None),
                    _set(org, "sp_client_id", identity.get("client_id")),
+                   _set(org, "api_version", entry["api_version"]), _set(org, "ca_bundle", entry.get("ca_bundle")),
                    _set_secret(box, org, "sp_secret_enc", identity.get("client_secret"))]
         orgs[entry["name"]] = org
         changes.append(Change("organization", entry["name"], _action(created, any(changed))))

@@ -471,6 +471,24 @@ HOOK_EVENTS: tuple[tuple[str, str], ...] = (
     (EventType.PR_COMMENTED.value, "2.0"),
 )
 DBT_WEBHOOK_EVENTS = ("job.run.completed", "job.run.errored")
+SERVICES_API_VERSION = "7.1"  # Azure DevOps Services; an organization asking for less is an Azure DevOps Server
+
+
+def is_server(api_version: str) -> bool:
+    return api_version != SERVICES_API_VERSION
+
+
+def hook_events(api_version: str) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """(the subscriptions to make, with their resource versions; those not made, with why) for an organization
+    at ``api_version``. On Azure DevOps Server every event is asked for at resource version 1.0, so the comment
+    event, whose payloads are documented at 2.0 only, is not subscribed: /dbt commands are unavailable there."""
+    if not is_server(api_version):
+        return HOOK_EVENTS, ()
+    made = tuple((event, version) for event, version in HOOK_EVENTS if version == "1.0")
+    skipped = tuple((event, "on Azure DevOps Server the bridge subscribes at resource version 1.0 only, and this "
+                            f"event's payload needs {version}: /dbt commands are unavailable here")
+                    for event, version in HOOK_EVENTS if version != "1.0")
+    return made, skipped
 
 
 class HookStatus(enum.StrEnum):

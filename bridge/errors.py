@@ -7,6 +7,8 @@ Failures of neither kind fail once, visibly.
 
 from __future__ import annotations
 
+import re
+
 
 class BridgeError(Exception):
     """Root of every error the bridge raises on purpose."""
@@ -90,6 +92,19 @@ class ServerError(Transient, HttpError):
 
 class StatusRejectedByPolicy(Forbidden):
     """Azure DevOps refused a status because a branch policy wants it posted on an iteration."""
+
+
+class VersionOutOfRange(BadRequest):
+    """An Azure DevOps Server refused the REST API version asked for; ``supported`` is the newest it serves
+    (from its own message), when it said. A setting to change, never worth retrying."""
+
+    def __init__(self, message: str, **kwargs):
+        super().__init__(message, **kwargs)
+        found = re.search(r"latest REST API version this server supports is (\d+\.\d+)", self.body)
+        self.supported = found.group(1) if found else None
+        if self.supported:
+            self.args = (f"{message} (set the organization's api_version to {self.supported}: "
+                         "api_version in the configuration file, then bridge config apply)",)
 
 
 class IdentityError(BridgeError):

@@ -51,6 +51,10 @@ class Organization(Base):
     sp_tenant_id: Mapped[str | None] = mapped_column(String(64))
     sp_client_id: Mapped[str | None] = mapped_column(String(64))
     sp_secret_enc: Mapped[str | None] = mapped_column(Text)
+    # The REST API version its server serves (7.1 on Services; Server 2022: 7.0, 2020: 6.0), and a CA bundle to
+    # trust for it (a corporate CA in front of an on-premises server); certificates are always verified.
+    api_version: Mapped[str] = mapped_column(String(10), default="7.1", server_default="7.1")
+    ca_bundle: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

@@ -115,10 +115,10 @@ def read_secret(env_name: str | None, prompt: str) -> str:
     return click.prompt(prompt, hide_input=True)
 
 
-def build_onboarding():
+def api_access():
+    """(settings, database, secret box, API clients) for a command that calls Azure DevOps or dbt Cloud."""
     from ..crypto import SecretBox
     from ..db import Database
-    from ..onboarding import Onboarding
 
     settings = load_settings()
     try:
@@ -126,7 +126,14 @@ def build_onboarding():
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     database = Database(settings.database_url)
-    return Onboarding(settings, database, box, connections_for(settings, database, box), lock(settings))
+    return settings, database, box, connections_for(settings, database, box)
+
+
+def build_onboarding():
+    from ..onboarding import Onboarding
+
+    settings, database, box, clients = api_access()
+    return Onboarding(settings, database, box, clients, lock(settings))
 
 
 def find_person(spec: str):

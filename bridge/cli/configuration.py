@@ -72,6 +72,7 @@ def config_apply(file: Path | None) -> None:
     from .. import config_file
     from ..crypto import SecretBox
     from ..db import Database
+    from ..services.connections import check_server
 
     settings = load_settings()
     file = _config_path(file, settings)
@@ -85,9 +86,13 @@ def config_apply(file: Path | None) -> None:
     # Repository names are resolved as the identity each organization acts as (a PAT, a connected user, a
     # service principal), exactly as the workers will call Azure DevOps.
     clients = connections_for(settings, database, box)
+    checked: dict[str, str] = {}
 
     def resolve(org, repo: dict) -> AdoRepository:
-        return clients.azure_devops(org).get_repository(repo["project"], repo["repository"])
+        client = clients.azure_devops(org)
+        if org.name not in checked:  # the server answers at this organization's API version, or nothing changes
+            checked[org.name] = check_server(client, org.name)
+        return client.get_repository(repo["project"], repo["repository"])
 
     try:
         with database.session() as session:
@@ -98,6 +103,8 @@ def config_apply(file: Path | None) -> None:
     for change in changes:
         table.add_row(change.kind, change.name, change.action)
     console.print(table)
+    for name, server in checked.items():
+        console.print(f"{data(name)}: {data(server)}")
 
 
 # -- keys ---------------------------------------------------------------------------------------------

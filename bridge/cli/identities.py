@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..domain import SERVICES_API_VERSION
 from ..errors import BridgeError, ConfigError
 from . import build_onboarding, console, data, find_person, load_settings, main, new_table, read_secret, text
 
@@ -59,10 +60,69 @@ def orgs_list() -> None:
 
     with Database(load_settings().database_url).session() as s:
         rows = s.scalars(select(Organization).order_by(Organization.name)).all()
-    table = new_table("organizations", "name", "url", "acts as")
+    table = new_table("organizations", "name", "url", "REST API", "acts as")
     for org in rows:
-        table.add_row(org.name, org.url, _acts_as(org))
+        table.add_row(org.name, org.url, org.api_version, _acts_as(org))
     console.print(table)
+
+
+@orgs.command("api-version")
+@click.argument("organization")
+@click.argument("version", type=click.Choice(["7.1", "7.0", "6.0"]))
+def orgs_api_version(organization: str, version: str) -> None:
+    """Set the REST API version ORGANIZATION's server serves (7.1: Azure DevOps Services; 7.0: Server 2022;
+    6.0: Server 2020), after asking the server that it does. (A config file applied later sets it again: keep
+    its api_version in step.)"""
+    from sqlalchemy import func, select
+
+    from ..models import Organization
+    from ..services.connections import check_server
+    from . import api_access
+
+    _, database, _, clients = api_access()
+    with database.session() as s:
+        org = s.scalar(select(Organization).where(func.lower(Organization.name) == organization.lower()))
+        if org is None:
+            raise click.ClickException(f"no organization {organization!r}")
+        org.api_version = version
+        try:
+            found = check_server(clients.azure_devops(org), org.name)
+        except BridgeError as exc:
+            s.rollback()
+            raise click.ClickException(f"{exc}; nothing was changed") from None
+    console.print(f"{data(organization)}: REST API {version} ({data(found)})")
+
+
+@orgs.command("check")
+@click.argument("organization", required=False)
+def orgs_check(organization: str | None) -> None:
+    """Ask each organization's server (or ORGANIZATION's) what it is and whether it serves the organization's
+    REST API version, as its configured identity; exit 1 when one does not."""
+    from sqlalchemy import func, select
+
+    from ..models import Organization
+    from ..services.connections import check_server
+    from . import api_access
+
+    _, database, _, clients = api_access()
+    with database.session() as s:
+        query = select(Organization).order_by(Organization.name)
+        if organization:
+            query = query.where(func.lower(Organization.name) == organization.lower())
+        rows = s.scalars(query).all()
+        for org in rows:
+            s.expunge(org)
+    if not rows:
+        raise click.ClickException(f"no organization {organization!r}" if organization else "no organization")
+    failed = False
+    for org in rows:
+        try:
+            console.print(f"{data(org.name)}: {data(check_server(clients.azure_devops(org), org.name))}")
+        except BridgeError as exc:
+            failed = True
+            console.print(f"[red]{data(org.name)}[/]: {data(exc)}")
+    if failed:
+        sys.exit(1)
 
 
 def _acts_as(org) -> str:
@@ -115,6 +175,9 @@ def orgs_identity(*, organization: str, kind: str, user: str | None, tenant: str
             known = ", ".join(s.scalars(select(Organization.name).order_by(Organization.name))) or "none"
             raise click.ClickException(f"no organization {organization!r} (known: {known}); add it with "
                                        "`bridge config apply`")
+        if kind != "pat" and org.api_version != SERVICES_API_VERSION:
+            raise click.ClickException(f"{org.name} is an Azure DevOps Server collection (REST API "
+                                       f"{org.api_version}): it knows no Microsoft Entra ID; use --kind pat")
         if kind == "pat":
             org.pat_enc = box.encrypt(read_secret(secret_env, f"Personal access token for {org.name}"))
             org.identity_kind, org.identity_tid, org.identity_oid = "pat", None, None

@@ -1,5 +1,10 @@
-"""Azure DevOps REST client (api-version 7.1): pull requests, iterations, statuses, repositories; and for
-onboarding projects, service-hook subscriptions, permission evaluation and branch policies."""
+"""Azure DevOps REST client: pull requests, iterations, statuses, repositories; and for onboarding projects,
+service-hook subscriptions, permission evaluation and branch policies.
+
+Every call asks for the organization's REST API version: 7.1 on Azure DevOps Services, at most 7.0 on Azure
+DevOps Server 2022, 6.0 on Server 2020 (``SERVER_VERSIONS``); a server refusing the version raises
+``errors.VersionOutOfRange``. The organization URL may be a collection URL (``https://tfs.example.com/tfs/Coll``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from marshmallow import EXCLUDE, Schema, fields, post_load
 from .. import errors
 from ..catalog import AdoProject, AdoRepository
 from ..domain import (
+    SERVICES_API_VERSION,
     HookStatus,
     HookSubscription,
     Iteration,
@@ -23,7 +29,8 @@ from ..domain import (
 )
 from .http import HttpAnswer, JsonApi, Transport, segment
 
-API_VERSION = "7.1"
+API_VERSION = SERVICES_API_VERSION
+SERVER_VERSIONS = {"Azure DevOps Server 2022": "7.0", "Azure DevOps Server 2020": "6.0"}  # the newest each serves
 
 # Security namespaces and bits checked before onboarding acts (reference/azure_devops.md §3, §5).
 SERVICE_HOOKS_NAMESPACE = "cb594ebe-87dd-4fc9-ac2c-6a10a4c92046"
@@ -151,10 +158,11 @@ _SUBSCRIPTIONSCHEMA = _SubscriptionSchema()
 class AzureDevOpsClient(JsonApi):
     service = "azure-devops"
 
-    def __init__(self, organization_url: str, credentials: Credentials, *,
+    def __init__(self, organization_url: str, credentials: Credentials, *, api_version: str = API_VERSION,
                  transport: Transport | None = None, timeout: float = 10.0):
         super().__init__(organization_url, "", transport=transport, timeout=timeout)  # asked per request
         self._credentials = credentials
+        self.api_version = api_version
 
     def _headers(self) -> dict[str, str]:
         headers = super()._headers()
@@ -172,10 +180,22 @@ class AzureDevOpsClient(JsonApi):
     def error_class(self, kind, response):
         if kind is errors.Forbidden and "StatusRejectedByPolicy" in response.text:
             return errors.StatusRejectedByPolicy
+        if "VssVersionOutOfRangeException" in response.text:
+            return errors.VersionOutOfRange
         return super().error_class(kind, response)
 
     def _call(self, method: str, path: str, *, params: dict | None = None, json: object = None):
-        return self.call(method, path, params={**(params or {}), "api-version": API_VERSION}, json=json)
+        return self.call(method, path, params={**(params or {}), "api-version": self.api_version}, json=json)
+
+    def connection_data(self) -> dict:
+        """Who the caller is here and what the server is: ``{deployment, instance_id, user_id}``, deployment
+        being "hosted" (Azure DevOps Services) or "onPremises" (Azure DevOps Server). A cheap call that every
+        version answers; a server too old for ``api_version`` raises ``errors.VersionOutOfRange``."""
+        found = self.call("GET", "/_apis/connectionData", params={"api-version": f"{self.api_version}-preview"})
+        found = found if isinstance(found, dict) else {}
+        return {"deployment": str(found.get("deploymentType") or "unknown"),
+                "instance_id": str(found.get("instanceId") or ""),
+                "user_id": str((found.get("authenticatedUser") or {}).get("id") or "")}
 
     @staticmethod
     def _repo_path(project: str, repository_id: str) -> str:
@@ -227,7 +247,7 @@ class AzureDevOpsClient(JsonApi):
         """Every project the caller can see (paged by continuation token)."""
         token = None
         while True:
-            params: dict = {"$top": page_size, "api-version": API_VERSION}
+            params: dict = {"$top": page_size, "api-version": self.api_version}
             if token:
                 params["continuationToken"] = token
             page, headers = self.call_with_headers("GET", "/_apis/projects", params=params)

@@ -105,17 +105,21 @@ class Transport(Protocol):
 
 
 class RequestsTransport:
-    """The real transport: a requests session, with the environment's proxy and CA settings read once."""
+    """The real transport: a requests session, with the environment's proxy and CA settings read once;
+    ``ca_bundle`` trusts that bundle instead of the environment's (certificates are always verified)."""
 
-    def __init__(self, session: requests.Session | None = None):
+    def __init__(self, session: requests.Session | None = None, *, ca_bundle: str | None = None):
         self.session = session or plain_session()
+        self.ca_bundle = ca_bundle
 
     def send(self, method, url, *, params, json, headers, timeout) -> HttpAnswer:
         parts = urlsplit(url)
+        settings = environment_settings(f"{parts.scheme}://{parts.netloc}")
+        if self.ca_bundle:
+            settings = {**settings, "verify": self.ca_bundle}
         try:
             response = self.session.request(method, url, params=params, json=json, headers=headers, timeout=timeout,
-                                            allow_redirects=False,
-                                            **environment_settings(f"{parts.scheme}://{parts.netloc}"))
+                                            allow_redirects=False, **settings)
         except requests.RequestException as exc:
             raise NoAnswer(type(exc).__name__) from None
         return HttpAnswer(response.status_code, response.headers, response.content)

@@ -86,10 +86,10 @@ class OnboardingContext:
             credentials = self.connections.connected_person(actor.person, organization=organization)
         elif org is None:
             raise OnboardingError(f"organization {organization!r} is not configured yet: act as a connected "
-                                  "person (--as UPN, or from the console) to set up its first repository")
+                                  "person (--as PERSON, or from the console) to set up its first repository")
         else:
             credentials = self.connections.credentials_for(org)
-        return self.connections.azure_devops_at(url, credentials, what=f"organization {organization}")
+        return self.connections.azure_devops_at(url, credentials, what=f"organization {organization}", org=org)
 
     def dbt(self, account_id: int) -> DbtCloudClient:
         with self.db.session() as s:

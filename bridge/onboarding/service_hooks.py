@@ -13,10 +13,10 @@ from sqlalchemy import select
 from ..catalog import AdoRepository
 from ..clients.azure_devops import AzureDevOpsClient
 from ..domain import (
-    HOOK_EVENTS,
     HookStatus,
     HookSubscription,
     Repair,
+    hook_events,
     hook_verdict,
 )
 from ..errors import ApiError, NotFound
@@ -38,11 +38,13 @@ def new_hook_record(ctx: OnboardingContext, s, repository_id: int, organization_
 
 def ensure_hooks(ctx: OnboardingContext, ado: AzureDevOpsClient, repository_id: int, organization_id: int,
                  repo: AdoRepository, *, by_admin: bool) -> list[tuple[str, str, str]]:
-    """Make the repository's subscriptions exist, enabled, at the bridge's URL: [(outcome, event, why)]."""
+    """Make the repository's subscriptions exist, enabled, at the bridge's URL: [(outcome, event, why)]; the
+    events the organization's server cannot deliver as the bridge needs are "skipped", with why."""
     remote = {h.subscription_id: h for h in ado.list_subscriptions()}
     by_username = {h.username: h for h in remote.values() if h.username}
-    outcomes = []
-    for event_type, version in HOOK_EVENTS:
+    made, skipped = hook_events(ado.api_version)
+    outcomes = [("skipped", event_type, why) for event_type, why in skipped]
+    for event_type, version in made:
         with ctx.db.session() as s:
             record = s.scalar(select(HookSubscriptionRecord).where(
                 HookSubscriptionRecord.repository_id == repository_id,

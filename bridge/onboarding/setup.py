@@ -212,12 +212,16 @@ class SetupRun:
         with self.ctx.lock(f"hooks:{self.organization_id}"):
             outcomes = ensure_hooks(self.ctx, self.ado, self.repository_id, self.organization_id, self.repo,
                                             by_admin=True)
+        skipped = [f"{e}: {why}" for kind, e, why in outcomes if kind == "skipped"]
+        outcomes = [o for o in outcomes if o[0] != "skipped"]
         created = sum(1 for o in outcomes if o[0] == "created")
         repaired = [f"{e}: {why}" for kind, e, why in outcomes if kind == "repaired"]
         outcome = "created" if created == len(outcomes) else "repaired" if created or repaired else "unchanged"
         detail = f"{len(outcomes)} subscriptions ({', '.join(e for _, e, _ in outcomes)})"
         if repaired:
             detail += "; repaired " + "; ".join(repaired)
+        if skipped:
+            detail += "; not subscribed: " + "; ".join(skipped)
         return Step("service hooks", outcome, detail)
 
     def dbt_webhook(self) -> Step:

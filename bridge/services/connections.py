@@ -9,12 +9,12 @@ from contextlib import AbstractContextManager
 import requests
 from sqlalchemy import func, select
 
-from ..clients.azure_devops import AzureDevOpsClient, Credentials, PersonalAccessToken
+from ..clients.azure_devops import API_VERSION, AzureDevOpsClient, Credentials, PersonalAccessToken
 from ..clients.dbt_cloud import DbtCloudClient
 from ..clients.http import RequestsTransport, Transport, plain_session
 from ..crypto import SecretBox
 from ..db import Database
-from ..errors import ConfigError
+from ..errors import ConfigError, VersionOutOfRange
 from ..identity import REDIRECT_PATH, Identity, IdentityHosts, ReauthRequired
 from ..models import Connection, DbtAccount, Organization
 from ..people import PersonId
@@ -61,16 +61,20 @@ class Connections:
             entra = ConnectionStore(db, box, identity, lock)
         return cls(settings, box, db=db, entra=entra)
 
-    def _transport(self) -> Transport:
+    def _transport(self, ca_bundle: str | None = None) -> Transport:
+        """This thread's transport (one per CA bundle an organization trusts)."""
         if self.transport is not None:
             return self.transport
-        transport = getattr(self._local, "transport", None)
+        if not hasattr(self._local, "transports"):
+            self._local.transports = {}
+        transports = self._local.transports
+        transport = transports.get(ca_bundle)
         if transport is None:
             session = plain_session()  # the transport passes what the environment says (http.environment_settings)
             adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
-            transport = self._local.transport = RequestsTransport(session)
+            transport = transports[ca_bundle] = RequestsTransport(session, ca_bundle=ca_bundle)
         return transport
 
     def credentials_for(self, org: Organization) -> Credentials:
@@ -117,13 +121,18 @@ class Connections:
                                  "(/console → Connect Azure DevOps)")
         return self.entra.credentials(candidates[0][0])
 
-    def azure_devops_at(self, url: str, credentials: Credentials, *, what: str) -> AzureDevOpsClient:
-        """A client for an organization URL with given credentials (onboarding acts as the person asking)."""
+    def azure_devops_at(self, url: str, credentials: Credentials, *, what: str, org: Organization | None = None
+                        ) -> AzureDevOpsClient:
+        """A client for an organization URL with given credentials (onboarding acts as the person asking),
+        speaking the organization's API version and trusting its CA bundle when it is a configured one."""
         url = check_base_url(url, allow_insecure_http=self.settings.allow_insecure_http, what=what)
-        return AzureDevOpsClient(url, credentials, transport=self._transport(), timeout=self.settings.http_timeout)
+        api_version = org.api_version if org is not None and org.api_version else API_VERSION
+        return AzureDevOpsClient(url, credentials, api_version=api_version,
+                                 transport=self._transport(org.ca_bundle if org is not None else None),
+                                 timeout=self.settings.http_timeout)
 
     def azure_devops(self, org: Organization) -> AzureDevOpsClient:
-        return self.azure_devops_at(org.url, self.credentials_for(org), what=f"organization {org.name}")
+        return self.azure_devops_at(org.url, self.credentials_for(org), what=f"organization {org.name}", org=org)
 
     def dbt_cloud(self, account: DbtAccount) -> DbtCloudClient:
         if not account.api_token_enc:
@@ -132,3 +141,21 @@ class Connections:
                              what=f"dbt Cloud account {account.id}")
         return DbtCloudClient(url, account.id, self.box.decrypt(account.api_token_enc), transport=self._transport(),
                               timeout=self.settings.http_timeout)
+
+
+DEPLOYMENTS = {"hosted": "Azure DevOps Services", "onPremises": "Azure DevOps Server"}
+
+
+def check_server(client: AzureDevOpsClient, organization: str) -> str:
+    """What the organization's server is, read with one cheap call (connectionData) at the organization's API
+    version; a ConfigError saying which version to set when the server does not serve that one."""
+    try:
+        found = client.connection_data()
+    except VersionOutOfRange as exc:
+        newest = f"; set api_version: '{exc.supported}'" if exc.supported else ""
+        raise ConfigError(f"organization {organization}: {client.base_url} does not serve REST API "
+                          f"{client.api_version}{newest} for it (7.0 for Server 2022, 6.0 for Server 2020)") from None
+    kind = DEPLOYMENTS.get(found["deployment"], found["deployment"])
+    note = "" if found["deployment"] == "hosted" or client.api_version != API_VERSION else \
+        " (an on-premises server: set api_version to what it serves, 7.0 for Server 2022, 6.0 for Server 2020)"
+    return f"{kind}, REST API {client.api_version} answered{note}"

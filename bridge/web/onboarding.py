@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, select
 
 from .. import catalog
 from ..contracts import JobKind, SetupStep
+from ..domain import SERVICES_API_VERSION
 from ..errors import ConfigError
 from ..models import (
     Connection,
@@ -183,9 +184,10 @@ def choose_organization():
         else:
             organizations = sorted(s.scalars(select(Organization.name)).all())
         accounts = s.scalars(select(DbtAccount.id)).all()
+        servers = sorted(s.scalars(select(Organization.name).where(Organization.api_version != SERVICES_API_VERSION)))
     if not accounts and is_admin():
         return page("import", "import/no_dbt_account.html")
-    return page("import", "import/organization.html", organizations=organizations,
+    return page("import", "import/organization.html", organizations=organizations, servers=servers,
                 who=session.get("name") if me else None, admin=is_admin())
 
 

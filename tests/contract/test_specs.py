@@ -7,31 +7,21 @@ running bridge sent (tests/integration/test_zz_contract.py).
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from werkzeug.serving import make_server
 
 from bridge import errors
 from bridge.clients.azure_devops import AzureDevOpsClient, PersonalAccessToken
 from bridge.clients.dbt_cloud import DbtCloudClient
-from bridge.dev.sandbox import create_sandbox_app
+from bridge.dev.sandbox import serving
 from bridge.dev.sandbox.control import SandboxControl, wait_until
-from bridge.dev.stack import free_port
 from bridge.domain import RunStatus, StatusContext, StatusState, StatusUpdate
 from tests.specs import check_exchange, find_operation
 
 
 @pytest.fixture(scope="module")
 def sandbox():
-    port = free_port()
-    app = create_sandbox_app(f"http://127.0.0.1:{port}")
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}", app.extensions["world"]
-    server.shutdown()
-    app.extensions["world"].stop()
+    with serving() as (url, app):
+        yield url, app.extensions["world"]
 
 
 def test_specs_are_readable_and_have_the_operations_we_use():

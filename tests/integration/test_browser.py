@@ -68,7 +68,8 @@ def test_a_new_admin_imports_a_repository_in_a_couple_of_clicks(bridge, browser)
         waiting(browser).until(lambda d: d.find_elements(By.XPATH, f"//button[text()='{PROJECT}']"))[0].click()
         waiting(browser).until(lambda d: d.find_elements(By.XPATH, f"//tr[td[text()='{REPO}']]//button"))
         browser.find_element(By.XPATH, f"//tr[td[text()='{REPO}']]//button[contains(., 'Set up CI')]").click()
-        button = waiting(browser).until(lambda d: d.find_elements(By.XPATH, "//button[text()='Set up CI']"))
+        waiting(browser).until(lambda d: d.find_elements(By.NAME, "policy"))  # the dbt Cloud job form
+        button = browser.find_elements(By.XPATH, "//button[text()='Set up CI']")
         assert browser.find_element(By.NAME, "policy").is_selected()  # requiring the status is the default
         browser.find_element(By.XPATH, "//input[@name='job_choice'][@value='create']").click()  # a new CI job
         name = browser.find_element(By.NAME, "job_name")

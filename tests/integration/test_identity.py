@@ -7,17 +7,14 @@ injected HTTP client; MSAL itself runs unmodified.
 from __future__ import annotations
 
 import re
-import threading
 from html import unescape
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from bridge.clients.azure_devops import AzureDevOpsClient
 from bridge.dev.entra_redirect import hosts_from_env, sandbox_hosts
-from bridge.dev.sandbox import create_sandbox_app
-from bridge.dev.stack import free_port
+from bridge.dev.sandbox import serving
 from bridge.errors import ConfigError
 from bridge.identity import EntraSettings, FlowRejected, Identity, IdentityError, ReauthRequired
 
@@ -28,16 +25,10 @@ ADA = {"oid": "0a0a0a0a-0000-4000-8000-00000000ada1", "tid": "7e7e7e7e-0000-4000
 
 @pytest.fixture(scope="module")
 def sandbox():
-    port = free_port()
-    app = create_sandbox_app(f"http://127.0.0.1:{port}")
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{port}"
-    requests.post(f"{url}/_sandbox/idp/setup", json={"clients": {CLIENT_ID: SECRET}, "users": [ADA],
-                                                      "sign_in": ADA["oid"]}, timeout=5).raise_for_status()
-    yield url
-    server.shutdown()
-    app.extensions["world"].stop()
+    with serving() as (url, _app):
+        requests.post(f"{url}/_sandbox/idp/setup", json={"clients": {CLIENT_ID: SECRET}, "users": [ADA],
+                                                          "sign_in": ADA["oid"]}, timeout=5).raise_for_status()
+        yield url
 
 
 @pytest.fixture

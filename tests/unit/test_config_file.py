@@ -151,3 +151,21 @@ def test_a_failing_repository_changes_nothing(database):
         config_file.apply(s, config_file.load(GOOD, env=ENV), box, resolve)
     with database.session() as s:
         assert s.scalars(select(Organization)).all() == []
+
+
+def test_server_collections_name_their_api_version_and_take_only_a_pat(tmp_path):
+    server = GOOD.replace("url: https://dev.azure.com/fabrikam        # any base URL",
+                          "url: https://tfs.example.com/tfs/DefaultCollection\n      api_version: '6.0'")
+    desired = config_file.load(server, env=ENV)
+    assert desired.organizations[0]["api_version"] == "6.0"
+    assert config_file.load(GOOD, env=ENV).organizations[0]["api_version"] == "7.1"
+    assert "must be 7.1 (Azure DevOps Services), 7.0 (Server 2022) or 6.0 (Server 2020)" in errors_of(
+        server.replace("'6.0'", "'5.0'"))
+    as_user = server.replace("      pat: ${ADO_PAT}\n", "      pat: ${ADO_PAT}\n      identity: {kind: user, "
+                             "upn: ci@fabrikam.example}\n")
+    assert "Azure DevOps Server (api_version 6.0) has no Microsoft Entra ID: use kind pat" in errors_of(as_user)
+    bundle = tmp_path / "corporate-ca.pem"
+    with_bundle = server.replace("      api_version: '6.0'", f"      api_version: '6.0'\n      ca_bundle: {bundle}")
+    assert "is not a readable file" in errors_of(with_bundle)
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert config_file.load(with_bundle, env=ENV).organizations[0]["ca_bundle"] == str(bundle)

@@ -118,3 +118,14 @@ def test_discovered_organizations_stay_on_the_configured_host(tmp_path):
     for hostile in ("evil.example/x", "a?b", "-x", "x/../y", "a@b", ""):
         with pytest.raises(OnboardingError, match="not an Azure DevOps organization name"):
             onboarding.org_url(hostile)
+
+
+def test_on_azure_devops_server_every_event_is_asked_for_at_1_0_and_the_comment_event_is_skipped():
+    from bridge.domain import HOOK_EVENTS, hook_events
+
+    assert hook_events("7.1") == (HOOK_EVENTS, ())
+    for version in ("7.0", "6.0"):
+        made, skipped = hook_events(version)
+        assert {v for _, v in made} == {"1.0"} and len(made) == 3
+        assert [e for e, _ in skipped] == ["ms.vss-code.git-pullrequest-comment-event"]
+        assert "/dbt commands are unavailable" in skipped[0][1]

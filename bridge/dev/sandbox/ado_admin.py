@@ -4,9 +4,11 @@ token sees and may do only what ``AzureDevOps.members`` grants (a PAT may do eve
 
 from __future__ import annotations
 
+import uuid
+
 from flask import Blueprint, jsonify, request
 
-from .ado_state import PERMISSION_NAMES
+from .ado_state import DEFAULT_PAT_OWNER, PERMISSION_NAMES
 from .answers import ado_error, bearer_identity, listing
 from .identity import IdentityState
 from .values import now_iso
@@ -29,6 +31,19 @@ def create_ado_admin_blueprint(world: World, identity: IdentityState) -> Bluepri
         return ado_error(403, f"Access denied. {name} needs {action} permissions to perform the action. "
                               "For more information, contact the Azure DevOps Server administrator.",
                          "UnauthorizedRequestException")
+
+    # -- who am I here, and what is this server (not in the specs; every version answers it) ----------------
+
+    @bp.get("/<org>/_apis/connectionData")
+    def connection_data(org):
+        caller = who()
+        me = {"id": caller["oid"] if caller else DEFAULT_PAT_OWNER, "providerDisplayName": caller["upn"] if caller
+              else "Sandbox PAT owner", "isActive": True}
+        return jsonify({"authenticatedUser": me, "authorizedUser": me,
+                        "instanceId": str(uuid.uuid5(uuid.NAMESPACE_URL, org)),
+                        "deploymentId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{org}/deployment")),
+                        "deploymentType": "onPremises" if org in world.ado.servers else "hosted",
+                        "locationServiceData": {"defaultAccessMappingMoniker": "PublicAccessMapping"}})
 
     # -- projects and repositories ---------------------------------------------------------------------
 

@@ -51,12 +51,33 @@ class AzureDevOps:
         self.events: dict[str, dict] = {}
         self.policies: dict[int, dict] = {}
         self.require_iteration_status = True
+        # Azure DevOps Server collections (served under /tfs/<collection>): collection → newest API version
+        self.servers: dict[str, str] = {}
         self._next_pr = 1
         self._next_status = 1
         self._next_policy = 1
         self._notification = 0
         self.add_project(DEFAULT_ORG, *DEFAULT_PROJECT)
         self.add_repo(DEFAULT_ORG, DEFAULT_PROJECT[0], *DEFAULT_REPO)
+
+    def org_base(self, org: str) -> str:
+        """An organization's URL, or a Server collection's (with the /tfs virtual directory)."""
+        return f"{self.base_url}/tfs/{org}" if org in self.servers else f"{self.base_url}/{org}"
+
+    def refuses_version(self, org: str, requested: str) -> str | None:
+        """The server's own message when a collection is asked for a REST API version newer than it serves."""
+        newest = self.servers.get(org)
+        if newest is None or not requested:
+            return None
+        asked = requested.split("-", 1)[0]
+        try:
+            too_new = tuple(map(int, asked.split("."))) > tuple(map(int, newest.split(".")))
+        except ValueError:
+            return f"The requested REST API version of {requested} is not valid."
+        if not too_new:
+            return None
+        return (f"The requested REST API version of {asked} is out of range for this server. The latest REST API "
+                f"version this server supports is {newest}.")
 
     # -- projects and repositories ---------------------------------------------------------------------
 
@@ -95,7 +116,7 @@ class AzureDevOps:
     def add_project(self, org: str, project_id: str, name: str) -> dict:
         with self.lock:
             project = {"id": project_id, "name": name, "org": org, "state": "wellFormed", "revision": 1,
-                       "visibility": "private", "url": f"{self.base_url}/{org}/_apis/projects/{project_id}"}
+                       "visibility": "private", "url": f"{self.org_base(org)}/_apis/projects/{project_id}"}
             self.projects[project_id] = project
             return project
 
@@ -125,17 +146,17 @@ class AzureDevOps:
         org = repo["org"]
         return {
             "id": repo["id"], "name": repo["name"],
-            "url": f"{self.base_url}/{org}/{project['id']}/_apis/git/repositories/{repo['id']}",
+            "url": f"{self.org_base(org)}/{project['id']}/_apis/git/repositories/{repo['id']}",
             "project": {k: project[k] for k in ("id", "name", "url", "state", "revision", "visibility")},
-            "remoteUrl": f"{self.base_url}/{org}/{project['name']}/_git/{repo['name']}",
-            "webUrl": f"{self.base_url}/{org}/{project['name']}/_git/{repo['name']}",
+            "remoteUrl": f"{self.org_base(org)}/{project['name']}/_git/{repo['name']}",
+            "webUrl": f"{self.org_base(org)}/{project['name']}/_git/{repo['name']}",
             "defaultBranch": "refs/heads/main", "size": 1024, "isDisabled": bool(repo.get("disabled")),
         }
 
     def pr_json(self, pr: dict) -> dict:
         repo = self.repos[pr["repository_id"]]
         org = repo["org"]
-        url = f"{self.base_url}/{org}/_apis/git/repositories/{repo['id']}/pullRequests/{pr['id']}"
+        url = f"{self.org_base(org)}/_apis/git/repositories/{repo['id']}/pullRequests/{pr['id']}"
         body = {
             "repository": self.repo_json(repo), "pullRequestId": pr["id"], "codeReviewId": pr["id"],
             "status": pr["status"], "createdBy": identity("Ada Developer"),
@@ -146,7 +167,7 @@ class AzureDevOps:
             "lastMergeTargetCommit": {"commitId": pr["base"], "url": f"{url}/commits/{pr['base']}"},
             "reviewers": [], "url": url, "supportsIterations": True,
             "artifactId": f"vstfs:///Git/PullRequestId/{repo['project_id']}%2f{repo['id']}%2f{pr['id']}",
-            "_links": {"web": {"href": f"{self.base_url}/{org}/_git/{repo['name']}/pullrequest/{pr['id']}"},
+            "_links": {"web": {"href": f"{self.org_base(org)}/_git/{repo['name']}/pullrequest/{pr['id']}"},
                        "statuses": {"href": f"{url}/statuses"}},
         }
         if pr.get("closed"):
@@ -227,10 +248,10 @@ class AzureDevOps:
                 "resource": resource, "resourceVersion": version,
                 "resourceContainers": {
                     "collection": {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, repo["org"])),
-                                   "baseUrl": f"{self.base_url}/{repo['org']}/"},
+                                   "baseUrl": f"{self.org_base(repo['org'])}/"},
                     "account": {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, repo["org"] + "/a")),
-                                "baseUrl": f"{self.base_url}/{repo['org']}/"},
-                    "project": {"id": repo["project_id"], "baseUrl": f"{self.base_url}/{repo['org']}/"}},
+                                "baseUrl": f"{self.org_base(repo['org'])}/"},
+                    "project": {"id": repo["project_id"], "baseUrl": f"{self.org_base(repo['org'])}/"}},
                 "createdDate": now_iso(), "org": repo["org"],
             }
             self.events[event["id"]] = event
@@ -274,7 +295,7 @@ class AzureDevOps:
         creator = {"id": hook["created_by"] if hook["created_by"] != "pat" else DEFAULT_PAT_OWNER,
                    "displayName": hook["created_by"]}
         return {"id": hook["subscription_id"],
-                "url": f"{self.base_url}/{hook['org']}/_apis/hooks/subscriptions/{hook['subscription_id']}",
+                "url": f"{self.org_base(hook['org'])}/_apis/hooks/subscriptions/{hook['subscription_id']}",
                 "status": hook["status"], "publisherId": "tfs", "eventType": hook["event_type"] or "",
                 "resourceVersion": hook["resource_version"] or "1.0", "consumerId": "webHooks",
                 "consumerActionId": "httpRequest", "eventDescription": "", "actionDescription": hook["url"],
@@ -303,7 +324,7 @@ class AzureDevOps:
             return policy
 
     def policy_json(self, policy: dict) -> dict:
-        url = f"{self.base_url}/{policy['org']}/{policy['project_id']}/_apis/policy/configurations/{policy['id']}"
+        url = f"{self.org_base(policy['org'])}/{policy['project_id']}/_apis/policy/configurations/{policy['id']}"
         return {"id": policy["id"], "revision": policy["revision"], "url": url,
                 "type": {"id": policy["type"]["id"], "displayName": "Status" if policy["type"]["id"] ==
                          STATUS_POLICY_TYPE else "Policy", "url": url},

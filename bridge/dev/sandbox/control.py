@@ -27,9 +27,9 @@ class SandboxControl:
         return self._post("/setup", body)
 
     def open_pr(self, *, repository: str = "dbt-analytics", title: str = "A change", draft: bool = False,
-                target: str = "main", source: str = "feature/x", deliver: bool = True) -> dict:
-        return self._post("/prs", {"repository": repository, "title": title, "draft": draft, "target": target,
-                                   "source": source, "deliver": deliver})
+                target: str = "main", source: str = "feature/x", deliver: bool = True, org: str = "fabrikam") -> dict:
+        return self._post("/prs", {"org": org, "repository": repository, "title": title, "draft": draft,
+                                   "target": target, "source": source, "deliver": deliver})
 
     def act(self, pr: int, action: str, *, deliver: bool = True, **body) -> dict:
         return self._post(f"/prs/{pr}/{action}", {"deliver": deliver, **body})

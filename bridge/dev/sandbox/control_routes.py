@@ -47,6 +47,8 @@ def create_control_blueprint(world: World) -> Blueprint:
                 world.ado.org_tenants = dict(body["org_tenants"] or {})
             if "members" in body:
                 world.ado.members = dict(body["members"] or {})
+            if "servers" in body:  # collection → newest REST API version (Server 2022: 7.0, Server 2020: 6.0)
+                world.ado.servers = dict(body["servers"] or {})
             if "require_iteration_status" in body:
                 world.ado.require_iteration_status = bool(body["require_iteration_status"])
         return jsonify({"ok": True})

@@ -17,6 +17,7 @@ from flask import Flask, Response, g, jsonify, request
 
 from .ado_admin import create_ado_admin_blueprint
 from .ado_git import create_git_blueprint
+from .answers import ado_error
 from .control_routes import create_control_blueprint
 from .dbt_admin import create_dbt_admin_blueprint
 from .dbt_runs import create_dbt_runs_blueprint
@@ -34,6 +35,9 @@ def create_sandbox_app(base_url: str) -> Flask:
                       create_ado_admin_blueprint(world, identity), create_dbt_runs_blueprint(world),
                       create_dbt_admin_blueprint(world), create_control_blueprint(world)):
         app.register_blueprint(blueprint)
+    # Azure DevOps Server collections answer the same APIs under the /tfs virtual directory.
+    app.register_blueprint(create_git_blueprint(world, identity), url_prefix="/tfs", name="tfs-git")
+    app.register_blueprint(create_ado_admin_blueprint(world, identity), url_prefix="/tfs", name="tfs-admin")
 
     # -- plumbing: latency, faults, auth, the exchange log ------------------------------------------
 
@@ -61,6 +65,10 @@ def create_sandbox_app(base_url: str) -> Flask:
         if service == "ado" and not _ado_authorized(world, identity):
             return jsonify({"message": "TF400813: The user is not authorized to access this resource.",
                             "typeKey": "UnauthorizedRequestException"}), 401
+        if service == "ado":
+            refused = world.ado.refuses_version(_organization(request.path), request.args.get("api-version", ""))
+            if refused:
+                return ado_error(400, refused, "VssVersionOutOfRangeException")
         return None
 
     def fault_response(service: str, fault) -> Response | None:
@@ -117,6 +125,12 @@ def create_sandbox_app(base_url: str) -> Flask:
     return app
 
 
+def _organization(path: str) -> str:
+    """The organization (or, under /tfs, the Server collection) a request path names."""
+    parts = path.strip("/").split("/")
+    return parts[1] if parts[0] == "tfs" and len(parts) > 1 else parts[0]
+
+
 def _acting_as(identity: IdentityState) -> str:
     """Who a request acted as, for the exchange log: "pat", "token" (dbt), "user:<oid>" or "anonymous"."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
@@ -134,7 +148,9 @@ def _ado_authorized(world: World, identity: IdentityState) -> bool:
         who = identity.who(value)
         if who is None:
             return False
-        org = request.path.strip("/").split("/", 1)[0]
+        org = _organization(request.path)
+        if org in world.ado.servers:
+            return False  # Azure DevOps Server knows no Entra ID tokens
         return org == "vssps" or world.ado.access_of(who, org) is not None  # a token of another tenant: 401
     if scheme.lower() != "basic":
         return False

@@ -14,10 +14,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .catalog import AdoRepository
+from .people import PersonId
 
 
 def utcnow() -> datetime:
@@ -269,6 +272,11 @@ class Connection(Base):
     sign_in_tenant: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    @classmethod
+    def of(cls, person: PersonId):
+        """The condition that picks a person's connections (by tenant and object id, whatever the case)."""
+        return and_(func.lower(cls.tenant_id) == person.tenant_id, func.lower(cls.oid) == person.object_id)
 
 
 class AuthFlow(Base):

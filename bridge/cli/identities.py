@@ -183,8 +183,7 @@ def orgs_identity(*, organization: str, kind: str, user: str | None, tenant: str
             org.identity_kind, org.identity_tid, org.identity_oid = "pat", None, None
         elif kind == "user":
             org.identity_kind, org.identity_tid, org.identity_oid = "user", person.tenant_id, person.object_id
-            connected = s.scalar(select(Connection.status).where(
-                func.lower(Connection.tenant_id) == person.tenant_id, func.lower(Connection.oid) == person.object_id))
+            connected = s.scalar(select(Connection.status).where(Connection.of(person)))
         else:
             secret = read_secret(secret_env, f"Client secret of {client_id}")
             org.identity_kind, org.identity_tid, org.identity_oid = "service_principal", None, None

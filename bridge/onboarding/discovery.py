@@ -19,9 +19,7 @@ def organizations(ctx: OnboardingContext, actor: Actor) -> list[str]:
     organizations configured here."""
     with ctx.db.session() as s:
         if actor.person:
-            rows = s.scalars(select(Connection).where(
-                func.lower(Connection.tenant_id) == actor.person.tenant_id,
-                func.lower(Connection.oid) == actor.person.object_id)).all()
+            rows = s.scalars(select(Connection).where(Connection.of(actor.person))).all()
             return sorted({o for c in rows if c.status == "ok" for o in (c.organizations or [])})
         return sorted(s.scalars(select(Organization.name)).all())
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..clients.azure_devops import API_VERSION, AzureDevOpsClient, Credentials, PersonalAccessToken
 from ..clients.dbt_cloud import DbtCloudClient
@@ -110,9 +110,7 @@ class Connections:
             raise ConfigError("acting as a connected person needs Entra ID (BRIDGE_ENTRA_CLIENT_ID)")
         with self.db.session() as s:
             candidates = s.execute(select(Connection.id, Connection.organizations, Connection.status)
-                                   .where(func.lower(Connection.tenant_id) == person.tenant_id,
-                                          func.lower(Connection.oid) == person.object_id)
-                                   .order_by(Connection.id)).all()
+                                   .where(Connection.of(person)).order_by(Connection.id)).all()
         wanted = (organization or "").lower()
         candidates = sorted(candidates, key=lambda c: (wanted not in {o.lower() for o in c[1] or []},
                                                        c[2] != "ok"))

@@ -31,7 +31,7 @@ from ..access import decide
 from ..connect import FLOW_TTL, SIGN_IN_TTL
 from ..identity import REDIRECT_PATH, FlowRejected, IdentityError
 from ..models import Connection
-from ..people import LOCAL_ADMIN
+from ..people import LOCAL_ADMIN, PersonId
 from .pages import check_csrf, is_admin, page, person, role, signed_in, subject
 from .services import services
 from .sessions import renew
@@ -65,9 +65,9 @@ def _finish_sign_in(flows, sealed: str, answer: dict) -> Response:
     decision = decide(claims, services().settings.access)
     if decision.role is None:
         return make_response(page("sign in", message=decision.reason + ".", error=True, status=403))
-    tid, oid = str(claims.get("tid") or "").lower(), str(claims.get("oid") or "").lower()
-    _begin_session(f"entra:{oid}@{tid}", claims.get("preferred_username") or oid, via="entra", claims={
-        "tid": tid, "oid": oid, "preferred_username": claims.get("preferred_username") or "",
+    who = PersonId(str(claims.get("tid") or ""), str(claims.get("oid") or ""))
+    _begin_session(who.subject, claims.get("preferred_username") or who.object_id, via="entra", claims={
+        "tid": who.tenant_id, "oid": who.object_id, "preferred_username": claims.get("preferred_username") or "",
         "groups": list(claims.get("groups") or ()), "_claim_names": dict(claims.get("_claim_names") or {})})
     return redirect(url_for("console.home"))
 
@@ -79,8 +79,7 @@ def _begin_session(subject: str, name: str, *, via: str, claims: dict | None = N
 
 def _visible(connection: Connection) -> bool:
     """Admins see every connection; other people only their own (the account, or one they connected)."""
-    me = person()
-    return is_admin() or (me is not None and me == (connection.tenant_id.lower(), connection.oid.lower())) \
+    return is_admin() or person() == PersonId(connection.tenant_id, connection.oid) \
         or connection.connected_by == subject()
 
 

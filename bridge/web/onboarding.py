@@ -42,7 +42,7 @@ def _acting_person() -> dict | None:
     """Whose Azure DevOps token onboarding uses: the signed-in person's (Entra sign-in), or None (the local
     admin token: each organization's configured identity)."""
     found = person()
-    return None if found is None else {"tid": found[0], "oid": found[1], "name": session.get("name", "")}
+    return None if found is None else {"tid": found.tenant_id, "oid": found.object_id, "name": session.get("name", "")}
 
 
 JOBS_KEPT = timedelta(days=7)
@@ -94,8 +94,7 @@ def repositories():
         if not is_admin():
             me = person()
             reached = set() if me is None else {o.lower() for c in s.scalars(select(Connection).where(
-                func.lower(Connection.tenant_id) == me[0], func.lower(Connection.oid) == me[1],
-                Connection.status == "ok")) for o in (c.organizations or [])}
+                Connection.of(me), Connection.status == "ok")) for o in (c.organizations or [])}
             query = query.join(Organization).where(func.lower(Organization.name).in_(reached))
         for repo in s.scalars(query):
             hooks = s.scalars(select(HookSubscriptionRecord).where(
@@ -176,8 +175,7 @@ def choose_organization():
     me = person()
     with services().db.session() as s:
         if me:
-            mine = s.scalars(select(Connection).where(func.lower(Connection.tenant_id) == me[0],
-                                                      func.lower(Connection.oid) == me[1])).all()
+            mine = s.scalars(select(Connection).where(Connection.of(me))).all()
             if not any(c.status == "ok" for c in mine):
                 return page("import", "import/connect_first.html")
             organizations = sorted({o for c in mine if c.status == "ok" for o in (c.organizations or [])})

@@ -10,6 +10,7 @@ from flask import abort, g, redirect, render_template, request, session, url_for
 from werkzeug.routing import BaseConverter
 
 from ..access import decide
+from ..people import PersonId
 from .services import services
 
 ID_DIGITS = 18  # every id fits a signed 64-bit column; longer or non-ASCII digits are no id of ours
@@ -74,10 +75,10 @@ def subject() -> str:
     return session.get("subject", "") if role() else ""
 
 
-def person() -> tuple[str, str] | None:
-    """The signed-in person's (tenant id, object id); None for the local admin token or nobody."""
+def person() -> PersonId | None:
+    """The signed-in person; None for the local admin token or nobody."""
     claims = session.get("claims") or {}
-    return (claims["tid"], claims["oid"]) if role() and session.get("via") == "entra" else None
+    return PersonId(claims["tid"], claims["oid"]) if role() and session.get("via") == "entra" else None
 
 
 def is_admin() -> bool:

@@ -14,7 +14,7 @@ import secrets
 from datetime import timedelta
 
 from flask import Flask, Request, Response, request
-from flask.sessions import SessionInterface, SessionMixin
+from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import delete, or_
 from werkzeug.datastructures import CallbackDict
@@ -51,9 +51,10 @@ class ServerSessions(SessionInterface):
     def __init__(self, db: Database, *, lifetime: float, idle: float):
         self.db = db
         self.lifetime, self.idle = timedelta(seconds=lifetime), timedelta(seconds=idle)
+        self._cookies = SecureCookieSessionInterface()
 
     def _signer(self, app: Flask) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(app.secret_key, salt="bridge-anonymous-session")
+        return self._cookies.get_signing_serializer(app)  # Flask's own signed-cookie format, for visitors
 
     def open_session(self, app: Flask, request: Request) -> ServerSession:
         value = request.cookies.get(self.get_cookie_name(app), "")

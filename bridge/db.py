@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -64,6 +65,18 @@ class Database:
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
+
+
+def describe_database_error(exc: BaseException) -> str:
+    """One line an operator can act on: the driver's own first line (the host and cause), never the URL."""
+    if isinstance(exc, NoSuchModuleError):
+        return ("BRIDGE_DATABASE_URL names a database driver that is not installed or misspelt; use "
+                "postgresql+psycopg://USER@HOST/DB or sqlite:///PATH")
+    if isinstance(exc, ArgumentError):
+        return "BRIDGE_DATABASE_URL is not a database URL; use postgresql+psycopg://USER@HOST/DB or sqlite:///PATH"
+    cause = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
 
 
 def alembic_config(url: str):

@@ -129,6 +129,10 @@ class LockBusy(Transient, BridgeError):
     lock store cannot be reached; try again shortly."""
 
 
+class LockStoreUnavailable(LockBusy):
+    """Redis, which keeps the locks, did not answer: nobody holds the lock, nobody can take it."""
+
+
 class OutboxUnavailable(Transient, BridgeError):
     """A delivery could not be committed (database down or refusing): answered 503, so it is sent again."""
 

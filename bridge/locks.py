@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import redis
 
-from .errors import LockBusy
+from .errors import LockBusy, LockStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def redis_lock_factory(client: redis.Redis, timeout: float):
         try:
             acquired = handle.acquire()
         except redis.exceptions.RedisError as exc:
-            raise LockBusy(f"{key}: Redis is unreachable ({type(exc).__name__})") from None
+            raise LockStoreUnavailable(f"{key}: Redis is unreachable ({type(exc).__name__})") from None
         if not acquired:
             raise LockBusy(key)
         done = threading.Event()

@@ -73,6 +73,8 @@ class Settings:
     worker_prefetch: int = 1         # tasks a worker reserves per thread beyond the running ones
     worker_db_pool: int = 32         # database connections a worker process may hold (≥ its thread count)
     azure_devops_url: str = "https://dev.azure.com"  # where organizations found through a connection live
+    heartbeat_timeout: float = 60.0   # /readyz warns when no worker (or beat) has beaten for this long
+    delivery_quiet: float = 259200.0  # /readyz warns after this long with no delivery from Azure DevOps (0: off)
     hook_check_interval: float = 900.0  # beat: how often service hooks and dbt webhooks are checked and healed
     log_format: str = "text"          # text | json (one object per line)
     session_lifetime: float = 28800.0  # a console session ends this many seconds after sign-in

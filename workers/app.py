@@ -15,6 +15,7 @@ from bridge.contracts import CHECK_SUBSCRIPTIONS, POLL_QUIET_RUNS, SWEEP_DELIVER
 from bridge.crypto import SecretBox
 from bridge.db import Database
 from bridge.dispatch import Dispatcher, celery_config
+from bridge.heartbeats import Beating, Heartbeats, broker_client
 from bridge.identity import IdentityHosts
 from bridge.locks import redis_lock_factory
 from bridge.logs import configure as configure_logs
@@ -61,13 +62,32 @@ def create_celery_app(settings: Settings | None = None, *, identity_hosts: Ident
     lock = redis_lock_factory(lock_client, settings.lock_timeout)
     connections = Connections.from_settings(settings, db, box, lock, identity_hosts=identity_hosts)
     reconciler = Reconciler(db, connections, lock, metrics)
+    heartbeats = Heartbeats(broker_client(settings.broker_url), settings.heartbeat_timeout)
     attach(app, Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections,
                          onboarding=Onboarding(settings, db, box, connections, lock),
-                        relay=OutboxRelay(db, Dispatcher(settings, app=app), interval=settings.relay_interval)))
+                        relay=OutboxRelay(db, Dispatcher(settings, app=app), interval=settings.relay_interval),
+                        heartbeats=heartbeats))
 
     from . import tasks  # noqa: F401 - its shared tasks join every app
     app.steps["worker"].add(RelayStep)
+    app.steps["worker"].add(HeartbeatStep)
+    signals.beat_init.connect(lambda **_: Beating(heartbeats, "beat").start(), weak=False,
+                              dispatch_uid="bridge-beat-heartbeat")
     return app
+
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """Beats for the worker process (``bridge/heartbeats.py``), so /readyz can tell when none is running."""
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.beating = Beating(runtime_of(worker.app).heartbeats, "worker")
+
+    def start(self, worker):
+        self.beating.start()
+
+    def stop(self, worker):
+        self.beating.stop()
 
 
 class RelayStep(bootsteps.StartStopStep):

@@ -12,6 +12,7 @@ from bridge.ci.reconcile import Reconciler
 from bridge.db import Database
 from bridge.deliveries.store import DeliveryStore
 from bridge.errors import ConfigError
+from bridge.heartbeats import Heartbeats
 from bridge.metrics import Metrics
 from bridge.onboarding import Onboarding
 from bridge.services.connections import Connections
@@ -32,6 +33,7 @@ class Runtime:
     connections: Connections
     onboarding: Onboarding
     relay: OutboxRelay  # started by RelayStep in workers (not in beat); the sweeper drains through it too
+    heartbeats: Heartbeats  # beaten by HeartbeatStep in workers and from beat_init in beat
 
     @property
     def deliveries(self) -> DeliveryStore:

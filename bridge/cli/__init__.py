@@ -9,7 +9,10 @@ and values put into a message go through ``data()``; both strip control characte
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import sys
 
 import click
 from rich.console import Console
@@ -20,7 +23,13 @@ from rich.text import Text
 from ..errors import ConfigError
 from ..settings import Settings
 
-console = Console(soft_wrap=True)
+# Not a terminal (a pipe, CI's log) and no COLUMNS: no 80-column wrapping of what scripts and logs read.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 500)
+
+
+def print_json(document: object) -> None:
+    """The ``--json`` convention: one JSON document on standard output, nothing else."""
+    click.echo(json.dumps(document, indent=2, default=str))
 
 
 # C0 and C1 control characters but tab and newline: escape sequences, bells, backspaces, carriage returns.
@@ -57,18 +66,59 @@ def new_table(title: str, *columns: str) -> Table:
 
 
 def load_settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    """The settings; a ConfigError becomes one line and exit code 3 (``failures.py``)."""
+    return Settings.from_env()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def open_database(settings: Settings | None = None, *, create: bool = False):
+    """The configured database. A SQLite file that does not exist is refused unless ``create``: a command run
+    outside the environment it belongs to must not leave an empty database behind."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from ..db import Database
+
+    settings = settings or load_settings()
+    url = make_url(settings.database_url) if "://" in settings.database_url else None
+    if url is not None and url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not create and not Path(url.database).exists():
+        default = "" if "BRIDGE_DATABASE_URL" in os.environ else \
+            f" (BRIDGE_DATABASE_URL is not set, so the default {settings.database_url} is used)"
+        raise ConfigError(f"there is no database at {Path(url.database).resolve()}{default}: set "
+                          "BRIDGE_DATABASE_URL to the bridge's database, or create one with `bridge db upgrade`")
+    return Database(settings.database_url)
+
+
+class BridgeGroup(click.Group):
+    """Turns every error of the bridge, the database and the broker into one line and an exit code
+    (``failures.py``); ``--debug`` lets the traceback through instead."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if ctx.meta.get("bridge.debug"):
+                raise
+            from .failures import explain
+
+            message, code = explain(exc)
+            click.echo(f"Error: {clean(message)}", err=True)
+            ctx.exit(code)
+
+
+@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the traceback of a failure instead of one line.")
 @click.version_option(package_name="ado-dbt-bridge")
-def main() -> None:
-    """ado-dbt bridge: dbt Cloud pull-request CI for Azure DevOps."""
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """ado-dbt bridge: dbt Cloud pull-request CI for Azure DevOps.
 
-
+    Exit codes: 0 done, 1 failed or needs a person, 2 wrong usage, 3 configuration, 4 database, 5 broker.
+    """
+    ctx.meta["bridge.debug"] = debug
 
 
 def lock(settings: Settings):
@@ -96,10 +146,7 @@ def dev_identity_hosts():
         if exc.name not in ("bridge.dev", "bridge.dev.entra_redirect"):
             raise
         return None
-    try:
-        return hosts_from_env()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return hosts_from_env()
 
 
 def read_secret(env_name: str | None, prompt: str) -> str:
@@ -118,14 +165,10 @@ def read_secret(env_name: str | None, prompt: str) -> str:
 def api_access():
     """(settings, database, secret box, API clients) for a command that calls Azure DevOps or dbt Cloud."""
     from ..crypto import SecretBox
-    from ..db import Database
 
     settings = load_settings()
-    try:
-        box = SecretBox(settings.require_secret_keys())
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    database = Database(settings.database_url)
+    box = SecretBox(settings.require_secret_keys())
+    database = open_database(settings)
     return settings, database, box, connections_for(settings, database, box)
 
 
@@ -141,14 +184,13 @@ def find_person(spec: str):
     exactly one connection has (the operator typed it; what is kept is the tenant and object id)."""
     from sqlalchemy import func, select
 
-    from ..db import Database
     from ..models import Connection
     from ..people import PersonId
 
     person = PersonId.parse(spec)
     if person is not None:
         return person
-    with Database(load_settings().database_url).session() as s:
+    with open_database().session() as s:
         found = s.execute(select(Connection.oid, Connection.tenant_id)
                           .where(func.lower(Connection.upn) == spec.strip().lower())).all()
     if len(found) == 1:

@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from ..catalog import AdoRepository
-from ..errors import BridgeError, ConfigError
+from ..errors import BridgeError
 from ..settings import Settings
-from . import connections_for, console, data, load_settings, main, new_table
+from . import connections_for, console, data, load_settings, main, new_table, open_database
 
 # -- database -----------------------------------------------------------------------------------------
 
@@ -56,10 +56,7 @@ def config_check(file: Path | None) -> None:
     """Validate FILE (default: BRIDGE_CONFIG) without touching the database or calling Azure DevOps."""
     settings = load_settings()
     file = _config_path(file, settings)
-    try:
-        desired = _load_config(file, settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    desired = _load_config(file, settings)
     console.print(f"{data(file)}: valid ({len(desired.organizations)} organizations, {len(desired.accounts)} dbt "
                   f"accounts, {len(desired.repositories)} repositories)")
 
@@ -71,18 +68,14 @@ def config_apply(file: Path | None) -> None:
     any part is wrong."""
     from .. import config_file
     from ..crypto import SecretBox
-    from ..db import Database
     from ..services.connections import check_server
 
     settings = load_settings()
     file = _config_path(file, settings)
-    try:
-        desired = _load_config(file, settings)
-        box = SecretBox(settings.require_secret_keys())
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    desired = _load_config(file, settings)
+    box = SecretBox(settings.require_secret_keys())
 
-    database = Database(settings.database_url)
+    database = open_database(settings)
     # Repository names are resolved as the identity each organization acts as (a PAT, a connected user, a
     # service principal), exactly as the workers will call Azure DevOps.
     clients = connections_for(settings, database, box)
@@ -128,13 +121,12 @@ def keys_rotate() -> None:
     from sqlalchemy import select
 
     from ..crypto import SecretBox
-    from ..db import Database
     from ..models import DbtAccount, Organization
 
     settings = load_settings()
     box = SecretBox(settings.require_secret_keys())
     count = 0
-    with Database(settings.database_url).session() as s:
+    with open_database(settings).session() as s:
         for obj, attrs in [(o, ("pat_enc", "webhook_password_enc")) for o in s.scalars(select(Organization))] + \
                 [(a, ("api_token_enc", "webhook_secret_enc")) for a in s.scalars(select(DbtAccount))]:
             for attr in attrs:

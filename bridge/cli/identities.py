@@ -7,8 +7,19 @@ import sys
 import click
 
 from ..domain import SERVICES_API_VERSION
-from ..errors import BridgeError, ConfigError
-from . import build_onboarding, console, data, find_person, load_settings, main, new_table, read_secret, text
+from ..errors import BridgeError
+from . import (
+    build_onboarding,
+    console,
+    data,
+    find_person,
+    load_settings,
+    main,
+    new_table,
+    open_database,
+    read_secret,
+    text,
+)
 
 # -- connections -------------------------------------------------------------------------------------
 
@@ -22,11 +33,10 @@ def connections_list() -> None:
     """Who is connected, which organizations they reach, and what to do about a dead connection."""
     from sqlalchemy import select
 
-    from ..db import Database
     from ..models import Connection
 
     settings = load_settings()
-    with Database(settings.database_url).session() as s:
+    with open_database(settings).session() as s:
         rows = s.scalars(select(Connection).order_by(Connection.id)).all()
     table = new_table("connections", "id", "user", "person (object id@tenant id)", "organizations", "health")
     for c in rows:
@@ -55,10 +65,9 @@ def orgs_list() -> None:
     """Organizations and who reads their PRs and posts their statuses."""
     from sqlalchemy import select
 
-    from ..db import Database
     from ..models import Organization
 
-    with Database(load_settings().database_url).session() as s:
+    with open_database().session() as s:
         rows = s.scalars(select(Organization).order_by(Organization.name)).all()
     table = new_table("organizations", "name", "url", "REST API", "acts as")
     for org in rows:
@@ -153,7 +162,6 @@ def orgs_identity(*, organization: str, kind: str, user: str | None, tenant: str
     from sqlalchemy import func, select
 
     from ..crypto import SecretBox
-    from ..db import Database
     from ..models import Connection, Organization
 
     settings = load_settings()
@@ -164,12 +172,9 @@ def orgs_identity(*, organization: str, kind: str, user: str | None, tenant: str
     if kind != "pat" and settings.entra is None:
         raise click.ClickException(f"--kind {kind} needs Entra ID: set BRIDGE_ENTRA_CLIENT_ID and "
                                    "BRIDGE_ENTRA_CLIENT_SECRET first")
-    try:
-        box = SecretBox(settings.require_secret_keys())
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    box = SecretBox(settings.require_secret_keys())
     person = find_person(user) if kind == "user" else None
-    with Database(settings.database_url).session() as s:
+    with open_database(settings).session() as s:
         org = s.scalar(select(Organization).where(func.lower(Organization.name) == organization.lower()))
         if org is None:
             known = ", ".join(s.scalars(select(Organization.name).order_by(Organization.name))) or "none"
@@ -213,18 +218,14 @@ def dbt() -> None:
 def dbt_add_account(account_id: int, url: str, token_env: str | None) -> None:
     """Add (or update) a dbt Cloud account and check its service token against dbt Cloud."""
     from ..crypto import SecretBox
-    from ..db import Database
     from ..models import DbtAccount
     from ..urls import check_base_url
 
     settings = load_settings()
-    try:
-        url = check_base_url(url, allow_insecure_http=settings.allow_insecure_http, what="--url")
-        box = SecretBox(settings.require_secret_keys())
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    url = check_base_url(url, allow_insecure_http=settings.allow_insecure_http, what="--url")
+    box = SecretBox(settings.require_secret_keys())
     token = read_secret(token_env, f"Service token of dbt Cloud account {account_id}")
-    with Database(settings.database_url).session() as s:
+    with open_database(settings).session() as s:
         account = s.get(DbtAccount, account_id) or DbtAccount(id=account_id, url=url)
         account.url, account.api_token_enc = url, box.encrypt(token)
         s.merge(account)

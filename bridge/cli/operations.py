@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from . import console, load_settings, main, new_table
+from . import console, load_settings, main, new_table, open_database, print_json
+from .failures import BrokerRefused
 
 # -- pull requests -------------------------------------------------------------------------------
 
@@ -20,7 +21,7 @@ def prs_sweep() -> None:
     from ..dispatch import Dispatcher
 
     if not Dispatcher(load_settings()).sweep_pull_requests():
-        raise click.ClickException("could not reach the broker (BRIDGE_BROKER_URL)")
+        raise BrokerRefused("could not reach the broker (BRIDGE_BROKER_URL)")
     console.print("sweep queued; the workers reconcile what differs")
 
 
@@ -38,7 +39,6 @@ def deliveries() -> None:
 @click.option("--id", "ids", type=int, multiple=True, help="Only these deliveries.")
 def deliveries_retry(states: tuple[str, ...], ids: tuple[int, ...]) -> None:
     """Run deliveries again. Safe: processing is idempotent, so a delivery already acted on changes nothing."""
-    from ..db import Database
     from ..deliveries.states import DeliveryState
     from ..deliveries.store import DeliveryStore, NotSent, Selection
     from ..dispatch import Dispatcher
@@ -46,10 +46,10 @@ def deliveries_retry(states: tuple[str, ...], ids: tuple[int, ...]) -> None:
     settings = load_settings()
     selection = Selection(states=frozenset(DeliveryState(s) for s in states), ids=ids)
     try:  # claimed and sent in one transaction: if the broker refuses, nothing changes
-        sent = DeliveryStore(Database(settings.database_url)).drain(Dispatcher(settings).process_deliveries,
+        sent = DeliveryStore(open_database(settings)).drain(Dispatcher(settings).process_deliveries,
                                                                      selection)
     except NotSent:
-        raise click.ClickException("could not reach the broker (BRIDGE_BROKER_URL); nothing was changed, "
+        raise BrokerRefused("could not reach the broker (BRIDGE_BROKER_URL); nothing was changed, "
                                    "try again once it answers") from None
     if not sent:
         console.print(f"no {'/'.join(states)} deliveries" + (" with those ids" if ids else ""))
@@ -61,29 +61,54 @@ def deliveries_retry(states: tuple[str, ...], ids: tuple[int, ...]) -> None:
 
 @main.command()
 @click.option("--limit", default=20, show_default=True)
-def status(limit: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on standard output, for scripts.")
+def status(limit: int, as_json: bool) -> None:
     """Recent pull requests, their runs and the delivery backlog."""
     from sqlalchemy import func, select
 
-    from ..db import Database
-    from ..models import CiRun, Delivery, PullRequestRecord, Repository
+    from ..models import Delivery, PullRequestRecord, Repository
 
     settings = load_settings()
-    with Database(settings.database_url).session() as s:
+    with open_database(settings).session() as s:
         backlog = s.execute(select(Delivery.source, Delivery.state, func.count())
                             .group_by(Delivery.source, Delivery.state)).all()
-        prs = s.scalars(select(PullRequestRecord).order_by(PullRequestRecord.id.desc()).limit(limit)).all()
-        table = new_table("pull requests", "repository", "PR", "state", "head", "runs (newest last)",
-                          "last decision")
-        for pr in prs:
-            repo = s.get(Repository, pr.repository_id)
-            runs = " ".join(f"{r.kind}:{r.dbt_run_id or '-'}:{r.posted_state or '?'}" for r in
-                            s.scalars(select(CiRun).where(CiRun.pull_request_ref == pr.id).order_by(CiRun.id)))
-            table.add_row(repo.name if repo else "?", str(pr.pull_request_id),
-                          pr.status + (" (draft)" if pr.is_draft else ""), (pr.head_commit or "")[:8], runs,
-                          pr.last_reason or "")
+        rows = s.execute(select(PullRequestRecord, Repository).join(
+            Repository, Repository.id == PullRequestRecord.repository_id)
+            .order_by(PullRequestRecord.id.desc()).limit(limit)).all()
+        prs = [_pull_request(pr, repo) for pr, repo in rows]
+    if as_json:
+        print_json({"pull_requests": prs,
+                    "deliveries": [{"source": src, "state": st, "count": n} for src, st, n in backlog]})
+        return
+    table = new_table("pull requests", "repository", "PR", "state", "head", "runs (newest last)", "last decision")
+    for pr in prs:
+        runs = "\n".join(f"{r['kind']} {r['dbt_run_id'] or '-'}: {r['outcome']}" for r in pr["runs"])
+        table.add_row(pr["repository"], str(pr["pull_request_id"]), pr["state"] + (" (draft)" if pr["draft"] else ""),
+                      (pr["head_commit"] or "")[:8], runs, pr["last_decision"] or "")
     console.print(table)
     deliveries = new_table("deliveries", "source", "state", "count")
     for source, state, n in backlog:
         deliveries.add_row(source, state, str(n))
     console.print(deliveries)
+
+
+def _pull_request(pr, repo) -> dict:
+    return {"repository": f"{repo.organization.name}/{repo.ado_project_name}/{repo.name}",
+            "pull_request_id": pr.pull_request_id, "state": pr.status, "draft": pr.is_draft,
+            "head_commit": pr.head_commit, "last_decision": pr.last_reason,
+            "runs": [{"kind": r.kind, "dbt_run_id": r.dbt_run_id, "outcome": run_outcome(r),
+                      "posted_state": r.posted_state, "start_error": r.start_error} for r in pr.runs]}
+
+
+def run_outcome(run) -> str:
+    """What became of a run, in words: its start error, dbt Cloud's verdict, or what was posted."""
+    from ..domain import RunStatus
+
+    if run.start_error:
+        return f"could not start: {run.start_error}"
+    status = RunStatus.parse(run.status)
+    if status is not None:
+        word = {RunStatus.SUCCESS: "succeeded", RunStatus.ERROR: "failed", RunStatus.CANCELLED: "cancelled"}.get(
+            status, "running")
+        return word + (" (superseded)" if run.superseded else "")
+    return run.posted_state or ("starting" if run.dbt_run_id is None else "running")

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import BridgeError
-from . import AS_OPTION, actor_for, build_onboarding, console, data, load_settings, main, new_table, text
+from . import AS_OPTION, actor_for, build_onboarding, console, data, main, new_table, open_database, text
 
 # -- repositories and their service hooks (onboarding) ----------------------------------------------
 
@@ -149,14 +149,13 @@ def _print_reports(reports) -> None:
 def _linked_repository(spec: str) -> int:
     from sqlalchemy import func, select
 
-    from ..db import Database
     from ..models import Organization, Repository
 
     parts = spec.split("/")
     if len(parts) != 3:
         raise click.UsageError("name the repository as ORGANIZATION/PROJECT/REPOSITORY")
     org, project, name = (p.lower() for p in parts)
-    with Database(load_settings().database_url).session() as s:
+    with open_database().session() as s:
         found = s.scalar(select(Repository.id).join(Organization).where(
             func.lower(Organization.name) == org, func.lower(Repository.name) == name,
             (func.lower(Repository.ado_project_name) == project) | (func.lower(Repository.ado_project_id) == project)))
@@ -208,10 +207,9 @@ def hooks_status() -> None:
     """Every subscription the bridge keeps, its last known state and what a person must fix (exit 1 if any)."""
     from sqlalchemy import select
 
-    from ..db import Database
     from ..models import DbtWebhookRecord, HookSubscriptionRecord, Repository
 
-    with Database(load_settings().database_url).session() as s:
+    with open_database().session() as s:
         names = {r.id: f"{r.organization.name}/{r.ado_project_name}/{r.name}" for r in s.scalars(select(Repository))}
         rows = [(names.get(h.repository_id, "?"), h.event_type, h.status, h.healed, h.last_healed_reason, h.problem)
                 for h in s.scalars(select(HookSubscriptionRecord).order_by(HookSubscriptionRecord.repository_id,
@@ -234,14 +232,18 @@ def hooks_status() -> None:
 @hooks.command("check")
 def hooks_check() -> None:
     """Check and heal every subscription now (beat does this every BRIDGE_HOOK_CHECK_INTERVAL seconds)."""
-    from ..errors import LockBusy
+    from ..errors import LockBusy, LockStoreUnavailable
 
     try:
         counts = build_onboarding().check_health()
+    except LockStoreUnavailable:
+        raise  # not "already running": one line and exit code 5 (failures.py)
     except LockBusy as exc:
         raise click.ClickException(f"a health check or set-up is already running ({exc}); try again shortly") \
             from None
     console.print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no subscriptions to check")
+    if counts.get("unchecked"):
+        sys.exit(1)  # some could not be checked at all: bridge hooks status says why
 
 
 @hooks.command("rotate")

@@ -9,7 +9,7 @@ import logging
 from sqlalchemy import select, update
 
 from ..domain import HOOK_EVENTS
-from ..errors import ApiError, BridgeError
+from ..errors import ApiError, BridgeError, ConfigError
 from ..models import (
     DbtWebhookRecord,
     HookSubscriptionRecord,
@@ -50,6 +50,8 @@ def check_org(ctx: OnboardingContext, org_id: int, org_name: str, counts: dict) 
     try:
         ado = ctx.azure_devops(Actor(f"organization {org_name}"), org_name)
         remote = {h.subscription_id: h for h in ado.list_subscriptions()}
+    except ConfigError:
+        raise  # the checker's own fault (e.g. a key that cannot read the stored token), not the subscriptions'
     except BridgeError as exc:
         problem = (f"could not list service hooks of {org_name} as its configured identity: {problem_of(exc)} "
                    "(it needs View subscriptions permission)")
@@ -79,6 +81,8 @@ def check_account(ctx: OnboardingContext, account_id: int, counts: dict) -> None
                             .where(DbtWebhookRecord.dbt_account_id == account_id)).all()
     try:
         dbt = ctx.dbt(account_id)
+    except ConfigError:
+        raise
     except BridgeError as exc:
         log.warning("dbt webhooks of account %s not checked: %s", account_id, exc)
         return

@@ -12,6 +12,7 @@ from ..connect import ConnectFlows
 from ..crypto import SecretBox
 from ..db import Database
 from ..dispatch import Dispatcher
+from ..heartbeats import Heartbeats, broker_client
 from ..identity import REDIRECT_PATH, Identity, IdentityHosts
 from ..logs import configure as configure_logs
 from ..metrics import DatabaseCollector, Metrics
@@ -40,7 +41,8 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
         flows = ConnectFlows(db, box, identity)
         identity_url = identity.browser_uri(settings.entra.authority)
     WebServices(settings=settings, db=db, metrics=metrics, intake=intake, dispatcher=dispatcher, flows=flows,
-                box=box).install(app)
+                box=box, heartbeats=Heartbeats(broker_client(settings.broker_url), settings.heartbeat_timeout)
+                ).install(app)
     # Console sessions live in the database (sessions.py); the key signs only what a visitor has before sign-in.
     app.secret_key = hashlib.sha256(b"bridge-session:" + (settings.secret_keys or ("",))[0].encode()).digest() \
         if settings.secret_keys else secrets.token_bytes(32)

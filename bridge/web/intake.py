@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from ..crypto import SecretBox
 from ..db import Database
 from ..deliveries.outbox import Outbox
+from ..errors import ConfigError
 from ..models import (
     CiRun,
     Connection,
@@ -56,6 +57,7 @@ class Intake:
         self._dbt_hooks: dict[str, tuple[int, str | None]] = {}
         self._forced_at = 0.0
         self._repos: dict[tuple[int, str], int] = {}
+        self._problem: str | None = None  # why some stored secret cannot be read, as of the last load
         self.outbox = Outbox(db)
 
     # -- credentials (cached briefly; config changes show within CACHE_SECONDS) -----------------------
@@ -70,26 +72,36 @@ class Intake:
             self._load()
 
     def _load(self) -> None:
+        problems: list[str] = []
+
+        def decrypt(token: str | None) -> str | None:
+            try:
+                return self._decrypt(token)
+            except ConfigError as exc:  # fail closed for this credential; the receivers answer 503 for it
+                problems.append(str(exc))
+                return None
+
         with self.db.session() as s:
             orgs = {}
             for org in s.scalars(select(Organization)):
-                password = self._decrypt(org.webhook_password_enc)
+                password = decrypt(org.webhook_password_enc)
                 if org.webhook_username and password:
                     orgs[org.webhook_username] = OrgCredentials(org.id, (password,))
             now = utcnow()
             for hook in s.scalars(select(HookSubscriptionRecord)):
-                passwords = [self._decrypt(hook.password_enc)]
+                passwords = [decrypt(hook.password_enc)]
                 until = hook.previous_valid_until
                 if hook.previous_password_enc and until and as_utc(until) > now:
-                    passwords.append(self._decrypt(hook.previous_password_enc))
+                    passwords.append(decrypt(hook.previous_password_enc))
                 passwords = tuple(p for p in passwords if p)
                 if passwords:
                     orgs[hook.username] = OrgCredentials(hook.organization_id, passwords)
-            accounts = {a.id: self._decrypt(a.webhook_secret_enc) for a in s.scalars(select(DbtAccount))}
-            dbt_hooks = {h.dbt_webhook_id: (h.dbt_account_id, self._decrypt(h.secret_enc))
+            accounts = {a.id: decrypt(a.webhook_secret_enc) for a in s.scalars(select(DbtAccount))}
+            dbt_hooks = {h.dbt_webhook_id: (h.dbt_account_id, decrypt(h.secret_enc))
                          for h in s.scalars(select(DbtWebhookRecord)) if h.dbt_webhook_id}
             repos = {(r.organization_id, r.ado_repository_id.lower()): r.id for r in s.scalars(select(Repository))}
         self._orgs, self._accounts, self._dbt_hooks, self._repos = orgs, accounts, dbt_hooks, repos
+        self._problem = problems[0] if problems else None
         self._loaded_at = time.monotonic()
 
     def _reload_now(self) -> bool:
@@ -104,9 +116,19 @@ class Intake:
             return True
 
     def _decrypt(self, token: str | None) -> str | None:
-        if not token or self.box is None:
-            return None  # fail closed: without a key nothing authenticates
+        """Raises ConfigError when a stored secret cannot be read (no key, or not the key it was sealed with)."""
+        if not token:
+            return None
+        if self.box is None:
+            raise ConfigError("BRIDGE_SECRET_KEY is not set, so the stored webhook credentials cannot be read; "
+                              "set the key they were stored with")
         return self.box.decrypt(token)
+
+    def secrets_problem(self) -> str | None:
+        """Why some stored webhook credential cannot be read with the configured keys (None: all can).
+        Deliveries that may be meant for such a credential are answered 503, never refused as unauthorized."""
+        self._refresh()
+        return self._problem
 
     def authenticate_organization(self, username: str | None, password: str | None) -> int | None:
         """The organization whose webhook credentials (its own, or one of the bridge's subscriptions') these

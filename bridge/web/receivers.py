@@ -3,7 +3,9 @@
 Answer discipline (Azure DevOps disables subscriptions that answer 410 and puts on probation those that
 fail, so "not interested" is always 200): 202 accepted (committed; the workers' relay queues it); 200
 duplicate, ignored or test delivery; 400 malformed; 401 bad credentials; 405 not a POST; 413 too large;
-415 not JSON; 503 database unavailable.
+415 not JSON; 503 with ``Retry-After`` when the bridge cannot accept it now (database unavailable, or a
+configuration fault such as stored credentials the configured keys cannot read): never 500, so Azure DevOps
+retries instead of disabling the subscription.
 
 Not Flask routes but a WSGI layer in front of the app (``Receivers``, installed by ``create_app``): the hot
 path skips request contexts (docs/benchmarks.md). Every other path goes to Flask unchanged.
@@ -28,7 +30,7 @@ from ..deliveries.codec import encode
 from ..deliveries.outbox import OutboxUnavailable, compact_json
 from ..deliveries.states import DeliveryState
 from ..domain import IgnoredEvent, PullRequestEvent
-from ..errors import PayloadError
+from ..errors import ConfigError, PayloadError
 from ..metrics import Metrics
 from ..webhooks import azure_devops, dbt_cloud
 from .intake import Intake
@@ -71,6 +73,7 @@ class Receivers:
         self._handlers = {ADO: self.azure_devops, DBT: self.dbt_cloud}
         self._counted: dict[tuple[str, str], object] = {}  # metric children by (source, outcome), looked up once
         self._timed = {source: metrics.ingest_seconds.labels(source=source) for source in PATHS.values()}
+        self._logged_faults: set[str] = set()  # configuration faults already logged by this process
 
     def __call__(self, environ, start_response):
         source = PATHS.get(environ.get("PATH_INFO", ""))
@@ -84,6 +87,8 @@ class Receivers:
                 response = self._handlers[source](environ)
             except (SQLAlchemyError, OutboxUnavailable) as exc:
                 response = self._unavailable(exc)
+            except ConfigError as exc:
+                response = self._misconfigured(source, str(exc))
         return response(environ, start_response)
 
     # -- answers -------------------------------------------------------------------------------------
@@ -100,6 +105,15 @@ class Receivers:
         log.error("database unavailable while receiving a delivery: %s", type(exc).__name__)
         return Answer(503, {"outcome": "unavailable", "error": "database unavailable; retry later"},
                       [("Retry-After", "5")])
+
+    def _misconfigured(self, source: str, cause: str) -> Answer:
+        """A configuration fault: 503 so the sender retries once it is fixed; its cause logged once per process."""
+        if cause not in self._logged_faults:
+            self._logged_faults.add(cause)
+            log.error("deliveries are answered 503 until the configuration is fixed: %s", cause)
+        response = self._answer(source, "misconfigured", 503, error="the bridge is misconfigured; retry later")
+        response.headers.append(("Retry-After", "30"))
+        return response
 
     def _body(self, environ, source: str) -> tuple[bytes | None, Answer | None]:
         """The raw body, or the answer for a body that is too large (413, without reading it) or not JSON."""
@@ -141,6 +155,8 @@ class Receivers:
         basic = auth is not None and auth.type == "basic"
         organization_id = intake.authenticate_organization(auth.username if basic else None,
                                                            auth.password if basic else None)
+        if organization_id is None and (problem := intake.secrets_problem()):
+            return self._misconfigured(ADO, problem)  # the credentials may be right: we cannot read ours
         if organization_id is None:
             response = self._answer(ADO, "unauthorized", 401, error="bad or missing Basic credentials")
             response.headers.append(("WWW-Authenticate", 'Basic realm="ado-dbt-bridge"'))
@@ -176,6 +192,8 @@ class Receivers:
         except PayloadError as exc:
             return self._answer(DBT, "malformed", 400, error=str(exc))
         if not intake.verify_dbt(account_id, webhook_id, body, environ.get("HTTP_AUTHORIZATION")):
+            if problem := intake.secrets_problem():
+                return self._misconfigured(DBT, problem)
             return self._answer(DBT, "unauthorized", 401, error="signature missing or wrong for this account")
         try:
             event = dbt_cloud.parse(body)

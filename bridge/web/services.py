@@ -10,6 +10,7 @@ from ..connect import ConnectFlows
 from ..crypto import SecretBox
 from ..db import Database
 from ..dispatch import Dispatcher
+from ..heartbeats import Heartbeats
 from ..metrics import Metrics
 from ..settings import Settings
 from .intake import Intake
@@ -27,6 +28,7 @@ class WebServices:
     dispatcher: Dispatcher
     flows: ConnectFlows | None  # None: Entra ID is not configured (or there is no key to keep flows with)
     box: SecretBox | None       # None: no BRIDGE_SECRET_KEY, so nothing secret can be stored or read
+    heartbeats: Heartbeats      # the workers' and beat's, read by /readyz
     token_sign_ins: Throttle = field(default_factory=Throttle)  # failed admin-token sign-ins per address
 
     def install(self, app: Flask) -> None:

@@ -81,11 +81,18 @@ class Bridge:
         answer.raise_for_status()
         return answer.text
 
-    def readiness(self) -> dict:
+    def readiness(self, web: str | None = None) -> dict:
         """/readyz as a signed-in admin sees it: what is wrong, and the warnings."""
-        admin = Person(self.web, self.sandbox.url)
+        admin = Person(web or self.web, self.sandbox.url)
         assert admin.sign_in_with_token(ADMIN_TOKEN).status_code == 200
         return admin.get("/readyz").json()
+
+    def warnings(self, web: str | None = None) -> dict[str, list[str]]:
+        """/readyz's warnings as an admin sees them: their messages by name."""
+        named: dict[str, list[str]] = {}
+        for warning in self.readiness(web).get("warnings", []):
+            named.setdefault(warning["name"], []).append(warning["message"])
+        return named
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +106,7 @@ def bridge(infra, redis_url, postgres_url) -> Bridge:
                                "BRIDGE_SWEEP_INTERVAL": "1", "BRIDGE_SWEEP_AFTER": "2",
                                "BRIDGE_TASK_MAX_RETRIES": "6", "BRIDGE_HTTP_TIMEOUT": "3",
                                "BRIDGE_VISIBILITY_TIMEOUT": "15", "BRIDGE_REDISPATCH_AFTER": "10",
+                               "BRIDGE_HEARTBEAT_TIMEOUT": "6",
                                "BRIDGE_PR_SWEEP_INTERVAL": "0"})  # tests run it on demand
     return Bridge(running=running, db=Database(postgres_url), http=_client())
 

@@ -116,8 +116,7 @@ def test_workers_act_as_the_connected_user_and_stop_when_its_tokens_die(bridge):
         assert "AADSTS700082" in dead.status_reason
         assert "needs_reauth" in someone.get("/console").text
         assert sb.statuses(opened["pr"]) == []  # nothing posted, nothing retried in a loop
-        ready = bridge.readiness()
-        assert any("wait for an identity to be reconnected" in w for w in ready["warnings"])
+        assert any("wait for an identity to be reconnected" in w for w in bridge.warnings()["deliveries-blocked"])
 
         assert someone.connect_azure_devops().status_code == 200  # Ada connects again: the waiting work runs
         wait_until(lambda: sb.latest_state(opened["pr"], 1) == "succeeded", timeout=45,

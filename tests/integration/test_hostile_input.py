@@ -268,15 +268,22 @@ def test_credentials_are_compared_in_constant_time(client, monkeypatch):
     assert len(calls) == 3  # unknown users are compared too, so timing does not reveal who exists
 
 
-def test_without_an_encryption_key_every_delivery_is_refused(app, broker):
+def test_without_an_encryption_key_every_delivery_is_refused_for_now(app, broker):
+    """Fail closed, but as a configuration fault: 503 and Retry-After, so Azure DevOps and dbt Cloud send again
+    once the key is back, instead of a 401 that reads as "wrong credentials"."""
     url = app.extensions["bridge"].db.url
     keyless = create_app(Settings(database_url=url, broker_url=broker, secret_keys=()))
     client = keyless.test_client()
-    assert client.post("/webhooks/azure-devops", json=real(), headers=A).status_code == 401
+    with keyless.extensions["bridge"].db.session() as s:
+        stored = s.scalar(select(func.count()).select_from(Delivery))
+    answer = client.post("/webhooks/azure-devops", json=real(), headers=A)
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
     raw = DBT_FIXTURES[0].read_bytes()
     assert client.post("/webhooks/dbt-cloud", data=raw, headers={
-        "Content-Type": "application/json", "Authorization": signature(SECRET, raw)}).status_code == 401
+        "Content-Type": "application/json", "Authorization": signature(SECRET, raw)}).status_code == 503
     assert client.get("/readyz").status_code == 503
+    with keyless.extensions["bridge"].db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Delivery)) == stored  # nothing accepted
 
 
 def test_secrets_are_stored_encrypted(app):

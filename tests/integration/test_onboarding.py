@@ -136,8 +136,7 @@ def test_health_check_heals_what_may_be_healed_and_surfaces_the_rest(bridge, pro
             HookSubscriptionRecord.repository_id == select(Repository.id).where(Repository.name == SALES)
             .scalar_subquery()))
         assert healed.healed == 1 and "disabled by Azure DevOps" in healed.last_healed_reason  # the record of why
-    ready = bridge.readiness()
-    assert any("creator lost access" in w for w in ready.get("warnings", []))
+    assert any("creator lost access" in w for w in bridge.warnings()["subscription-unhealthy"])
     metrics = bridge.metrics()
     assert 'bridge_subscription_problems{kind="azure-devops"} 1.0' in metrics
 
@@ -382,7 +381,7 @@ def test_a_health_check_that_cannot_list_says_so_and_recovers(bridge, project):
              body={"message": "TF400813: not allowed to view subscriptions", "typeKey": "UnauthorizedRequestException"})
     try:
         code, out = cli(bridge, "hooks", "check")
-        assert code == 0 and "unchecked" in out, out
+        assert code == 1 and "unchecked" in out, out
         code, out = cli(bridge, "hooks", "status")
         assert code == 1 and "could not list service hooks of fabrikam" in out and "View subscriptions" in out
     finally:

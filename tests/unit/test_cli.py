@@ -35,7 +35,7 @@ def test_config_check_reads_bridge_config_and_reports_lines(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("ci_job: 42", "ci_job: x"))
     result = run("config", "check", str(bad), env=ENV)
-    assert result.exit_code == 1 and "line 18: repositories[0].ci_job: Not a valid integer." in result.output
+    assert result.exit_code == 3 and "line 18: repositories[0].ci_job: Not a valid integer." in result.output
     assert run("config", "check").exit_code == 2  # neither FILE nor BRIDGE_CONFIG
 
 
@@ -44,7 +44,7 @@ def test_config_apply_refuses_without_an_encryption_key(tmp_path):
     good.write_text(GOOD)
     result = run("config", "apply", str(good), env={**ENV, "BRIDGE_SECRET_KEY": "",
                                                      "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
-    assert result.exit_code == 1 and "BRIDGE_SECRET_KEY is not set" in result.output
+    assert result.exit_code == 3 and "BRIDGE_SECRET_KEY is not set" in result.output
 
 
 def test_keys_generate_prints_a_fernet_key():
@@ -148,7 +148,7 @@ def test_deliveries_retry_changes_nothing_when_the_broker_refuses(tmp_path):
     database, env, _ = _configured(tmp_path)  # its broker URL answers nothing
     seed_deliveries(database, "blocked", "failed", "processed", "blocked")
     result = run("deliveries", "retry", env=env)
-    assert result.exit_code == 1 and "could not reach the broker" in result.output
+    assert result.exit_code == 5 and "could not reach the broker" in result.output
     assert "nothing was changed" in result.output
     with database.session() as s:
         assert [d.state for d in s.scalars(select(Delivery).order_by(Delivery.id))] == [

@@ -64,7 +64,7 @@ class _Handler(logging.StreamHandler):
     """Ours, so that configuring again replaces it and leaves other handlers (a test runner's) alone."""
 
 
-def configure(fmt: str, *, level: int = logging.INFO) -> None:
+def configure(fmt: str, *, level: int | str = logging.INFO) -> None:
     """Send every record to stderr in ``fmt``."""
     handler = _Handler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

@@ -7,7 +7,9 @@ their own).
 
 from __future__ import annotations
 
+import difflib
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -15,17 +17,82 @@ from urllib.parse import urlsplit
 
 from .access import ConsoleAccess
 from .errors import ConfigError
+from .urls import check_base_url
+
+_OWN_READERS = frozenset({"secret_keys", "config_file", "entra", "admin_token", "metrics_token", "access"})
+# Read by other readers than Settings' fields: EntraSettings, ConsoleAccess, the process set-up
+# (deploy/gunicorn.conf.py, workers/app.py) and the dev tooling.
+OTHER_VARIABLES = frozenset({
+    "BRIDGE_SECRET_KEY", "BRIDGE_CONFIG", "BRIDGE_ADMIN_TOKEN", "BRIDGE_METRICS_TOKEN",
+    "BRIDGE_ENTRA_CLIENT_ID", "BRIDGE_ENTRA_CLIENT_SECRET", "BRIDGE_ENTRA_AUTHORITY",
+    "BRIDGE_ADMINS", "BRIDGE_ADMINS_BY_UPN", "BRIDGE_ADMIN_GROUPS", "BRIDGE_CONSOLE_TENANTS",
+    "BRIDGE_ACCESS_LOG", "BRIDGE_GIL_SWITCH_INTERVAL", "BRIDGE_ENTRA_TEST_BASE",
+})
+# Numbers where 0 means "off" or "none"; every other number must be above 0.
+_MAY_BE_ZERO = frozenset({"pr_sweep_interval", "hook_check_interval", "delivery_quiet", "proxy_hops",
+                          "task_max_retries"})
+_CHOICES = {"log_format": ("text", "json"), "log_level": ("debug", "info", "warning", "error")}
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _number(name: str, raw: str) -> float:
+def _parse(name: str, kind: str, raw: str) -> object:
+    variable = f"BRIDGE_{name.upper()}"
+    if kind == "bool":
+        if raw.lower() not in _FLAGS:
+            raise ConfigError(f"{variable} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+        return _FLAGS[raw.lower()]
+    if kind == "str":
+        if name in _CHOICES and raw.lower() not in _CHOICES[name]:
+            raise ConfigError(f"{variable} must be {' or '.join(_CHOICES[name])}, got {raw!r}")
+        return raw
     try:
-        return float(raw)
+        number = int(raw) if kind == "int" else float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        what = "a whole number" if kind == "int" else "a number"
+        raise ConfigError(f"{variable} must be {what}, got {raw!r}") from None
+    if number < 0 or (number == 0 and name not in _MAY_BE_ZERO):
+        raise ConfigError(f"{variable} must be {'0 or more' if name in _MAY_BE_ZERO else 'above 0'}, got {raw!r}")
+    return number
+
+
+def _token(env: Mapping[str, str], variable: str) -> str | None:
+    token = env.get(variable) or None
+    if token is not None and len(token) < 24:
+        raise ConfigError(f"{variable} must be at least 24 characters long")
+    return token
+
+
+def _unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """A mistyped setting would be silently ignored; name it, with the setting it probably meant."""
+    known = {f"BRIDGE_{f.name.upper()}" for f in fields(Settings) if f.name not in _OWN_READERS} | OTHER_VARIABLES
+    problems = []
+    for variable in sorted(v for v in env if v.startswith("BRIDGE_") and v not in known):
+        close = difflib.get_close_matches(variable, known, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else " (the README's settings table lists them all)"
+        problems.append(f"{variable} is not a setting{hint}")
+    return problems
+
+
+def _database_url(url: str) -> str | None:
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme in ("postgres", "postgresql"):
+        return (f"BRIDGE_DATABASE_URL uses {scheme}://, which loads no installed driver: "
+                "use postgresql+psycopg://USER@HOST/DB")
+    if scheme != "sqlite" and not scheme.startswith("postgresql+"):
+        return f"BRIDGE_DATABASE_URL must be postgresql+psycopg://USER@HOST/DB or sqlite:///PATH, got {_redacted(url)}"
+    return None
+
+
+def _broker_url(url: str) -> str | None:
+    if url.partition("://")[0] not in ("redis", "rediss", "unix"):
+        return f"BRIDGE_BROKER_URL must be a Redis URL (redis://HOST:PORT/DB or rediss://…), got {_redacted(url)}"
+    return None
+
+
+def _redacted(url: str) -> str:
+    """A URL as it may be shown: without a password."""
+    password = urlsplit(url).password
+    return repr(url.replace(f":{password}@", ":***@") if password else url)
 
 
 @dataclass(frozen=True)
@@ -77,6 +144,7 @@ class Settings:
     delivery_quiet: float = 259200.0  # /readyz warns after this long with no delivery from Azure DevOps (0: off)
     hook_check_interval: float = 900.0  # beat: how often service hooks and dbt webhooks are checked and healed
     log_format: str = "text"          # text | json (one object per line)
+    log_level: str = "info"           # debug | info | warning | error (gunicorn's own lines too)
     session_lifetime: float = 28800.0  # a console session ends this many seconds after sign-in
     session_idle: float = 3600.0       # … or after this many seconds without a request
     proxy_hops: int = 0               # trusted reverse proxies in front that set X-Forwarded-For / -Proto
@@ -90,41 +158,62 @@ class Settings:
             object.__setattr__(self, name, getattr(self, name).rstrip("/"))
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"BRIDGE_LOG_FORMAT must be text or json, got {self.log_format!r}")
+        object.__setattr__(self, "log_level", self.log_level.lower())
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"BRIDGE_LOG_LEVEL must be debug, info, warning or error, got {self.log_level!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every setting; raises one ConfigError with a line per problem, all found at once."""
         env = os.environ if env is None else env
-        own_readers = {"secret_keys", "config_file", "entra", "admin_token", "metrics_token", "access"}
+        problems: list[str] = []
         values: dict[str, object] = {}
         for setting in fields(cls):
             variable = f"BRIDGE_{setting.name.upper()}"
             raw = env.get(variable)
-            if setting.name in own_readers or raw in (None, ""):
+            if setting.name in _OWN_READERS or raw in (None, ""):
                 continue  # the field's default
-            if setting.type == "bool":
-                values[setting.name] = _flag(raw)
-            elif setting.type == "int":
-                values[setting.name] = int(_number(variable, raw))
-            elif setting.type.startswith("float"):
-                values[setting.name] = _number(variable, raw)
-            else:
-                values[setting.name] = raw
-        admin_token = env.get("BRIDGE_ADMIN_TOKEN") or None
-        if admin_token is not None and len(admin_token) < 24:
-            raise ConfigError("BRIDGE_ADMIN_TOKEN must be at least 24 characters long")
-        metrics_token = env.get("BRIDGE_METRICS_TOKEN") or None
-        if metrics_token is not None and len(metrics_token) < 24:
-            raise ConfigError("BRIDGE_METRICS_TOKEN must be at least 24 characters long")
-        config = env.get("BRIDGE_CONFIG")
-        return cls(
-            **values,
-            secret_keys=tuple(k.strip() for k in env.get("BRIDGE_SECRET_KEY", "").split(",") if k.strip()),
-            config_file=Path(config) if config else None,
-            entra=EntraSettings.from_env(env),
-            admin_token=admin_token,
-            metrics_token=metrics_token,
-            access=ConsoleAccess.from_env(env),
-        )
+            try:
+                values[setting.name] = _parse(setting.name, setting.type, raw.strip())
+            except ConfigError as exc:
+                problems.append(str(exc))
+        problems += _unknown_variables(env)
+        read = {"secret_keys": lambda: tuple(k.strip() for k in env.get("BRIDGE_SECRET_KEY", "").split(",")
+                                             if k.strip()),
+                "config_file": lambda: Path(env["BRIDGE_CONFIG"]) if env.get("BRIDGE_CONFIG") else None,
+                "entra": lambda: EntraSettings.from_env(env),
+                "admin_token": lambda: _token(env, "BRIDGE_ADMIN_TOKEN"),
+                "metrics_token": lambda: _token(env, "BRIDGE_METRICS_TOKEN"),
+                "access": lambda: ConsoleAccess.from_env(env)}
+        for name, reader in read.items():
+            try:
+                values[name] = reader()
+            except ConfigError as exc:
+                problems.append(str(exc))
+        insecure = bool(values.get("allow_insecure_http", False))
+        for name in ("public_url", "azure_devops_url"):
+            if name in values:
+                try:
+                    check_base_url(str(values[name]), allow_insecure_http=insecure, what=f"BRIDGE_{name.upper()}")
+                except ConfigError as exc:
+                    problems.append(str(exc))
+        for name, check in (("database_url", _database_url), ("broker_url", _broker_url)):
+            if name in values and (problem := check(str(values[name]))):
+                problems.append(problem)
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return cls(**values)
+
+    @classmethod
+    def at_start_up(cls) -> Settings:
+        """The process' settings; when they are wrong, every problem on a line of stderr and exit code 3 (no
+        traceback: the lines say what to fix)."""
+        try:
+            return cls.from_env()
+        except ConfigError as exc:
+            for line in str(exc).splitlines():
+                print(f"bridge: configuration problem: {line}", file=sys.stderr, flush=True)
+            raise SystemExit(3) from None
 
     def require_secret_keys(self) -> tuple[str, ...]:
         """Secrets are stored encrypted; without a key the bridge refuses to store or read them."""

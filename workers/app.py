@@ -37,10 +37,11 @@ def tune_worker_process() -> None:
 
 
 def create_celery_app(settings: Settings | None = None, *, identity_hosts: IdentityHosts | None = None) -> Celery:
-    settings = settings or Settings.from_env()
+    settings = settings or Settings.at_start_up()
     app = Celery("bridge-worker", set_as_current=True)
     # Our format (text or JSON lines, with delivery and run ids) instead of Celery's own set-up.
-    signals.setup_logging.connect(lambda **_: configure_logs(settings.log_format), weak=False,
+    signals.setup_logging.connect(lambda **_: configure_logs(settings.log_format, level=settings.log_level.upper()),
+                                  weak=False,
                                   dispatch_uid="bridge-logs")
     app.conf.update(celery_config(settings))
     app.conf.beat_schedule = {

@@ -23,11 +23,11 @@ from .sessions import ServerSessions
 
 
 def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHosts | None = None) -> Flask:
-    settings = settings or Settings.from_env()
+    settings = settings or Settings.at_start_up()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    configure_logs(settings.log_format)
+    configure_logs(settings.log_format, level=settings.log_level.upper())
 
     db = Database(settings.database_url)
     metrics = Metrics()

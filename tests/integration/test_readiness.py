@@ -3,6 +3,12 @@ service without stopping intake (the broker, the workers' and beat's heartbeats,
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from sqlalchemy import select
 
 from bridge.crypto import SecretBox, generate_key
@@ -11,6 +17,8 @@ from bridge.dev.stack import free_port
 from bridge.models import HookSubscriptionRecord, Repository
 
 from .test_receivers import ado_post, real_event
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_wrong_secret_key_fails_readiness_and_deliveries_get_503_not_500(bridge, infra):
@@ -94,3 +102,20 @@ def test_hooks_check_with_redis_down_says_so_rather_than_already_running(bridge,
     out = infra.run_cli({**bridge.env, "BRIDGE_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}, "hooks", "check")
     assert out.returncode == 5 and "could not reach Redis, the broker (BRIDGE_BROKER_URL)" in out.stderr, out
     assert "already running" not in out.stderr
+
+
+@pytest.mark.parametrize("process", ["web", "worker"])
+def test_wrong_settings_stop_a_process_at_start_up_with_a_line_per_problem(process, tmp_path):
+    bindir = Path(sys.executable).parent
+    argv = {"web": [str(bindir / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}",
+                    "--workers", "1", "bridge.web:create_app()"],
+            "worker": [str(bindir / "celery"), "-A", "workers.entry", "worker", "--pool", "solo"]}[process]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env.update({"BRIDGE_PUBLIC_URL": "bridge.example.com", "BRIDGE_POLL_INTERVAL": "abc",
+                "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
+    out = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.splitlines() if line.startswith("bridge: configuration problem: ")]
+    assert len(lines) == 2 and "BRIDGE_POLL_INTERVAL must be a number, got 'abc'" in lines[0], out.stderr
+    assert "is not an absolute http(s) URL" in lines[1]
+    assert "Traceback" not in out.stderr

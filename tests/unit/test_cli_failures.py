@@ -44,8 +44,9 @@ def test_db_upgrade_is_the_one_command_that_creates_it(tmp_path):
 
 
 @pytest.mark.parametrize(("url", "expected"), [
-    ("postgres://bridge@127.0.0.1/bridge", "names a database driver that is not installed or misspelt"),
-    ("not a url", "is not a database URL"),
+    ("postgres://bridge@127.0.0.1/bridge", "uses postgres://, which loads no installed driver"),
+    ("not a url", "must be postgresql+psycopg://USER@HOST/DB or sqlite:///PATH"),
+    ("postgresql+nodriver://bridge@127.0.0.1/bridge", "names a database driver that is not installed or misspelt"),
     ("postgresql+psycopg://bridge@127.0.0.1:1/bridge", "Connection refused"),
 ])
 def test_database_faults_are_one_line_with_the_cause(url, expected):

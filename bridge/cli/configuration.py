@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -9,7 +10,7 @@ import click
 from ..catalog import AdoRepository
 from ..errors import BridgeError
 from ..settings import Settings
-from . import connections_for, console, data, load_settings, main, new_table, open_database
+from . import actor_for, build_onboarding, connections_for, console, data, load_settings, main, new_table, open_database
 
 # -- database -----------------------------------------------------------------------------------------
 
@@ -61,11 +62,28 @@ def config_check(file: Path | None) -> None:
                   f"accounts, {len(desired.repositories)} repositories)")
 
 
+@config.command("plan")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), required=False)
+@click.option("--prune", is_flag=True, help="Also show what apply --prune would remove.")
+def config_plan(file: Path | None, prune: bool) -> None:
+    """Show what `config apply` would create, change and remove, with a diff per object (secrets masked);
+    changes nothing. Exit code 0 when nothing would change, 1 when something would."""
+    changes = _apply(file, commit=False, prune=prune)
+    if any(c.action not in ("unchanged", "not in the file") for c in changes):
+        sys.exit(1)
+
+
 @config.command("apply")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False), required=False)
-def config_apply(file: Path | None) -> None:
+@click.option("--prune", is_flag=True, help="Also remove organizations, dbt accounts and repositories the file no "
+                                            "longer lists (a repository is unlinked: its hooks are deleted).")
+def config_apply(file: Path | None, prune: bool) -> None:
     """Create or update what FILE (default: BRIDGE_CONFIG) describes; idempotent, and nothing changes if
-    any part is wrong."""
+    any part is wrong. Run `config plan` first to see the diff."""
+    _apply(file, commit=True, prune=prune)
+
+
+def _apply(file: Path | None, *, commit: bool, prune: bool) -> list:
     from .. import config_file
     from ..crypto import SecretBox
     from ..services.connections import check_server
@@ -87,17 +105,59 @@ def config_apply(file: Path | None) -> None:
             checked[org.name] = check_server(client, org.name)
         return client.get_repository(repo["project"], repo["repository"])
 
+    session = database.sessionmaker()
     try:
-        with database.session() as session:
-            changes = config_file.apply(session, desired, box, resolve)
+        changes = config_file.apply(session, desired, box, resolve)
+        stale = config_file.unlisted(session, desired, changes)
+        session.commit() if commit else session.rollback()
     except BridgeError as exc:
+        session.rollback()
         raise click.ClickException(f"{exc}\nnothing was changed") from None
-    table = new_table(f"bridge config apply {file}", "kind", "name", "result")
-    for change in changes:
-        table.add_row(change.kind, change.name, change.action)
-    console.print(table)
+    finally:
+        session.close()
+    if not commit:
+        changes += stale.changes("would be removed" if prune else "not in the file")
+    elif not prune:
+        changes += stale.changes("not in the file")
+    _print_changes(f"bridge config {'apply' if commit else 'plan'} {file}", changes)
+    if commit and prune:
+        _prune(database, stale)
+    elif stale.changes(""):
+        console.print(f"{len(stale.changes(''))} not in the file: `bridge config apply --prune` removes them")
     for name, server in checked.items():
         console.print(f"{data(name)}: {data(server)}")
+    return changes
+
+
+def _prune(database, stale) -> None:
+    """Unlink the repositories the file no longer lists (their hooks go too), then forget organizations and
+    accounts. A refusal stops here: what was applied stays, and running apply --prune again continues."""
+    from .. import config_file
+
+    onboarding, actor = build_onboarding(), actor_for(None)
+    table = new_table("removed (--prune)", "kind", "name", "result")
+    for repository_id, name in stale.repositories:
+        try:
+            steps = onboarding.unlink(repository_id, actor)
+        except BridgeError as exc:
+            raise click.ClickException(f"could not unlink {name}: {exc}; the rest of the file was applied, and "
+                                       "`bridge config apply --prune` again continues") from None
+        table.add_row("repository", name, "; ".join(f"{s.step}: {s.detail}" for s in steps if s.detail))
+    with database.session() as session:
+        config_file.remove(session, stale)
+    for _, name in stale.organizations:
+        table.add_row("organization", name, "removed")
+    for account in stale.accounts:
+        table.add_row("dbt account", str(account), "removed")
+    console.print(table)
+
+
+def _print_changes(title: str, changes: list) -> None:
+    table = new_table(title, "kind", "name", "result")
+    for change in changes:
+        diff = "".join(f"\n  {d.key}: {d.before} → {d.after}" for d in change.diffs)
+        table.add_row(change.kind, change.name, change.action + diff)
+    console.print(table)
 
 
 # -- keys ---------------------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ class SetupRun:
             return Step("link", "created", f"linked to dbt Cloud account {request.dbt_account}, job {job.id}, "
                                            f"status {context.genre}/{context.name}{note}")
         return Step("link", "repaired" if changed else "unchanged",
-                    f"updated {', '.join(changed)}" if changed else "already linked")
+                    f"updated {', '.join(d.key for d in changed)}" if changed else "already linked")
 
     def hooks(self) -> Step:
         with self.ctx.lock(f"hooks:{self.organization_id}"):

@@ -35,7 +35,7 @@ def test_config_check_reads_bridge_config_and_reports_lines(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("ci_job: 42", "ci_job: x"))
     result = run("config", "check", str(bad), env=ENV)
-    assert result.exit_code == 3 and "line 18: repositories[0].ci_job: Not a valid integer." in result.output
+    assert result.exit_code == 3 and "line 18: repositories[0].ci_job: must be a whole number" in result.output
     assert run("config", "check").exit_code == 2  # neither FILE nor BRIDGE_CONFIG
 
 

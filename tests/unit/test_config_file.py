@@ -70,13 +70,73 @@ def test_missing_environment_variable_names_the_variable_and_line():
 def test_wrong_values_name_key_and_line():
     text = GOOD.replace("ci_job: 42", "ci_job: forty-two").replace("drafts: skip", "drafts: maybe")
     message = errors_of(text)
-    assert "line 18: repositories[0].ci_job: Not a valid integer." in message
-    assert "line 20: repositories[0].drafts: Must be one of: skip, run." in message
+    assert "line 18: repositories[0].ci_job: must be a whole number" in message
+    assert "line 20: repositories[0].drafts: must be skip or run" in message
 
 
 def test_unknown_keys_are_refused_not_ignored():
     message = errors_of(GOOD.replace("    drafts: skip", "    drafts: skip\n    colour: blue"))
-    assert "line 21: repositories[0].colour: Unknown field." in message
+    assert "line 21: repositories[0].colour: is not a key here (keys here: ci_job, dbt_account, drafts" in message
+
+
+# The review's bad file (console-review.md §4): every problem in one round, in the file's own terms.
+REVIEWED = textwrap.dedent("""    azure_devops:
+      organisations:
+        - name: fabrikam
+          url: dev.azure.com/fabrikam
+          pat: ${ADO_PAT}
+    dbt_cloud:
+      accounts:
+        - id: one
+          url: http://cloud.getdbt.com
+          api_token: ${DBT_CLOUD_TOKN}
+    repositories:
+      - organization: fabrikm
+        project: Data
+        repo: dbt-analytics
+        dbt_account: 1
+        ci_job: "42"
+        target_branches: refs/heads/main
+        drafts: yes
+        status: ci
+    """)
+
+
+def test_every_problem_of_a_file_comes_in_one_round():
+    lines = errors_of(REVIEWED).splitlines()[1:]
+    expected = [
+        "line 2: azure_devops.organisations: is not a key here (did you mean organizations?)",
+        "line 8: dbt_cloud.accounts[0].id: must be a whole number",
+        "line 9: dbt_cloud.accounts[0].url: 'http://cloud.getdbt.com' uses plain http",
+        "line 10: environment variable DBT_CLOUD_TOKN is not set",
+        "line 12: repositories[0].organization: no organization named 'fabrikm' under azure_devops",
+        "line 14: repositories[0].repo: is not a key here (did you mean repository?)",
+        "line 16: repositories[0].ci_job: must be a whole number",
+        "line 17: repositories[0].target_branches: must be a list",
+        "line 18: repositories[0].drafts: must be skip or run",
+        "line 19: repositories[0].status: must be a mapping",
+    ]
+    for text in expected:
+        assert sum(line.strip().startswith(text) for line in lines) == 1, (text, lines)
+    assert "_schema" not in "\n".join(lines) and "dbt_account" not in "\n".join(lines)  # no echo of id: one
+    assert any("repositories[0].repository: is required" in line for line in lines)
+
+
+def test_an_organization_url_and_a_misspelt_reference_in_one_round():
+    text = GOOD.replace("url: https://dev.azure.com/fabrikam", "url: dev.azure.com/fabrikam").replace(
+        "- organization: fabrikam", "- organization: fabrikm")
+    message = errors_of(text)
+    assert "line 4: azure_devops.organizations[0].url: 'dev.azure.com/fabrikam' is not an absolute" in message
+    assert "no organization named 'fabrikm' under azure_devops (did you mean fabrikam?)" in message
+
+
+def test_a_repository_listed_twice_is_refused():
+    entry = GOOD[GOOD.index("  - organization: fabrikam"):]
+    twice = GOOD + entry.replace("ci_job: 42", "ci_job: 52").replace("Fabrikam-Fiber-Git\n", "fabrikam-fiber-git\n", 1)
+    message = errors_of(twice)
+    assert "repositories[1]: repository is listed twice (first at line 14); keep one entry" in message
+    accounts = GOOD.replace("    - id: 1\n", "    - id: 1\n      url: https://cloud.getdbt.com\n    - id: 1\n", 1)
+    assert "dbt_cloud account is listed twice" in errors_of(accounts)
 
 
 def test_references_must_exist():

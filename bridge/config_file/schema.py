@@ -1,28 +1,24 @@
-"""``bridge config apply FILE.yaml``: validate the declarative configuration, then upsert it.
+"""The configuration file's shape, and reading it: every problem of a file in one round, each naming its line
+and key in the file's own terms ("drafts must be skip or run", "did you mean repository?").
 
-A wrong file gets one error that names the key and its line, and nothing is changed. ``${VAR}`` is
-replaced from the environment so that secrets stay out of the file.
+``${VAR}`` is replaced from the environment so that secrets stay out of the file.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from .catalog import AdoRepository
-from .crypto import SecretBox
-from .errors import ApiError, ConfigError
-from .models import Connection, DbtAccount, Organization, Repository
-from .people import PersonId
-from .urls import check_base_url
+from ..errors import ConfigError
+from ..people import PersonId
+from ..urls import check_base_url
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # ``${VAR}`` is swapped for a plain token before YAML sees the text, so that the documented
@@ -31,6 +27,9 @@ _TOKEN = re.compile(r"__bridge_env_([A-Za-z_][A-Za-z0-9_]*)__")
 
 
 # -- schema -----------------------------------------------------------------------------------------
+
+_DRAFTS = "must be skip or run"
+
 
 class _Strict(Schema):
     class Meta:
@@ -116,7 +115,8 @@ class _Repository(_Strict):
     ci_job = fields.Int(required=True, strict=True, validate=validate.Range(min=1))
     target_branches = fields.List(fields.Str(validate=validate.Length(min=1)), load_default=list,
                                   allow_none=True)
-    drafts = fields.Str(load_default="skip", validate=validate.OneOf(["skip", "run"]))
+    drafts = fields.Str(load_default="skip", validate=validate.OneOf(["skip", "run"], error=_DRAFTS),
+                        error_messages={"invalid": _DRAFTS})  # `drafts: yes` is a YAML boolean
     status = fields.Nested(_Status, load_default=lambda: {"genre": "dbt-cloud", "name": "ci"})
     teardown_job = fields.Int(load_default=None, strict=True, allow_none=True, validate=validate.Range(min=1))
 
@@ -125,29 +125,6 @@ class _File(_Strict):
     azure_devops = fields.Nested(_AzureDevOps, load_default=lambda: {"organizations": []})
     dbt_cloud = fields.Nested(_DbtCloud, load_default=lambda: {"accounts": []})
     repositories = fields.List(fields.Nested(_Repository), load_default=list)
-
-    @validates_schema
-    def _references(self, data, **_):
-        orgs = [o["name"] for o in data["azure_devops"]["organizations"]]
-        accounts = [a["id"] for a in data["dbt_cloud"]["accounts"]]
-        errors: dict = {}
-        for name in {n for n in orgs if orgs.count(n) > 1}:
-            errors.setdefault("azure_devops", {}).setdefault("organizations", {})[orgs.index(name)] = {
-                "name": [f"organization {name!r} is listed twice"]}
-        users = [(o.get("webhook") or {}).get("username") for o in data["azure_devops"]["organizations"]]
-        for i, user in enumerate(users):
-            if user and users.count(user) > 1:
-                errors.setdefault("azure_devops", {}).setdefault("organizations", {})[i] = {
-                    "webhook": {"username": ["webhook usernames must differ between organizations"]}}
-        for i, repo in enumerate(data["repositories"]):
-            if repo["organization"] not in orgs:
-                errors.setdefault("repositories", {})[i] = {
-                    "organization": [f"no organization named {repo['organization']!r} under azure_devops"]}
-            elif repo["dbt_account"] not in accounts:
-                errors.setdefault("repositories", {})[i] = {
-                    "dbt_account": [f"no dbt_cloud account with id {repo['dbt_account']}"]}
-        if errors:
-            raise ValidationError(errors)
 
 
 # -- YAML with line numbers and ${VAR} ------------------------------------------------------------------
@@ -223,7 +200,7 @@ class Desired:
 
 def load(text: str, *, env: Mapping[str, str] | None = None, source: str = "config",
          allow_insecure_http: bool = False) -> Desired:
-    """Parse and validate; raises ConfigError naming every bad key with its line."""
+    """Parse and validate; raises one ConfigError listing every problem, by line, with its key."""
     env = os.environ if env is None else env
     try:
         node = yaml.compose(_VAR.sub(r"__bridge_env_\1__", text), Loader=yaml.SafeLoader)
@@ -234,10 +211,8 @@ def load(text: str, *, env: Mapping[str, str] | None = None, source: str = "conf
     if node is None:
         raise ConfigError(f"{source}: the file is empty")
     lines = _lines(node)
-    problems: list[str] = []
-    _substitute(node, env, problems)
-    if problems:
-        raise ConfigError(f"{source}:\n  " + "\n  ".join(problems))
+    unset: list[str] = []
+    _substitute(node, env, unset)
     try:
         data = _construct(node)
     except yaml.YAMLError as exc:
@@ -246,20 +221,132 @@ def load(text: str, *, env: Mapping[str, str] | None = None, source: str = "conf
         raise ConfigError(f"{source}: unsupported YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: line {lines.get(())}: the top level must be a mapping")
+    problems = [(int(line.split()[1].rstrip(":")), line) for line in unset]
+    unset_lines = {line for line, _ in problems}
     try:
         parsed = _File().load(data)
     except ValidationError as exc:
-        rows = [f"line {_line_of(lines, p) or '?'}: {_dotted(p)}: {msg}" for p, msg in _flatten(exc.messages)]
-        raise ConfigError(f"{source}: invalid configuration\n  " + "\n  ".join(sorted(rows, key=_row_key))) \
-            from None
-    for i, org in enumerate(parsed["azure_devops"]["organizations"]):
-        _check_url(org, lines, ("azure_devops", "organizations", i, "url"), allow_insecure_http, problems)
-    for i, acct in enumerate(parsed["dbt_cloud"]["accounts"]):
-        _check_url(acct, lines, ("dbt_cloud", "accounts", i, "url"), allow_insecure_http, problems)
+        parsed = None
+        for raw_path, raw_message in _flatten(exc.messages):
+            path, message = _in_the_files_terms(raw_path, raw_message)
+            line = _line_of(lines, path) or 0
+            if line not in unset_lines:  # a value left empty by an unset variable: that line says so already
+                problems.append((line, f"line {line or '?'}: {_dotted(path)}: {message}"))
+    problems += [(line, f"line {line}: {message}") for line, message in _cross_checks(data, lines, allow_insecure_http)]
     if problems:
-        raise ConfigError(f"{source}: invalid configuration\n  " + "\n  ".join(problems))
+        rows = sorted(dict.fromkeys(row for _, row in sorted(problems, key=lambda p: p[0])), key=_row_key)
+        raise ConfigError(f"{source}: invalid configuration\n  " + "\n  ".join(rows))
+    assert parsed is not None
+    for kind, section in (("azure_devops", "organizations"), ("dbt_cloud", "accounts")):
+        for entry in parsed[kind][section]:
+            entry["url"] = entry["url"].rstrip("/")
     return Desired(parsed["azure_devops"]["organizations"], parsed["dbt_cloud"]["accounts"],
                    parsed["repositories"])
+
+
+_PLAIN = {
+    "Missing data for required field.": "is required",
+    "Not a valid integer.": "must be a whole number",
+    "Not a valid string.": "must be text",
+    "Not a valid list.": "must be a list",
+    "Not a valid mapping type.": "must be a mapping",
+    "Invalid input type.": "must be a mapping",
+    "Field may not be null.": "must not be empty",
+}
+
+
+def _in_the_files_terms(path: tuple, message: str) -> tuple[tuple, str]:
+    """marshmallow's words for a problem as the file's reader thinks of it (no ``_schema``, "did you mean")."""
+    if path and path[-1] == "_schema":
+        path = path[:-1]
+    if message == "Unknown field.":
+        given, known = str(path[-1]), _keys_at(path[:-1])
+        close = [k for k in known if k.startswith(given) or given.startswith(k)] or \
+            difflib.get_close_matches(given, known, n=1, cutoff=0.6)
+        return path, "is not a key here" + (f" (did you mean {close[0]}?)" if close else
+                                            f" (keys here: {', '.join(sorted(_keys_at(path[:-1])))})")
+    if (m := re.fullmatch(r"Must be greater than or equal to (\d+)\.", message)):
+        return path, f"must be {m.group(1)} or more"
+    if (m := re.fullmatch(r"Length must be between (\d+) and (\d+)\.", message)):
+        return path, f"must be {m.group(1)} to {m.group(2)} characters long"
+    if (m := re.fullmatch(r"Shorter than minimum length (\d+)\.", message)):
+        return path, "must not be empty" if m.group(1) == "1" else f"must be at least {m.group(1)} characters long"
+    if (m := re.fullmatch(r"Must be one of: (.*)\.", message)):
+        return path, "must be " + " or ".join(m.group(1).split(", "))
+    return path, _PLAIN.get(message, message)
+
+
+def _keys_at(path: tuple) -> list[str]:
+    """The keys the schema allows in the mapping at ``path``."""
+    schema: Schema = _File()
+    for part in path:
+        if isinstance(part, int):
+            continue
+        found = schema.fields.get(part)
+        if isinstance(found, fields.List):
+            found = found.inner
+        if not isinstance(found, fields.Nested):
+            return []
+        schema = found.schema
+    return list(schema.fields)
+
+
+def _cross_checks(data: dict, lines: dict, allow_insecure: bool) -> list[tuple[int, str]]:
+    """What no single entry shows: URLs, names listed twice, references to what the file does not declare."""
+    out: list[tuple[int, str]] = []
+
+    def entries(*path: str) -> list[tuple[tuple, dict]]:
+        node = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        return [((*path, i), e) for i, e in enumerate(node)] if isinstance(node, list) else []
+
+    orgs, accounts = entries("azure_devops", "organizations"), entries("dbt_cloud", "accounts")
+    for path, entry in [*orgs, *accounts]:
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+            try:
+                check_base_url(entry["url"], allow_insecure_http=allow_insecure, what=_dotted((*path, "url")))
+            except ConfigError as exc:
+                out.append((_line_of(lines, (*path, "url")), str(exc)))
+
+    def twice(items: list[tuple[tuple, object]], what: str) -> None:
+        first: dict = {}
+        for path, value in items:
+            if value is None:
+                continue
+            if value in first:
+                out.append((_line_of(lines, path),
+                            f"{_dotted(path)}: {what} is listed twice (first at line {first[value]}); keep one entry"))
+            else:
+                first[value] = _line_of(lines, path)
+
+    def field_of(entry, *keys):
+        for k in keys:
+            entry = entry.get(k) if isinstance(entry, dict) else None
+        return entry.lower() if isinstance(entry, str) else entry
+
+    twice([(p, field_of(e, "name")) for p, e in orgs], "organization")
+    twice([(p, field_of(e, "webhook", "username")) for p, e in orgs], "webhook username")
+    twice([(p, field_of(e, "id")) for p, e in accounts], "dbt_cloud account")
+    repos = entries("repositories")
+    keys = [(p, tuple(field_of(e, k) for k in ("organization", "project", "repository"))) for p, e in repos]
+    twice([(p, k if None not in k else None) for p, k in keys], "repository")
+
+    names = {field_of(e, "name") for _, e in orgs}
+    ids = {field_of(e, "id") for _, e in accounts}
+    if not all(isinstance(i, int) for i in ids):
+        ids = None  # an account id is wrong already: references to it would only repeat that
+    for path, entry in repos:
+        org, account = field_of(entry, "organization"), field_of(entry, "dbt_account")
+        if isinstance(org, str) and org not in names:
+            close = difflib.get_close_matches(org, [n for n in names if isinstance(n, str)], n=1)
+            out.append((_line_of(lines, (*path, "organization")),
+                        f"{_dotted((*path, 'organization'))}: no organization named {entry['organization']!r} under "
+                        "azure_devops" + (f" (did you mean {close[0]}?)" if close else "")))
+        if isinstance(account, int) and ids is not None and account not in ids:
+            out.append((_line_of(lines, (*path, "dbt_account")),
+                        f"{_dotted((*path, 'dbt_account'))}: no dbt_cloud account with id {account}"))
+    return out
 
 
 def _row_key(row: str) -> int:
@@ -273,144 +360,6 @@ def _construct(node: yaml.Node):
         return loader.construct_document(node)
     finally:
         loader.dispose()
-
-
-def _check_url(entry: dict, lines: dict, path: tuple, allow_insecure: bool, problems: list[str]) -> None:
-    try:
-        entry["url"] = check_base_url(entry["url"], allow_insecure_http=allow_insecure, what=_dotted(path))
-    except ConfigError as exc:
-        problems.append(f"line {_line_of(lines, path)}: {exc}")
-
-
-# -- apply --------------------------------------------------------------------------------------------
-
-@dataclass
-class Change:
-    kind: str
-    name: str
-    action: str  # created | updated | unchanged
-
-
-RepositoryResolver = Callable[[Organization, dict], AdoRepository]
-"""(organization as just updated, repository entry) -> the repository; asks Azure DevOps as the identity the
-organization is configured to act as."""
-
-
-def _set_secret(box: SecretBox, obj, attr: str, value: str | None) -> bool:
-    current = getattr(obj, attr)
-    if value is None:
-        if current is not None:
-            setattr(obj, attr, None)
-            return True
-        return False
-    if current is not None and box.decrypt(current) == value:
-        return False
-    setattr(obj, attr, box.encrypt(value))
-    return True
-
-
-def _set(obj, attr: str, value) -> bool:
-    if getattr(obj, attr) == value:
-        return False
-    setattr(obj, attr, value)
-    return True
-
-
-def apply(session: Session, desired: Desired, box: SecretBox, resolve: RepositoryResolver) -> list[Change]:
-    """Upsert organizations, accounts and repositories. Runs inside the caller's transaction: if any step
-    fails (a repository Azure DevOps does not know, say) the caller rolls everything back."""
-    changes: list[Change] = []
-    orgs: dict[str, Organization] = {}
-    for entry in desired.organizations:
-        org = session.scalar(select(Organization).where(Organization.name == entry["name"]))
-        created = org is None
-        if created:
-            org = Organization(name=entry["name"], url=entry["url"])
-            session.add(org)
-        webhook = entry.get("webhook") or {}
-        identity = entry.get("identity") or {"kind": "pat"}
-        person = _person(session, entry["name"], identity) if identity["kind"] == "user" else None
-        sp = identity["kind"] == "service_principal"
-        changed = [_set(org, "url", entry["url"]), _set_secret(box, org, "pat_enc", entry.get("pat")),
-                   _set(org, "webhook_username", webhook.get("username")),
-                   _set_secret(box, org, "webhook_password_enc", webhook.get("password")),
-                   _set(org, "identity_kind", identity["kind"]),
-                   _set(org, "identity_tid", person.tenant_id if person else None),
-                   _set(org, "identity_oid", person.object_id if person else None),
-                   _set(org, "sp_tenant_id", identity.get("tenant") if sp else None),
-                   _set(org, "sp_client_id", identity.get("client_id")),
-                   _set(org, "api_version", entry["api_version"]), _set(org, "ca_bundle", entry.get("ca_bundle")),
-                   _set_secret(box, org, "sp_secret_enc", identity.get("client_secret"))]
-        orgs[entry["name"]] = org
-        changes.append(Change("organization", entry["name"], _action(created, any(changed))))
-    session.flush()
-
-    for entry in desired.accounts:
-        account = session.get(DbtAccount, entry["id"])
-        created = account is None
-        if created:
-            account = DbtAccount(id=entry["id"], url=entry["url"])
-            session.add(account)
-        changed = [_set(account, "url", entry["url"]),
-                   _set_secret(box, account, "api_token_enc", entry.get("api_token")),
-                   _set_secret(box, account, "webhook_secret_enc", entry.get("webhook_secret"))]
-        changes.append(Change("dbt account", str(entry["id"]), _action(created, any(changed))))
-    session.flush()
-
-    for entry in desired.repositories:
-        org = orgs[entry["organization"]]
-        try:
-            info = resolve(org, entry)
-        except ApiError as exc:
-            raise ConfigError(f"repository {entry['organization']}/{entry['project']}/{entry['repository']}: "
-                              f"Azure DevOps could not resolve it: {exc}") from None
-        status = entry.get("status") or {}
-        _, created, changed = link_repository(session, org.id, info, {
-            "dbt_account_id": entry["dbt_account"], "ci_job_id": entry["ci_job"],
-            "teardown_job_id": entry.get("teardown_job"),
-            "target_branches": list(entry.get("target_branches") or []), "drafts": entry["drafts"],
-            "status_genre": status.get("genre", "dbt-cloud"), "status_name": status.get("name", "ci")})
-        changes.append(Change("repository", f"{entry['organization']}/{info.project_name}/{info.name}",
-                              _action(created, any(changed))))
-    session.flush()
-    return changes
-
-
-def _person(session: Session, organization: str, identity: dict) -> PersonId:
-    """The connected person an organization acts as: by object id and tenant, or by a sign-in name that
-    exactly one connection has now (what is kept is the tenant and object id)."""
-    if identity.get("object_id"):
-        return PersonId(identity["tenant"], identity["object_id"])
-    found = session.execute(select(Connection.oid, Connection.tenant_id).where(
-        func.lower(Connection.upn) == identity["upn"].lower())).all()
-    if len(found) != 1:
-        why = "has not connected yet (connect in the console first)" if not found else \
-            f"names {len(found)} connections in different tenants"
-        raise ConfigError(f"organization {organization}: identity user {identity['upn']!r} {why}; or give "
-                          "object_id and tenant instead of upn")
-    return PersonId(found[0][1], found[0][0])
-
-
-def link_repository(session: Session, organization_id: int, info: AdoRepository,
-                    settings: dict) -> tuple[Repository, bool, list[str]]:
-    """Create or update the bridge's record of a repository (``info`` as Azure DevOps describes it, ``settings``
-    its CI columns); returns (row, created, names of the columns that changed). Shared by the configuration file
-    and onboarding, so both link a repository the same way."""
-    row = session.scalar(select(Repository).where(Repository.organization_id == organization_id,
-                                                  Repository.ado_repository_id == info.id))
-    created = row is None
-    if created:
-        row = Repository(organization_id=organization_id, ado_repository_id=info.id)
-        session.add(row)
-    wanted = {"ado_project_id": info.project_id, "ado_project_name": info.project_name, "name": info.name,
-              **settings}
-    changed = [column for column, value in wanted.items() if _set(row, column, value)]
-    session.flush()
-    return row, created, changed
-
-
-def _action(created: bool, changed: bool) -> str:
-    return "created" if created else ("updated" if changed else "unchanged")
 
 
 def read(path: Path) -> str:

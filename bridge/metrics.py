@@ -1,11 +1,20 @@
 """Prometheus metrics. Each process owns one registry (no module-level globals); the web process adds
 gauges read from the database at scrape time, so backlog and run states are right whatever process
-changed them."""
+changed them.
+
+Counters add up across processes (docs/operations.md): the web tier runs prometheus-client's multiprocess mode
+(``deploy/gunicorn.conf.py`` gives each gunicorn master a fresh ``PROMETHEUS_MULTIPROC_DIR``), so ``/metrics``
+sums every gunicorn worker; each Celery worker process serves its own counters (``BRIDGE_WORKER_METRICS_BIND``),
+a scrape target of its own, as a Prometheus client library's process is meant to be.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 
 class Metrics:
@@ -29,6 +38,27 @@ class Metrics:
                                      registry=r)
         self.task_retries = Counter("bridge_task_retries_total", "Worker task retries", ["task", "error"],
                                     registry=r)
+        self.refusals = Counter("bridge_webhook_refusals_total",
+                                "Webhook deliveries refused for their credentials or signature, by source, the "
+                                "organization (or dbt Cloud account) they claimed, and why",
+                                ["source", "organization", "reason"], registry=r)
+        self._scraped: list = []  # collectors read at scrape time (the database's gauges)
+
+    def add_scraped(self, collector) -> None:
+        self._scraped.append(collector)
+        self.registry.register(collector)
+
+    def render(self) -> bytes:
+        """The exposition: in multiprocess mode (prometheus-client reads ``PROMETHEUS_MULTIPROC_DIR`` when it is
+        imported) every process' counters summed, with the scrape-time gauges once."""
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        for collector in self._scraped:
+            registry.register(collector)
+        return generate_latest(registry)
 
 
 class DatabaseCollector:

@@ -83,6 +83,13 @@ def _database_url(url: str) -> str | None:
     return None
 
 
+def _host_port(value: str) -> str | None:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"BRIDGE_WORKER_METRICS_BIND must be HOST:PORT (e.g. 0.0.0.0:9808), got {value!r}"
+    return None
+
+
 def _broker_url(url: str) -> str | None:
     if url.partition("://")[0] not in ("redis", "rediss", "unix"):
         return f"BRIDGE_BROKER_URL must be a Redis URL (redis://HOST:PORT/DB or rediss://…), got {_redacted(url)}"
@@ -145,6 +152,7 @@ class Settings:
     hook_check_interval: float = 900.0  # beat: how often service hooks and dbt webhooks are checked and healed
     log_format: str = "text"          # text | json (one object per line)
     log_level: str = "info"           # debug | info | warning | error (gunicorn's own lines too)
+    worker_metrics_bind: str = ""     # HOST:PORT where each worker process serves its counters (empty: not served)
     session_lifetime: float = 28800.0  # a console session ends this many seconds after sign-in
     session_idle: float = 3600.0       # … or after this many seconds without a request
     proxy_hops: int = 0               # trusted reverse proxies in front that set X-Forwarded-For / -Proto
@@ -197,7 +205,8 @@ class Settings:
                     check_base_url(str(values[name]), allow_insecure_http=insecure, what=f"BRIDGE_{name.upper()}")
                 except ConfigError as exc:
                     problems.append(str(exc))
-        for name, check in (("database_url", _database_url), ("broker_url", _broker_url)):
+        for name, check in (("database_url", _database_url), ("broker_url", _broker_url),
+                            ("worker_metrics_bind", _host_port)):
             if name in values and (problem := check(str(values[name]))):
                 problems.append(problem)
         if problems:

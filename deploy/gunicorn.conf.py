@@ -20,6 +20,39 @@ loglevel = os.environ.get("BRIDGE_LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
+def on_starting(server):
+    # Counters add up across this master's worker processes (prometheus-client's multiprocess mode): a
+    # directory of its own, empty at start, set before any worker imports prometheus_client.
+    import tempfile
+    from pathlib import Path
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+    else:
+        directory = tempfile.mkdtemp(prefix="bridge-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        _created.append(directory)
+
+
+_created: list[str] = []  # the metrics directory on_starting made (removed on exit); an operator's is kept
+
+
+def on_exit(server):
+    import shutil
+
+    for directory in _created:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def post_fork(server, worker):
     # Request threads wait on the database; a shorter GIL switch interval lets one whose answer has
     # arrived run at once instead of after another thread's CPU-bound slice.

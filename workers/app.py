@@ -72,6 +72,8 @@ def create_celery_app(settings: Settings | None = None, *, identity_hosts: Ident
     from . import tasks  # noqa: F401 - its shared tasks join every app
     app.steps["worker"].add(RelayStep)
     app.steps["worker"].add(HeartbeatStep)
+    if settings.worker_metrics_bind:
+        app.steps["worker"].add(MetricsStep)
     signals.beat_init.connect(lambda **_: Beating(heartbeats, "beat").start(), weak=False,
                               dispatch_uid="bridge-beat-heartbeat")
     return app
@@ -89,6 +91,25 @@ class HeartbeatStep(bootsteps.StartStopStep):
 
     def stop(self, worker):
         self.beating.stop()
+
+
+class MetricsStep(bootsteps.StartStopStep):
+    """Serves this worker process' counters at BRIDGE_WORKER_METRICS_BIND (bridge/metrics.py says why)."""
+
+    def start(self, worker):
+        from prometheus_client import start_http_server
+
+        runtime = runtime_of(worker.app)
+        host, _, port = runtime.settings.worker_metrics_bind.rpartition(":")
+        try:
+            self.server, _ = start_http_server(int(port), addr=host.strip("[]"), registry=runtime.metrics.registry)
+        except OSError as exc:  # a port taken must not stop the worker: its work matters more than its numbers
+            self.server = None
+            log.error("worker metrics not served at %s: %s", runtime.settings.worker_metrics_bind, exc)
+
+    def stop(self, worker):
+        if getattr(self, "server", None) is not None:
+            self.server.shutdown()
 
 
 class RelayStep(bootsteps.StartStopStep):

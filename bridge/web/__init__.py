@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
     box = SecretBox(settings.secret_keys) if settings.secret_keys else None
     dispatcher = Dispatcher(settings)
     intake = Intake(db=db, box=box)
-    metrics.registry.register(DatabaseCollector(intake.counts))
+    metrics.add_scraped(DatabaseCollector(intake.counts))
     flows, identity_url = None, None
     if settings.entra is not None and box is not None:
         identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}", hosts=identity_hosts)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import redis
 from flask import Blueprint, Response, abort, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from ..db import describe_database_error
@@ -165,4 +165,4 @@ def metrics():
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
         return Response("metrics need Authorization: Bearer <BRIDGE_METRICS_TOKEN>\n", status=401,
                         headers={"WWW-Authenticate": 'Bearer realm="metrics"'}, mimetype="text/plain")
-    return Response(generate_latest(services().metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(services().metrics.render(), mimetype=CONTENT_TYPE_LATEST)

@@ -44,6 +44,7 @@ _DUMMY = "x" * 32
 class OrgCredentials:
     organization_id: int
     passwords: tuple[str, ...]   # the organization's, or a subscription's current (and, while rotating, previous)
+    organization: str = ""       # its name, for the refusal counter and log line
 
 
 class Intake:
@@ -83,10 +84,12 @@ class Intake:
 
         with self.db.session() as s:
             orgs = {}
+            names = {}
             for org in s.scalars(select(Organization)):
+                names[org.id] = org.name
                 password = decrypt(org.webhook_password_enc)
                 if org.webhook_username and password:
-                    orgs[org.webhook_username] = OrgCredentials(org.id, (password,))
+                    orgs[org.webhook_username] = OrgCredentials(org.id, (password,), org.name)
             now = utcnow()
             for hook in s.scalars(select(HookSubscriptionRecord)):
                 passwords = [decrypt(hook.password_enc)]
@@ -95,7 +98,8 @@ class Intake:
                     passwords.append(decrypt(hook.previous_password_enc))
                 passwords = tuple(p for p in passwords if p)
                 if passwords:
-                    orgs[hook.username] = OrgCredentials(hook.organization_id, passwords)
+                    orgs[hook.username] = OrgCredentials(hook.organization_id, passwords,
+                                                         names.get(hook.organization_id, ""))
             accounts = {a.id: decrypt(a.webhook_secret_enc) for a in s.scalars(select(DbtAccount))}
             dbt_hooks = {h.dbt_webhook_id: (h.dbt_account_id, decrypt(h.secret_enc))
                          for h in s.scalars(select(DbtWebhookRecord)) if h.dbt_webhook_id}
@@ -145,6 +149,14 @@ class Intake:
         given = (password or "").encode()
         matches = [hmac.compare_digest(e.encode(), given) for e in expected]
         return creds.organization_id if creds and any(matches) else None
+
+    def claimed_organization(self, username: str | None) -> str | None:
+        """The organization whose webhook user name this is (its password was wrong), or None: unknown."""
+        creds = self._orgs.get(username or "")
+        return creds.organization if creds else None
+
+    def knows_dbt_account(self, account_id: int) -> bool:
+        return account_id in self._accounts
 
     def _dbt_secrets(self, account_id: int, webhook_id: str | None) -> list[str | None]:
         owner, secret = self._dbt_hooks.get(webhook_id or "", (None, None))

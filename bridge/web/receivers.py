@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 ADO = "azure-devops"
 DBT = "dbt-cloud"
 PATHS = {AZURE_DEVOPS_WEBHOOK_PATH: ADO, DBT_CLOUD_WEBHOOK_PATH: DBT}
+_SENDERS = {ADO: "an Azure DevOps", DBT: "a dbt Cloud"}
 
 
 @dataclass(slots=True)
@@ -55,6 +58,36 @@ class Answer:
         start_response(_status_line(self.status), [("Content-Type", "application/json"),
                                                    ("Content-Length", str(len(body))), *self.headers])
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def _shown(value: str) -> str:
+    """A user name a sender tried, safe for one log line: quoted, control characters escaped, at most 64."""
+    return repr(value[:64])
+
+
+class RefusalLog:
+    """At most one log line per (source, sender address) a minute, saying how many it stood for; bounded in
+    the senders it remembers so a flood of addresses cannot grow it."""
+
+    def __init__(self, *, every: float = 60.0, max_senders: int = 10_000, clock=time.monotonic):
+        self.every, self.max_senders, self.clock = every, max_senders, clock
+        self._senders: OrderedDict[tuple[str, str], list] = OrderedDict()  # -> [last logged at, refused since]
+        self._lock = threading.Lock()
+
+    def due(self, source: str, address: str) -> int | None:
+        """None: stay quiet; else log now, standing for this many earlier refusals that were not logged."""
+        now = self.clock()
+        with self._lock:
+            entry = self._senders.get((source, address))
+            if entry is not None and now - entry[0] < self.every:
+                entry[1] += 1
+                return None
+            suppressed = entry[1] if entry is not None else 0
+            self._senders[source, address] = [now, 0]
+            self._senders.move_to_end((source, address))
+            while len(self._senders) > self.max_senders:
+                self._senders.popitem(last=False)
+            return suppressed
 
 
 @functools.cache
@@ -74,6 +107,7 @@ class Receivers:
         self._counted: dict[tuple[str, str], object] = {}  # metric children by (source, outcome), looked up once
         self._timed = {source: metrics.ingest_seconds.labels(source=source) for source in PATHS.values()}
         self._logged_faults: set[str] = set()  # configuration faults already logged by this process
+        self.refusal_log = RefusalLog()
 
     def __call__(self, environ, start_response):
         source = PATHS.get(environ.get("PATH_INFO", ""))
@@ -105,6 +139,18 @@ class Receivers:
         log.error("database unavailable while receiving a delivery: %s", type(exc).__name__)
         return Answer(503, {"outcome": "unavailable", "error": "database unavailable; retry later"},
                       [("Retry-After", "5")])
+
+    def _refused(self, environ, source: str, organization: str, reason: str, *, user: str | None = None) -> None:
+        """Counted per source, claimed organization and reason; logged at most once a minute per sender."""
+        self.metrics.refusals.labels(source=source, organization=organization, reason=reason).inc()
+        address = environ.get("REMOTE_ADDR", "?")
+        suppressed = self.refusal_log.due(source, address)
+        if suppressed is None:
+            return
+        tried = f" for user {_shown(user)}" if user is not None else ""
+        claimed = "" if organization == "unknown" else f" ({organization})"
+        more = f"; {suppressed} more refused from there in the last minute" if suppressed else ""
+        log.warning("refused %s delivery from %s: %s%s%s%s", _SENDERS[source], address, reason, tried, claimed, more)
 
     def _misconfigured(self, source: str, cause: str) -> Answer:
         """A configuration fault: 503 so the sender retries once it is fixed; its cause logged once per process."""
@@ -158,6 +204,10 @@ class Receivers:
         if organization_id is None and (problem := intake.secrets_problem()):
             return self._misconfigured(ADO, problem)  # the credentials may be right: we cannot read ours
         if organization_id is None:
+            user = auth.username if basic else None
+            claimed = intake.claimed_organization(user)
+            reason = "missing credentials" if not basic else ("wrong password" if claimed else "unknown user")
+            self._refused(environ, ADO, claimed or "unknown", reason, user=user)
             response = self._answer(ADO, "unauthorized", 401, error="bad or missing Basic credentials")
             response.headers.append(("WWW-Authenticate", 'Basic realm="ado-dbt-bridge"'))
             return response
@@ -194,6 +244,9 @@ class Receivers:
         if not intake.verify_dbt(account_id, webhook_id, body, environ.get("HTTP_AUTHORIZATION")):
             if problem := intake.secrets_problem():
                 return self._misconfigured(DBT, problem)
+            signed = bool(environ.get("HTTP_AUTHORIZATION"))
+            self._refused(environ, DBT, f"account {account_id}" if intake.knows_dbt_account(account_id) else "unknown",
+                          "wrong signature" if signed else "missing signature")
             return self._answer(DBT, "unauthorized", 401, error="signature missing or wrong for this account")
         try:
             event = dbt_cloud.parse(body)

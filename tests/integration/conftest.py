@@ -24,6 +24,7 @@ from bridge.dev.stack import (
     TEARDOWN_JOB,
     RunningBridge,
     Stack,
+    free_port,
     start_bridge,
 )
 
@@ -41,6 +42,9 @@ CONFIG = SANDBOX_CONFIG + """\
     drafts: run
     status: {genre: analytics, name: dbt-marts}
 """
+
+
+WORKER_METRICS_PORT = free_port()  # where the session's worker serves its counters
 
 
 @dataclass
@@ -107,6 +111,7 @@ def bridge(infra, redis_url, postgres_url) -> Bridge:
                                "BRIDGE_TASK_MAX_RETRIES": "6", "BRIDGE_HTTP_TIMEOUT": "3",
                                "BRIDGE_VISIBILITY_TIMEOUT": "15", "BRIDGE_REDISPATCH_AFTER": "10",
                                "BRIDGE_HEARTBEAT_TIMEOUT": "6",
+                               "BRIDGE_WORKER_METRICS_BIND": f"127.0.0.1:{WORKER_METRICS_PORT}",
                                "BRIDGE_PR_SWEEP_INTERVAL": "0"})  # tests run it on demand
     return Bridge(running=running, db=Database(postgres_url), http=_client())
 

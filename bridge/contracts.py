@@ -8,6 +8,8 @@ from enum import StrEnum
 PROCESS_DELIVERY = "bridge.process_delivery"      # (delivery_id: int)
 DISPATCH_DELIVERIES = "bridge.dispatch_deliveries"  # (delivery_ids: list[int]) → one process_delivery each
 RECONCILE_PULL_REQUEST = "bridge.reconcile_pull_request"  # (repository_id: int, pull_request_id: int)
+RERUN_PULL_REQUEST = "bridge.rerun_pull_request"  # (repository_id: int, pull_request_id: int): a fresh head run
+RETRY_REFUSED_STARTS = "bridge.retry_refused_starts"  # (): rerun the heads dbt Cloud refused to start, after a fix
 REFRESH_RUN = "bridge.refresh_run"                # (ci_run_id: int)
 POLL_QUIET_RUNS = "bridge.poll_quiet_runs"
 SWEEP_DELIVERIES = "bridge.sweep_deliveries"

@@ -17,6 +17,8 @@ from .contracts import (
     PROCESS_DELIVERY,
     QUEUE,
     REFRESH_CONNECTION,
+    RERUN_PULL_REQUEST,
+    RETRY_REFUSED_STARTS,
     RUN_ONBOARDING_JOB,
     SWEEP_PULL_REQUESTS,
 )
@@ -91,6 +93,15 @@ class Dispatcher:
     def check_subscriptions(self) -> bool:
         """Ask a worker to check and heal the service hooks and dbt webhooks now (beat does it periodically)."""
         return self._send(CHECK_SUBSCRIPTIONS, [], what="subscription check not queued")
+
+    def rerun_pull_request(self, repository_id: int, pull_request_id: int) -> bool:
+        """Ask for a fresh run of a pull request's head (a worker checks none is live first)."""
+        return self._send(RERUN_PULL_REQUEST, [int(repository_id), int(pull_request_id)],
+                          what=f"rerun of PR {pull_request_id} not queued")
+
+    def retry_refused_starts(self) -> bool:
+        """After something a person fixed: rerun the heads whose run dbt Cloud refused to start."""
+        return self._send(RETRY_REFUSED_STARTS, [], what="retry of refused starts not queued")
 
     def sweep_pull_requests(self) -> bool:
         """Ask the workers to compare every repository's active PRs with what the bridge knows (now)."""

@@ -18,6 +18,8 @@ from bridge.contracts import (
     RECONCILE_PULL_REQUEST,
     REFRESH_CONNECTION,
     REFRESH_RUN,
+    RERUN_PULL_REQUEST,
+    RETRY_REFUSED_STARTS,
     RUN_ONBOARDING_JOB,
     SWEEP_DELIVERIES,
     SWEEP_PULL_REQUESTS,
@@ -134,6 +136,35 @@ def reconcile_pull_request(self, repository_id: int, pull_request_id: int) -> st
         return self.runtime.reconciler.reconcile(repository_id, pull_request_id).reason
 
 
+@shared_task(bind=True, base=BridgeTask, name=RERUN_PULL_REQUEST)
+def rerun_pull_request(self, repository_id: int, pull_request_id: int) -> str:
+    """A fresh run of the head (``bridge prs rerun``), unless one is live."""
+    with log_context(repository_id=repository_id, pr=pull_request_id):
+        return self.runtime.reconciler.reconcile(repository_id, pull_request_id, rerun=True).reason
+
+
+@shared_task(bind=True, base=BridgeTask, name=RETRY_REFUSED_STARTS)
+def retry_refused_starts(self) -> str:
+    """After a fix (a token, an identity, a connection): rerun each open head whose run dbt Cloud refused to
+    start. One that is still refused is refused again, visibly, and waits for the next fix."""
+    return _retry_refused(self.runtime)
+
+
+def _retry_refused(rt: Runtime) -> str:
+    heads = rt.reconciler.refused_heads()
+    retried = 0
+    for repository_id, pull_request_id in heads:
+        with log_context(repository_id=repository_id, pr=pull_request_id):
+            try:
+                rt.reconciler.reconcile(repository_id, pull_request_id, rerun=True)
+                retried += 1
+            except (ApiError, IdentityError, LockBusy) as exc:  # this one waits; the others still go
+                log.warning("could not retry a refused start: %s", exc)
+    if heads:
+        log.info("retried %d of %d pull requests whose run could not start", retried, len(heads))
+    return f"{retried} of {len(heads)} refused starts retried"
+
+
 @shared_task(bind=True, base=BridgeTask, name=REFRESH_RUN)
 def refresh_run(self, ci_run_id: int) -> str:
     with log_context(ci_run_id=ci_run_id):
@@ -172,13 +203,17 @@ def refresh_connection(self, connection_id: int) -> str:
     resumed = _resend(self.runtime, "blocked", Selection(states=frozenset({DeliveryState.BLOCKED})))
     if resumed:
         log.info("resumed %d blocked deliveries", resumed)
-    return f"{', '.join(organizations)}; {resumed} blocked deliveries resumed"
+    retried = _retry_refused(self.runtime)  # a run refused for this identity's lack may start now
+    return f"{', '.join(organizations)}; {resumed} blocked deliveries resumed; {retried}"
 
 
 @shared_task(bind=True, base=BridgeTask, name=RUN_ONBOARDING_JOB)
 def run_onboarding_job(self, job_id: int) -> str:
     """Carry out a console request, recording progress on the job row the page shows."""
-    return console_jobs.run(self.runtime.db, self.runtime.onboarding, int(job_id))
+    outcome = console_jobs.run(self.runtime.db, self.runtime.onboarding, int(job_id))
+    if outcome == console_jobs.ACCOUNT_SAVED:
+        _retry_refused(self.runtime)
+    return outcome
 
 
 @shared_task(bind=True, base=BridgeTask, name=CHECK_SUBSCRIPTIONS)

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
@@ -92,6 +92,20 @@ class Reconciler:
             key = f"pr:{run.pull_request.repository_id}:{run.pull_request.pull_request_id}"
         with self.lock(key):
             return self._settle(ci_run_id, dbt_run)
+
+    def refused_heads(self) -> list[tuple[int, int]]:
+        """(repository id, pull request id) of the open pull requests whose head's newest CI run could not
+        start (dbt Cloud refused it: a token, a permission, a job). Run again once a person has fixed that."""
+        newest = (select(func.max(CiRun.id)).where(CiRun.kind == RunKind.CI.value)
+                  .group_by(CiRun.pull_request_ref).scalar_subquery())
+        with self.db.session() as s:
+            rows = s.execute(select(PullRequestRecord.repository_id, PullRequestRecord.pull_request_id)
+                             .join(CiRun, CiRun.pull_request_ref == PullRequestRecord.id)
+                             .where(CiRun.id.in_(newest), CiRun.start_error.is_not(None),
+                                    CiRun.commit == PullRequestRecord.head_commit,
+                                    PullRequestRecord.status == "active")
+                             .order_by(PullRequestRecord.id)).all()
+        return [(repository_id, pull_request_id) for repository_id, pull_request_id in rows]
 
     def stale_pull_requests(self, repository_id: int) -> list[int]:
         """Pull requests of a repository whose state Azure DevOps and the bridge disagree on: active ones

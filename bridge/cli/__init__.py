@@ -90,6 +90,36 @@ def open_database(settings: Settings | None = None, *, create: bool = False):
     return Database(settings.database_url)
 
 
+def retry_refused_starts(settings: Settings) -> None:
+    """After a fix to a token or an identity: have the workers start again the runs dbt Cloud refused."""
+    from ..dispatch import Dispatcher
+
+    if Dispatcher(settings).retry_refused_starts():
+        console.print("pull requests whose run could not start are being run again")
+    else:
+        console.print("[yellow]the broker did not answer[/]: pull requests whose run could not start stay as they "
+                      "are; `bridge prs rerun` runs one")
+
+
+def linked_repository(spec: str) -> int:
+    """The id of the linked repository named ORGANIZATION/PROJECT/REPOSITORY (project by name or id)."""
+    from sqlalchemy import func, select
+
+    from ..models import Organization, Repository
+
+    parts = spec.split("/")
+    if len(parts) != 3:
+        raise click.UsageError("name the repository as ORGANIZATION/PROJECT/REPOSITORY")
+    org, project, name = (p.lower() for p in parts)
+    with open_database().session() as s:
+        found = s.scalar(select(Repository.id).join(Organization).where(
+            func.lower(Organization.name) == org, func.lower(Repository.name) == name,
+            (func.lower(Repository.ado_project_name) == project) | (func.lower(Repository.ado_project_id) == project)))
+    if found is None:
+        raise click.ClickException(f"{spec} is not linked to the bridge (see `bridge status`)")
+    return found
+
+
 class BridgeGroup(click.Group):
     """Turns every error of the bridge, the database and the broker into one line and an exit code
     (``failures.py``); ``--debug`` lets the traceback through instead."""

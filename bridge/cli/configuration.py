@@ -10,7 +10,18 @@ import click
 from ..catalog import AdoRepository
 from ..errors import BridgeError
 from ..settings import Settings
-from . import actor_for, build_onboarding, connections_for, console, data, load_settings, main, new_table, open_database
+from . import (
+    actor_for,
+    build_onboarding,
+    connections_for,
+    console,
+    data,
+    load_settings,
+    main,
+    new_table,
+    open_database,
+    retry_refused_starts,
+)
 
 # -- database -----------------------------------------------------------------------------------------
 
@@ -120,6 +131,8 @@ def _apply(file: Path | None, *, commit: bool, prune: bool) -> list:
     elif not prune:
         changes += stale.changes("not in the file")
     _print_changes(f"bridge config {'apply' if commit else 'plan'} {file}", changes)
+    if commit and any(c.action in ("created", "updated") and c.kind != "repository" for c in changes):
+        retry_refused_starts(settings)  # a token or an identity changed: runs it refused may start now
     if commit and prune:
         _prune(database, stale)
     elif stale.changes(""):

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..domain import SERVICES_API_VERSION
-from ..errors import BridgeError
+from ..errors import ApiError, BridgeError
 from . import (
     build_onboarding,
     console,
@@ -18,6 +18,7 @@ from . import (
     new_table,
     open_database,
     read_secret,
+    retry_refused_starts,
     text,
 )
 
@@ -200,6 +201,7 @@ def orgs_identity(*, organization: str, kind: str, user: str | None, tenant: str
                       "work for this organization waits.")
     elif kind == "user" and connected != "ok":
         console.print(f"[yellow]{data(user)}'s connection needs re-authorization[/]: reconnect it in the console.")
+    retry_refused_starts(settings)
 
 
 # -- dbt Cloud accounts ------------------------------------------------------------------------------------
@@ -216,21 +218,13 @@ def dbt() -> None:
 @click.option("--token-env", metavar="VAR", help="Read the service token from this environment variable instead "
                                                  "of prompting.")
 def dbt_add_account(account_id: int, url: str, token_env: str | None) -> None:
-    """Add (or update) a dbt Cloud account and check its service token against dbt Cloud."""
-    from ..crypto import SecretBox
-    from ..models import DbtAccount
-    from ..urls import check_base_url
-
-    settings = load_settings()
-    url = check_base_url(url, allow_insecure_http=settings.allow_insecure_http, what="--url")
-    box = SecretBox(settings.require_secret_keys())
+    """Add a dbt Cloud account, or give it a new service token: saved only if dbt Cloud accepts the token. Runs
+    dbt Cloud refused to start (a wrong or expired token) are then started again."""
     token = read_secret(token_env, f"Service token of dbt Cloud account {account_id}")
-    with open_database(settings).session() as s:
-        account = s.get(DbtAccount, account_id) or DbtAccount(id=account_id, url=url)
-        account.url, account.api_token_enc = url, box.encrypt(token)
-        s.merge(account)
     try:
-        jobs = build_onboarding().dbt_jobs(account_id)
-    except BridgeError as exc:
-        raise click.ClickException(f"stored, but dbt Cloud refused: {exc}") from None
-    console.print(f"dbt Cloud account {account_id} at {data(url)}: the token works ({len(jobs)} jobs)")
+        catalog = build_onboarding().save_dbt_account(account_id, url, token)
+    except ApiError as exc:
+        raise click.ClickException(f"dbt Cloud refused the token, so nothing was saved: {exc}") from None
+    console.print(f"dbt Cloud account {account_id} at {data(url)}: the token works ({len(catalog.jobs)} jobs); "
+                  "saved")
+    retry_refused_starts(load_settings())

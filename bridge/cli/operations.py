@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import console, load_settings, main, new_table, open_database, print_json
+from . import console, linked_repository, load_settings, main, new_table, open_database, print_json
 from .failures import BrokerRefused
 
 # -- pull requests -------------------------------------------------------------------------------
@@ -23,6 +23,28 @@ def prs_sweep() -> None:
     if not Dispatcher(load_settings()).sweep_pull_requests():
         raise BrokerRefused("could not reach the broker (BRIDGE_BROKER_URL)")
     console.print("sweep queued; the workers reconcile what differs")
+
+
+@prs.command("rerun")
+@click.argument("repository", metavar="ORGANIZATION/PROJECT/REPOSITORY")
+@click.argument("pull_request", type=click.IntRange(min=1), metavar="PR")
+def prs_rerun(repository: str, pull_request: int) -> None:
+    """Start a fresh dbt Cloud run of the pull request's head (as `/dbt rerun` does), unless one is live."""
+    from sqlalchemy import select
+
+    from ..dispatch import Dispatcher
+    from ..models import PullRequestRecord
+
+    settings = load_settings()
+    repository_id = linked_repository(repository)
+    with open_database(settings).session() as s:
+        known = s.scalar(select(PullRequestRecord.status).where(
+            PullRequestRecord.repository_id == repository_id, PullRequestRecord.pull_request_id == pull_request))
+    if known is not None and known != "active":
+        raise click.ClickException(f"pull request {pull_request} is {known}: nothing to run")
+    if not Dispatcher(settings).rerun_pull_request(repository_id, pull_request):
+        raise BrokerRefused("could not reach the broker (BRIDGE_BROKER_URL); nothing was queued")
+    console.print(f"rerun of pull request {pull_request} queued; `bridge status` shows the run")
 
 
 # -- deliveries ---------------------------------------------------------------------------------------

@@ -7,7 +7,18 @@ import sys
 import click
 
 from ..errors import BridgeError
-from . import AS_OPTION, actor_for, build_onboarding, console, data, main, new_table, open_database, text
+from . import (
+    AS_OPTION,
+    actor_for,
+    build_onboarding,
+    console,
+    data,
+    linked_repository,
+    main,
+    new_table,
+    open_database,
+    text,
+)
 
 # -- repositories and their service hooks (onboarding) ----------------------------------------------
 
@@ -146,31 +157,13 @@ def _print_reports(reports) -> None:
                           + " ".join(f"--only '{s}'" for s in report.failed_steps) + " (or run set-up again)")
 
 
-def _linked_repository(spec: str) -> int:
-    from sqlalchemy import func, select
-
-    from ..models import Organization, Repository
-
-    parts = spec.split("/")
-    if len(parts) != 3:
-        raise click.UsageError("name the repository as ORGANIZATION/PROJECT/REPOSITORY")
-    org, project, name = (p.lower() for p in parts)
-    with open_database().session() as s:
-        found = s.scalar(select(Repository.id).join(Organization).where(
-            func.lower(Organization.name) == org, func.lower(Repository.name) == name,
-            (func.lower(Repository.ado_project_name) == project) | (func.lower(Repository.ado_project_id) == project)))
-    if found is None:
-        raise click.ClickException(f"{spec} is not linked to the bridge (see `bridge status`)")
-    return found
-
-
 @repos.command("unlink")
 @click.argument("repository", metavar="ORGANIZATION/PROJECT/REPOSITORY")
 @click.option("--remove-policy", is_flag=True, help="Also delete the branch policy set-up created.")
 @AS_OPTION
 def repos_unlink(repository: str, remove_policy: bool, as_upn: str | None) -> None:
     """Undo set-up: delete the repository's service hooks and dbt webhook (and, if asked, its branch policy)."""
-    repository_id = _linked_repository(repository)
+    repository_id = linked_repository(repository)
     try:
         steps = build_onboarding().unlink(repository_id, actor_for(as_upn), remove_policy=remove_policy)
     except BridgeError as exc:
@@ -255,7 +248,7 @@ def hooks_rotate(repository: str | None, grace: int, as_upn: str | None) -> None
     """Give each service-hook subscription new Basic credentials, without dropping a delivery."""
     from datetime import timedelta
 
-    repository_id = _linked_repository(repository) if repository else None
+    repository_id = linked_repository(repository) if repository else None
     try:
         steps = build_onboarding().rotate(actor_for(as_upn), repository_id=repository_id,
                                           grace=timedelta(seconds=grace))

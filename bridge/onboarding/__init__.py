@@ -1,5 +1,5 @@
 """Onboarding: find repositories, set up their CI, undo it, keep the subscriptions healthy, rotate their
-credentials. One module per feature (``discovery``, ``setup``, ``service_hooks``, ``dbt_webhooks``,
+credentials. One module per feature (``discovery``, ``dbt_accounts``, ``setup``, ``service_hooks``, ``dbt_webhooks``,
 ``unlink``, ``health_check``, ``rotation``) over one ``OnboardingContext``; ``Onboarding`` is the context with
 the operations the workers, the CLI and the console's jobs call. The decisions (what a subscription's state
 calls for) are pure rules in ``domain``; these modules carry them out.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ..catalog import AdoProject, DbtCatalog, DbtEnvironment, DbtJob, RepositoryOffer
-from . import discovery, health_check, rotation, setup, unlink
+from . import dbt_accounts, discovery, health_check, rotation, setup, unlink
 from .context import Actor, OnboardingContext, OnboardingError
 from .report import SetupReport, Step
 from .setup import NewJob, SetupRequest
@@ -37,6 +37,9 @@ class Onboarding(OnboardingContext):
 
     def dbt_jobs(self, account_id: int) -> list[DbtJob]:
         return discovery.dbt_jobs(self, account_id)
+
+    def save_dbt_account(self, account_id: int, url: str, token: str) -> DbtCatalog:
+        return dbt_accounts.save_checked(self, account_id, url, token)
 
     def dbt_environments(self, account_id: int) -> list[DbtEnvironment]:
         return discovery.dbt_environments(self, account_id)

@@ -40,6 +40,9 @@ def _progress(db: Database, job_id: int, **fields) -> None:
             setattr(job, key, value)
 
 
+ACCOUNT_SAVED = "dbt account saved"  # what run() returns when a token was saved: refused runs may start now
+
+
 def run(db: Database, onboarding: Onboarding, job_id: int) -> str:
     with db.session() as s:
         job = s.get(OnboardingJob, job_id)
@@ -60,10 +63,13 @@ def run(db: Database, onboarding: Onboarding, job_id: int) -> str:
             with db.session() as s:
                 accounts = sorted(s.scalars(select(DbtAccount.id)).all())
             result = {"accounts": [to_json(onboarding.dbt_catalog(a)) for a in accounts]}
-        elif kind == JobKind.DBT_ACCOUNT:
-            account = int(params["dbt_account"])
-            result = {"jobs": len(onboarding.dbt_jobs(account)),
-                      "environments": len(onboarding.dbt_environments(account))}
+        elif kind == JobKind.DBT_ACCOUNT:  # the token is saved only if dbt Cloud accepts it
+            token = onboarding.box.decrypt(params.pop("token_enc"))
+            _progress(db, job_id, params=params)  # the job keeps no secret, whatever happens next
+            catalog = onboarding.save_dbt_account(int(params["dbt_account"]), params["url"], token)
+            result = {"jobs": len(catalog.jobs), "environments": len(catalog.environments)}
+            _progress(db, job_id, result=result, state="done")
+            return ACCOUNT_SAVED
         elif kind == JobKind.SETUP:
             report = onboarding.setup(_setup_request(params), actor)
             _progress(db, job_id, steps=[s.as_dict() for s in report.steps],

@@ -158,13 +158,8 @@ def save_dbt_account():
     if box is None:
         return page("dbt Cloud accounts", message="BRIDGE_SECRET_KEY is not set: secrets cannot be stored.",
                     error=True, status=503)
-    with services().db.session() as s:
-        account = s.get(DbtAccount, account_id)
-        if account is None:
-            account = DbtAccount(id=account_id, url=url)
-            s.add(account)
-        account.url, account.api_token_enc = url, box.encrypt(token)
-    return _started(JobKind.DBT_ACCOUNT, {"dbt_account": account_id})
+    # Checked by a worker before it is saved (the web tier never calls out); sealed while it waits.
+    return _started(JobKind.DBT_ACCOUNT, {"dbt_account": account_id, "url": url, "token_enc": box.encrypt(token)})
 
 
 # -- import: organization → project → repository → job → confirm -----------------------------------------

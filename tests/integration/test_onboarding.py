@@ -17,7 +17,7 @@ from bridge.dev.person import Person
 from bridge.dev.sandbox.control import wait_until
 from bridge.dev.stack import ADMIN_TOKEN, ENTRA_USER
 from bridge.dispatch import Dispatcher
-from bridge.models import DbtWebhookRecord, HookSubscriptionRecord, Repository
+from bridge.models import DbtAccount, DbtWebhookRecord, HookSubscriptionRecord, Repository
 from bridge.settings import Settings
 
 ORG, PROJECT = "fabrikam", "Data-Platform"
@@ -325,6 +325,8 @@ def test_dbt_cloud_accounts_are_added_and_checked_from_the_console_and_the_cli(b
     wrong = finished(admin, admin.post_form("/console/dbt-accounts", {
         "account_id": "2", "url": sb.url, "api_token": "not-the-token"}, page=form.text))
     assert "Invalid token" in wrong.text
+    with bridge.db.session() as s:
+        assert s.get(DbtAccount, 2) is None  # a token dbt Cloud refuses is not saved
     right = finished(admin, admin.post_form("/console/dbt-accounts", {
         "account_id": "2", "url": sb.url, "api_token": "second-account-token"}, page=form.text))
     assert "dbt Cloud answered: 0 jobs" in right.text
@@ -339,7 +341,7 @@ def test_dbt_cloud_accounts_are_added_and_checked_from_the_console_and_the_cli(b
                                     "--token-env", "TOKEN_2")
 
     refused = add_account("nope")
-    assert refused.returncode == 1 and "dbt Cloud refused" in refused.stderr
+    assert refused.returncode == 1 and "dbt Cloud refused the token, so nothing was saved" in refused.stderr
     works = add_account("second-account-token")
     assert works.returncode == 0 and "the token works (0 jobs)" in works.stdout
 

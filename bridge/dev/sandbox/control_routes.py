@@ -188,7 +188,7 @@ def create_control_blueprint(world: World) -> Blueprint:
             if pr_id not in world.ado.prs:
                 return jsonify({"error": f"no PR {pr_id}"}), 404
             return jsonify({"pr": world.ado.pr_json(world.ado.prs[pr_id]), "iterations": world.ado.iterations[pr_id],
-                            "statuses": world.ado.statuses[pr_id]})
+                            "statuses": world.ado.statuses[pr_id], "threads": world.ado.threads[pr_id]})
 
     @bp.post("/_sandbox/outcomes")
     def control_outcome():

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 
 from flask import Flask
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..connect import ConnectFlows
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
     headers.install(app, https=settings.public_url.startswith("https://"), identity_url=identity_url)
 
     app.url_map.converters["id"] = pages.Id
+    app.register_error_handler(HTTPException, pages.error_page)
     app.add_template_global(pages.csrf_token)
     app.add_template_global(pages.subject, "signed_in_as")
     app.register_blueprint(health.bp)

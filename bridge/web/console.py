@@ -32,7 +32,7 @@ from ..connect import FLOW_TTL, SIGN_IN_TTL
 from ..identity import REDIRECT_PATH, FlowRejected, IdentityError
 from ..models import Connection
 from ..people import LOCAL_ADMIN, PersonId
-from .pages import check_csrf, is_admin, page, person, role, signed_in, subject
+from .pages import check_csrf, is_admin, page, person, role, same_origin, signed_in, subject
 from .services import services
 from .sessions import renew
 
@@ -43,10 +43,27 @@ BINDING_COOKIE = "bridge_connect"   # the secret that binds a connect flow to th
 SIGN_IN_COOKIE = "bridge_sign_in"   # a sign-in's sealed MSAL flow, kept by the browser until Entra answers
 
 
+@bp.get("/")
+def root():
+    return redirect(url_for("console.home"))
+
+
+def _sign_in_form(*, message: str = "", status: int | None = None):
+    entra, token = services().flows is not None, bool(services().settings.admin_token)
+    return page("sign in", "sign_in.html", entra=entra, token=token, message=message, error=bool(message),
+                status=status or (200 if entra or token else 503))
+
+
 @bp.get("/console/sign-in")
 def sign_in():
-    entra, token = services().flows is not None, bool(services().settings.admin_token)
-    return page("sign in", "sign_in.html", entra=entra, token=token, status=200 if entra or token else 503)
+    if (wanted := same_origin(request.args.get("next"))) is not None:
+        session["next"] = wanted  # kept by the visitor's cookie until sign-in completes
+    return _sign_in_form()
+
+
+def _after_sign_in(wanted: str | None) -> Response:
+    """Back to the page asked for before sign-in (same origin only), else the console's home."""
+    return redirect(wanted or url_for("console.home"))
 
 
 @bp.get("/console/sign-in/entra")
@@ -66,10 +83,11 @@ def _finish_sign_in(flows, sealed: str, answer: dict) -> Response:
     if decision.role is None:
         return make_response(page("sign in", message=decision.reason + ".", error=True, status=403))
     who = PersonId(str(claims.get("tid") or ""), str(claims.get("oid") or ""))
+    wanted = same_origin(session.get("next"))
     _begin_session(who.subject, claims.get("preferred_username") or who.object_id, via="entra", claims={
         "tid": who.tenant_id, "oid": who.object_id, "preferred_username": claims.get("preferred_username") or "",
         "groups": list(claims.get("groups") or ()), "_claim_names": dict(claims.get("_claim_names") or {})})
-    return redirect(url_for("console.home"))
+    return _after_sign_in(wanted)
 
 
 def _begin_session(subject: str, name: str, *, via: str, claims: dict | None = None) -> None:
@@ -99,10 +117,11 @@ def sign_in_submit():
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
         throttle.failed(address)
         log.warning("admin-token sign-in failed from %s", address)
-        return page("sign in", message="Wrong admin token.", error=True, status=401)
+        return _sign_in_form(message="Wrong admin token.", status=401)  # the form again, to try once more
     throttle.succeeded(address)
+    wanted = same_origin(session.get("next"))
     _begin_session(LOCAL_ADMIN, "admin", via="token")
-    return redirect(url_for("console.home"))
+    return _after_sign_in(wanted)
 
 
 @bp.post("/console/sign-out")

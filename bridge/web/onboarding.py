@@ -100,7 +100,7 @@ def repositories():
             hooks = s.scalars(select(HookSubscriptionRecord).where(
                 HookSubscriptionRecord.repository_id == repo.id)).all()
             webhook = s.scalar(select(DbtWebhookRecord).where(DbtWebhookRecord.repository_id == repo.id))
-            problems = [f"{h.event_type}: {h.problem}" for h in hooks if h.problem]
+            problems = _once([(h.event_type, h.problem) for h in hooks if h.problem])
             if webhook is not None and webhook.problem:
                 problems.append(f"dbt Cloud webhook: {webhook.problem}")
             rows.append({"id": repo.id, "name": f"{repo.organization.name}/{repo.ado_project_name}/{repo.name}",
@@ -110,6 +110,14 @@ def repositories():
                          "problems": problems, "by": repo.set_up_by or "configuration file"})
     return page("repositories", "repositories.html", message=request.args.get("message", ""), rows=rows,
                 admin=is_admin())
+
+
+def _once(problems: list[tuple[str, str]]) -> list[str]:
+    """A problem several subscriptions share (the identity lost access: all four) is shown once, naming them."""
+    events: dict[str, list[str]] = {}
+    for event, problem in problems:
+        events.setdefault(problem, []).append(event)
+    return [f"{', '.join(names)}: {problem}" for problem, names in events.items()]
 
 
 @bp.route("/console/repositories/<id:repository_id>/unlink", methods=["GET", "POST"])
@@ -201,7 +209,8 @@ def find_repositories():
     org, project = request.form.get("org", "").strip(), request.form.get("project", "").strip()
     if not org or not project:
         return redirect(url_for("onboarding.choose_organization"))
-    return _started(JobKind.REPOSITORIES, {"organization": org, "project": project})
+    return _started(JobKind.REPOSITORIES, {"organization": org, "project": project,
+                                           "project_name": request.form.get("project_name", "").strip()[:300]})
 
 
 @bp.post("/console/import/dbt")
@@ -213,6 +222,7 @@ def choose_job():
     if not all(params.values()):
         return redirect(url_for("onboarding.choose_organization"))
     params["repository_name"] = request.form.get("name", "").strip()[:300]
+    params["project_name"] = request.form.get("project_name", "").strip()[:300]
     return _started(JobKind.DBT, params)
 
 
@@ -298,7 +308,15 @@ def job(job_id: int):
     items, number, pages = _paged(result.get(found.kind, []), search) \
         if found.kind in (JobKind.PROJECTS, JobKind.REPOSITORIES) else ([], 1, 1)
     return page(found.kind, "job.html", p=found.params, r=result, items=items, search=search, number=number,
-                pages=pages, **common)
+                pages=pages, linked=_linked_jobs(found.params.get("repository")) if found.kind == JobKind.DBT else {},
+                **common)
+
+
+def _linked_jobs(repository: str | None) -> dict[int, str]:
+    """CI jobs that already serve another repository, with its name: not pre-selected, and marked."""
+    with services().db.session() as s:
+        return {r.ci_job_id: f"{r.organization.name}/{r.ado_project_name}/{r.name}"
+                for r in s.scalars(select(Repository)) if r.ado_repository_id != (repository or "").lower()}
 
 
 def _result_of(kind: str, stored: dict) -> dict:

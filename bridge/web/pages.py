@@ -5,8 +5,10 @@ from __future__ import annotations
 import hmac
 import secrets
 from functools import wraps
+from urllib.parse import urlsplit
 
 from flask import abort, g, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from ..access import decide
@@ -54,6 +56,40 @@ def page(title: str, template: str = "message.html", *, message: str = "", error
          refresh: int | None = None, **context):
     """A console page: ``template`` (in templates/, extending layout.html) with the layout's title and message."""
     return render_template(template, title=title, message=message, error=error, refresh=refresh, **context), status
+
+
+def same_origin(target: str | None) -> str | None:
+    """``target`` when it is a path on this site (``/console/…``), else None: a ``next`` that names another
+    host (``//evil``, ``https://evil``, ``/\\evil``) is never followed."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in target):
+        return None
+    return target[:2000]
+
+
+_WHAT_TO_DO = {
+    400: "The request was not complete or not valid; go back and try again.",
+    403: "You are signed in, but this page is not for your role.",
+    404: "There is no such page, or the thing it showed is gone.",
+    405: "That is not how this page is used; go back and use its form.",
+    413: "What was sent is larger than the bridge accepts.",
+    429: "Too many requests from you just now; wait a moment and try again.",
+}
+
+
+def error_page(error: HTTPException):
+    """Every HTTP error the console raises, as one of its own pages (with its navigation), never Flask's."""
+    status = error.code or 500
+    if status >= 500:
+        what = "Something failed on the bridge's side; the web log has a line about it. Try again shortly."
+    else:
+        what = _WHAT_TO_DO.get(status, "")
+    detail = error.description if status < 500 and error.description else ""  # our own abort() texts, or werkzeug's
+    body, _ = page(f"{status} {error.name}", "error.html", status=status, code=status, name=error.name, what=what,
+                   detail=detail)
+    return body, status, dict(error.get_headers()) if status in (405, 429) else {}
 
 
 def role() -> str | None:

@@ -258,9 +258,14 @@ def test_console_import_in_a_couple_of_clicks_then_undo(bridge, project):
     projects = finished(admin, admin.press(start.text, "Show projects", {"org": ORG}))
     repos = finished(admin, admin.press(projects.text, PROJECT))
     assert SALES in repos.text and "Repair set-up" in repos.text  # dbt-sales is linked already
+    assert f"3. repository in {ORG}/{PROJECT}</h2>" in repos.text  # names, not the project's GUID
     web_row = repos.text[repos.text.index(f"<td>{WEB}</td>"):]
     form = finished(admin, admin.press(web_row, "Set up CI"))
     assert "dbt Cloud account 1" in form.text and "Set up CI" in form.text
+    assert f"4. dbt Cloud job for {PROJECT}/{WEB}</h2>" in form.text
+    # Job 42 already serves dbt-sales: marked, with a warning, and not chosen for this repository unasked.
+    assert f"already runs CI for {ORG}/{PROJECT}/{SALES}" in form.text and "serves\nanother repository" in form.text
+    assert not re.search(r'<option value="42" selected>', form.text)
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.text))
     answer = admin.browser.post(f"{bridge.web}/console/import/setup", timeout=10, data={
         **fields, "dbt_account": "1", "job_choice": "existing", "ci_job": "42", "target_branch": "main",

@@ -97,3 +97,109 @@ def test_without_the_dev_tooling_the_cli_says_where_sandbox_and_demo_are():
     out = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, cwd=ROOT,
                          timeout=60, check=False)
     assert out.returncode == 0 and "deliveries" in out.stdout
+
+
+COMPOSE_FILES = ("deploy/compose.yaml", "deploy/compose.tls.yaml")
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_files_follow_the_compose_specification(name):
+    import json
+
+    import jsonschema
+
+    schema = json.loads((ROOT / "tests/data/compose/compose-spec.json").read_text())
+    document = yaml.safe_load((ROOT / name).read_text())
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(document), key=lambda e: list(e.path))
+    assert [f"{list(e.path)}: {e.message}" for e in errors] == []
+
+
+def test_the_compose_schema_check_catches_a_mistake():
+    import json
+
+    import jsonschema
+
+    schema = json.loads((ROOT / "tests/data/compose/compose-spec.json").read_text())
+    broken = yaml.safe_load((ROOT / "deploy/compose.yaml").read_text())
+    broken["services"]["web"]["restart"] = ["always"]  # a list where the spec wants a string
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(broken))
+
+
+def test_only_caddy_faces_the_world_and_the_hops_add_up():
+    base = yaml.safe_load((ROOT / "deploy/compose.yaml").read_text())
+    tls = yaml.safe_load((ROOT / "deploy/compose.tls.yaml").read_text())
+    assert base["services"]["web"]["ports"] == ["127.0.0.1:8000:8080"]  # without TLS: this machine only
+    assert tls["services"]["tls"]["ports"] == ["80:80", "443:443"]
+    assert tls["services"]["web"]["environment"]["BRIDGE_PROXY_HOPS"] == "2"  # Caddy, then nginx
+    assert "reverse_proxy web:8080" in (ROOT / "deploy/caddy/Caddyfile").read_text()
+    assert "BRIDGE_PUBLIC_URL:?" in (ROOT / "deploy/compose.yaml").read_text()  # never a default public URL
+
+
+def _final_stage() -> list[str]:
+    """The Dockerfile's last stage, one instruction a line (continuations joined)."""
+    text = (ROOT / "deploy/Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    start = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    return lines[start:]
+
+
+def test_the_image_runs_as_a_user_installs_from_the_lock_and_copies_no_dev_tooling():
+    stage = _final_stage()
+    users = [line.split()[1] for line in stage if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    installs = [line for line in stage if line.startswith("RUN pip install")]
+    assert any("--require-hashes -r /app/requirements.lock" in line for line in installs)
+    copies = [line.split()[1:] for line in stage if line.startswith("COPY ")]
+    sources = {c[-2] for c in copies if not c[0].startswith("--from")}
+    assert sources == {"requirements/runtime.lock", "deploy/gunicorn.conf.py"}, sources  # no tests/, no bridge/dev
+    build = (ROOT / "deploy/Dockerfile").read_text().split("FROM python:3.11-slim\n")[0]
+    assert "COPY tests" not in build and "pip wheel" in build  # the wheel leaves bridge.dev out (test above)
+
+
+def image_command() -> list[str]:
+    """The image's start command (its CMD), as JSON."""
+    import json
+
+    (cmd,) = [line for line in _final_stage() if line.startswith("CMD ")]
+    return json.loads(cmd[len("CMD "):])
+
+
+def test_the_license_is_the_one_pyproject_names():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "Apache-2.0"}
+    text = (ROOT / "LICENSE").read_text()
+    assert text.lstrip().startswith("Apache License") and "Version 2.0, January 2004" in text
+
+
+@pytest.mark.parametrize(("hops", "client_sent", "expected"), [
+    (1, None, ("http", "198.51.100.1")),                             # nginx alone
+    (1, ("6.6.6.6", "https"), ("http", "198.51.100.1")),             # a client forging both, nginx alone
+    (2, ("203.0.113.7", "https"), ("https", "203.0.113.7")),         # Caddy in front (compose.tls.yaml)
+    (2, ("6.6.6.6, 203.0.113.7", "http,https"), ("https", "203.0.113.7")),  # a client forging, Caddy in front
+])
+def test_nginx_headers_and_the_hop_count_agree(hops, client_sent, expected):
+    """What deploy/nginx/bridge.conf sends upstream, read as the web process reads it (ProxyFix, hop count)."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+    from werkzeug.test import EnvironBuilder
+
+    site = (ROOT / "deploy/nginx/bridge.conf").read_text()
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in site
+    assert 'proxy_set_header X-Forwarded-Proto "$http_x_forwarded_proto,$scheme";' in site
+    # nginx's peer is the client (198.51.100.1) alone, or Caddy (10.0.0.2) in front; $proxy_add_x_forwarded_for
+    # appends that peer, and the proto header appends nginx's own scheme (http).
+    peer = "198.51.100.1" if hops == 1 else "10.0.0.2"
+    forwarded_for = f"{client_sent[0]}, {peer}" if client_sent else peer
+    forwarded_proto = f"{client_sent[1] if client_sent else ''},http"
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(scheme=environ["wsgi.url_scheme"], address=environ["REMOTE_ADDR"])
+        start_response("200 OK", [])
+        return [b""]
+
+    environ = EnvironBuilder(headers={"X-Forwarded-For": forwarded_for, "X-Forwarded-Proto": forwarded_proto},
+                             environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_environ()
+    list(ProxyFix(app, x_for=hops, x_proto=hops)(environ, lambda *a: None))
+    assert (seen["scheme"], seen["address"]) == expected

@@ -304,3 +304,13 @@ class ConsoleSession(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Notification(Base):
+    """A problem a person was told about (bridge/notifications.py): kept while it lasts, so it is posted once."""
+
+    __tablename__ = "notifications"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    title: Mapped[str] = mapped_column(String(500), default="")
+    notified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -31,7 +31,8 @@ OTHER_VARIABLES = frozenset({
 # Numbers where 0 means "off" or "none"; every other number must be above 0.
 _MAY_BE_ZERO = frozenset({"pr_sweep_interval", "hook_check_interval", "delivery_quiet", "proxy_hops",
                           "task_max_retries"})
-_CHOICES = {"log_format": ("text", "json"), "log_level": ("debug", "info", "warning", "error")}
+_CHOICES = {"log_format": ("text", "json"), "log_level": ("debug", "info", "warning", "error"),
+            "notify_format": ("slack", "teams")}
 _FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -80,6 +81,16 @@ def _database_url(url: str) -> str | None:
                 "use postgresql+psycopg://USER@HOST/DB")
     if scheme != "sqlite" and not scheme.startswith("postgresql+"):
         return f"BRIDGE_DATABASE_URL must be postgresql+psycopg://USER@HOST/DB or sqlite:///PATH, got {_redacted(url)}"
+    return None
+
+
+def _notify_url(url: str, insecure: bool) -> str | None:
+    """Checked without repeating it: the URL is the webhook's credential."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "BRIDGE_NOTIFY_URL is not an absolute https URL (copy the incoming webhook's URL whole)"
+    if parts.scheme == "http" and not insecure:
+        return "BRIDGE_NOTIFY_URL uses plain http; use https (BRIDGE_ALLOW_INSECURE_HTTP=1 allows http for testing)"
     return None
 
 
@@ -153,6 +164,9 @@ class Settings:
     log_format: str = "text"          # text | json (one object per line)
     log_level: str = "info"           # debug | info | warning | error (gunicorn's own lines too)
     worker_metrics_bind: str = ""     # HOST:PORT where each worker process serves its counters (empty: not served)
+    notify_url: str = ""              # a Slack or Teams incoming webhook told about what needs a person (a secret)
+    notify_format: str = ""           # slack | teams (empty: slack for hooks.slack.com, else teams)
+    notify_interval: float = 300.0    # beat: how often problems are looked for and new ones posted
     session_lifetime: float = 28800.0  # a console session ends this many seconds after sign-in
     session_idle: float = 3600.0       # … or after this many seconds without a request
     proxy_hops: int = 0               # trusted reverse proxies in front that set X-Forwarded-For / -Proto
@@ -205,6 +219,8 @@ class Settings:
                     check_base_url(str(values[name]), allow_insecure_http=insecure, what=f"BRIDGE_{name.upper()}")
                 except ConfigError as exc:
                     problems.append(str(exc))
+        if values.get("notify_url") and (problem := _notify_url(str(values["notify_url"]), insecure)):
+            problems.append(problem)
         for name, check in (("database_url", _database_url), ("broker_url", _broker_url),
                             ("worker_metrics_bind", _host_port)):
             if name in values and (problem := check(str(values[name]))):

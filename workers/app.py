@@ -11,7 +11,13 @@ import redis
 from celery import Celery, bootsteps, signals
 
 from bridge.ci.reconcile import Reconciler
-from bridge.contracts import CHECK_SUBSCRIPTIONS, POLL_QUIET_RUNS, SWEEP_DELIVERIES, SWEEP_PULL_REQUESTS
+from bridge.contracts import (
+    CHECK_SUBSCRIPTIONS,
+    NOTIFY_PEOPLE,
+    POLL_QUIET_RUNS,
+    SWEEP_DELIVERIES,
+    SWEEP_PULL_REQUESTS,
+)
 from bridge.crypto import SecretBox
 from bridge.db import Database
 from bridge.dispatch import Dispatcher, celery_config
@@ -20,6 +26,7 @@ from bridge.identity import IdentityHosts
 from bridge.locks import redis_lock_factory
 from bridge.logs import configure as configure_logs
 from bridge.metrics import Metrics
+from bridge.notifications import notifier_for
 from bridge.onboarding import Onboarding
 from bridge.services.connections import Connections
 from bridge.settings import Settings
@@ -51,6 +58,8 @@ def create_celery_app(settings: Settings | None = None, *, identity_hosts: Ident
     if settings.hook_check_interval > 0:
         app.conf.beat_schedule["check-subscriptions"] = {"task": CHECK_SUBSCRIPTIONS,
                                                          "schedule": settings.hook_check_interval}
+    if settings.notify_url:
+        app.conf.beat_schedule["notify-people"] = {"task": NOTIFY_PEOPLE, "schedule": settings.notify_interval}
     if settings.pr_sweep_interval > 0:
         app.conf.beat_schedule["sweep-pull-requests"] = {"task": SWEEP_PULL_REQUESTS,
                                                          "schedule": settings.pr_sweep_interval}
@@ -67,7 +76,7 @@ def create_celery_app(settings: Settings | None = None, *, identity_hosts: Ident
     attach(app, Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections,
                          onboarding=Onboarding(settings, db, box, connections, lock),
                         relay=OutboxRelay(db, Dispatcher(settings, app=app), interval=settings.relay_interval),
-                        heartbeats=heartbeats))
+                        heartbeats=heartbeats, notifier=notifier_for(settings, db)))
 
     from . import tasks  # noqa: F401 - its shared tasks join every app
     app.steps["worker"].add(RelayStep)

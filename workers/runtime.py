@@ -14,6 +14,7 @@ from bridge.deliveries.store import DeliveryStore
 from bridge.errors import ConfigError
 from bridge.heartbeats import Heartbeats
 from bridge.metrics import Metrics
+from bridge.notifications import Notifier
 from bridge.onboarding import Onboarding
 from bridge.services.connections import Connections
 from bridge.services.entra import ConnectionStore
@@ -34,6 +35,7 @@ class Runtime:
     onboarding: Onboarding
     relay: OutboxRelay  # started by RelayStep in workers (not in beat); the sweeper drains through it too
     heartbeats: Heartbeats  # beaten by HeartbeatStep in workers and from beat_init in beat
+    notifier: Notifier | None = None  # None: BRIDGE_NOTIFY_URL is not set
 
     @property
     def deliveries(self) -> DeliveryStore:

@@ -13,6 +13,7 @@ from bridge import retry
 from bridge.contracts import (
     CHECK_SUBSCRIPTIONS,
     DISPATCH_DELIVERIES,
+    NOTIFY_PEOPLE,
     POLL_QUIET_RUNS,
     PROCESS_DELIVERY,
     RECONCILE_PULL_REQUEST,
@@ -220,6 +221,16 @@ def run_onboarding_job(self, job_id: int) -> str:
 def check_subscriptions(self) -> dict:
     """List the bridge's service hooks and dbt webhooks; heal what may be healed, record the rest."""
     return self.runtime.onboarding.check_health()
+
+
+@shared_task(bind=True, base=BridgeTask, name=NOTIFY_PEOPLE)
+def notify_people(self) -> str:
+    """Post the problems that need a person and are new since the last round (bridge/notifications.py)."""
+    notifier = self.runtime.notifier
+    if notifier is None:
+        return "BRIDGE_NOTIFY_URL is not set"
+    done = notifier.run()
+    return f"{len(done.posted)} posted, {len(done.failed)} to try again, {done.cleared} cleared"
 
 
 @shared_task(bind=True, base=BridgeTask, name=SWEEP_PULL_REQUESTS)

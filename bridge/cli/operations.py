@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from . import console, linked_repository, load_settings, main, new_table, open_database, print_json
+from . import console, linked_repository, load_settings, main, new_table, open_database, print_json, text
 from .failures import BrokerRefused
 
 # -- pull requests -------------------------------------------------------------------------------
@@ -45,6 +47,42 @@ def prs_rerun(repository: str, pull_request: int) -> None:
     if not Dispatcher(settings).rerun_pull_request(repository_id, pull_request):
         raise BrokerRefused("could not reach the broker (BRIDGE_BROKER_URL); nothing was queued")
     console.print(f"rerun of pull request {pull_request} queued; `bridge status` shows the run")
+
+
+# -- notifications ------------------------------------------------------------------------------------
+
+@main.group()
+def notify() -> None:
+    """Notifications to a Slack or Teams channel (BRIDGE_NOTIFY_URL) when something needs a person."""
+
+
+def _notifier():
+    from ..notifications import notifier_for
+
+    settings = load_settings()
+    notifier = notifier_for(settings, open_database(settings))
+    if notifier is None:
+        raise click.ClickException("BRIDGE_NOTIFY_URL is not set: give it a Slack or Teams incoming webhook's URL")
+    return notifier
+
+
+@notify.command("check")
+def notify_check() -> None:
+    """Post now what needs a person and was not posted yet (beat does this every BRIDGE_NOTIFY_INTERVAL seconds)."""
+    done = _notifier().run()
+    for problem in done.posted:
+        console.print(text(f"posted: {problem.title}"))
+    console.print(f"{len(done.posted)} posted, {done.cleared} cleared since the last round"
+                  + (f", {len(done.failed)} not taken by the webhook (tried again next round)" if done.failed else ""))
+    if done.failed:
+        sys.exit(1)
+
+
+@notify.command("test")
+def notify_test() -> None:
+    """Post a test message, to see the webhook works."""
+    _notifier().test()
+    console.print("test message posted")
 
 
 # -- deliveries ---------------------------------------------------------------------------------------

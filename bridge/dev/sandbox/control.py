@@ -26,6 +26,13 @@ class SandboxControl:
     def setup(self, **body) -> dict:
         return self._post("/setup", body)
 
+    def chat(self, name: str) -> list[dict]:
+        """What was posted to the incoming webhook ``/_sandbox/chat/<name>``."""
+        return self._get(f"/chat/{name}")
+
+    def fail_chat(self, name: str, times: int = 1) -> None:
+        self._post(f"/chat/{name}/fail", {"times": times})
+
     def open_pr(self, *, repository: str = "dbt-analytics", title: str = "A change", draft: bool = False,
                 target: str = "main", source: str = "feature/x", deliver: bool = True, org: str = "fabrikam") -> dict:
         return self._post("/prs", {"org": org, "repository": repository, "title": title, "draft": draft,

@@ -17,6 +17,26 @@ from .world import Fault, World
 def create_control_blueprint(world: World) -> Blueprint:
     bp = Blueprint("sandbox-control", __name__)
 
+    # An incoming webhook of a chat (Slack answers "ok"; Teams' workflows 202): what the bridge posts is kept.
+    @bp.post("/_sandbox/chat/<name>")
+    def chat_post(name):
+        with world.lock:
+            if world.chat_failures.get(name, 0) > 0:
+                world.chat_failures[name] -= 1
+                return "internal error", 500
+            world.chat.setdefault(name, []).append(request.get_json(force=True))
+        return "ok", 200, {"Content-Type": "text/plain"}
+
+    @bp.get("/_sandbox/chat/<name>")
+    def chat_messages(name):
+        with world.lock:
+            return jsonify(world.chat.get(name, []))
+
+    @bp.post("/_sandbox/chat/<name>/fail")
+    def chat_fail(name):
+        with world.lock:
+            world.chat_failures[name] = int((request.get_json(force=True) or {}).get("times", 1))
+        return jsonify({"failing": world.chat_failures[name]})
 
     @bp.post("/_sandbox/setup")
     def control_setup():

@@ -39,6 +39,8 @@ class World:
         self.exchanges: list[dict] = []
         self.deliveries: list[dict] = []
         self.faults: list[Fault] = []
+        self.chat: dict[str, list[dict]] = {}  # messages posted to an incoming webhook (Slack, Teams), by name
+        self.chat_failures: dict[str, int] = {}  # how many next posts to a webhook are answered 500
         self.latency = 0.0
         # Azure DevOps resends 408/502/503/504 up to 8 times, waiting ~1, 2, 4 … 60 s; scaled down here.
         self.delivery_attempts = 8

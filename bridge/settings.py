@@ -30,7 +30,7 @@ OTHER_VARIABLES = frozenset({
 })
 # Numbers where 0 means "off" or "none"; every other number must be above 0.
 _MAY_BE_ZERO = frozenset({"pr_sweep_interval", "hook_check_interval", "delivery_quiet", "proxy_hops",
-                          "task_max_retries"})
+                          "task_max_retries", "retention_days"})
 _CHOICES = {"log_format": ("text", "json"), "log_level": ("debug", "info", "warning", "error"),
             "notify_format": ("slack", "teams")}
 _FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
@@ -164,6 +164,7 @@ class Settings:
     log_format: str = "text"          # text | json (one object per line)
     log_level: str = "info"           # debug | info | warning | error (gunicorn's own lines too)
     worker_metrics_bind: str = ""     # HOST:PORT where each worker process serves its counters (empty: not served)
+    retention_days: float = 30.0      # beat prunes finished deliveries older than this (0: keep everything)
     notify_url: str = ""              # a Slack or Teams incoming webhook told about what needs a person (a secret)
     notify_format: str = ""           # slack | teams (empty: slack for hooks.slack.com, else teams)
     notify_interval: float = 300.0    # beat: how often problems are looked for and new ones posted

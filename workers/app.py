@@ -15,6 +15,7 @@ from bridge.contracts import (
     CHECK_SUBSCRIPTIONS,
     NOTIFY_PEOPLE,
     POLL_QUIET_RUNS,
+    PRUNE_HISTORY,
     SWEEP_DELIVERIES,
     SWEEP_PULL_REQUESTS,
 )
@@ -58,6 +59,8 @@ def create_celery_app(settings: Settings | None = None, *, identity_hosts: Ident
     if settings.hook_check_interval > 0:
         app.conf.beat_schedule["check-subscriptions"] = {"task": CHECK_SUBSCRIPTIONS,
                                                          "schedule": settings.hook_check_interval}
+    if settings.retention_days > 0:
+        app.conf.beat_schedule["prune-history"] = {"task": PRUNE_HISTORY, "schedule": 3600.0}
     if settings.notify_url:
         app.conf.beat_schedule["notify-people"] = {"task": NOTIFY_PEOPLE, "schedule": settings.notify_interval}
     if settings.pr_sweep_interval > 0:

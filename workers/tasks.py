@@ -16,6 +16,7 @@ from bridge.contracts import (
     NOTIFY_PEOPLE,
     POLL_QUIET_RUNS,
     PROCESS_DELIVERY,
+    PRUNE_HISTORY,
     RECONCILE_PULL_REQUEST,
     REFRESH_CONNECTION,
     REFRESH_RUN,
@@ -221,6 +222,16 @@ def run_onboarding_job(self, job_id: int) -> str:
 def check_subscriptions(self) -> dict:
     """List the bridge's service hooks and dbt webhooks; heal what may be healed, record the rest."""
     return self.runtime.onboarding.check_health()
+
+
+@shared_task(bind=True, base=BridgeTask, name=PRUNE_HISTORY)
+def prune_history(self) -> int:
+    """Delete finished deliveries older than BRIDGE_RETENTION_DAYS, in small batches (hourly, from beat)."""
+    days = self.runtime.settings.retention_days
+    pruned = self.runtime.deliveries.prune(utcnow() - timedelta(days=days))
+    if pruned:
+        log.info("pruned %d deliveries older than %g days", pruned, days)
+    return pruned
 
 
 @shared_task(bind=True, base=BridgeTask, name=NOTIFY_PEOPLE)

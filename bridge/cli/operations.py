@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from datetime import timedelta
 
 import click
 
+from ..deliveries.states import DeliveryState
 from . import console, linked_repository, load_settings, main, new_table, open_database, print_json, text
 from .failures import BrokerRefused
 
@@ -90,6 +93,98 @@ def notify_test() -> None:
 @main.group()
 def deliveries() -> None:
     """Stored webhook deliveries."""
+
+
+def _age(value: str) -> timedelta:
+    """``30d``, ``12h`` or ``90m``: how far back."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = value[:-1], value[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise click.BadParameter(f"{value!r}: give a whole number and d, h or m (e.g. 30d)")
+    return timedelta(**{units[unit]: int(number)})
+
+
+def _delivery(row, repository: str | None) -> dict:
+    return {"id": row.id, "source": row.source, "event_type": row.event_type, "state": row.state,
+            "repository": repository, "dbt_account": row.dbt_account_id, "attempts": row.attempts,
+            "error": row.error, "received_at": row.received_at, "dispatched_at": row.dispatched_at,
+            "processed_at": row.processed_at}
+
+
+@deliveries.command("list")
+@click.option("--state", "states", type=click.Choice([s.value for s in DeliveryState]), multiple=True,
+              help="Only these states (repeatable).")
+@click.option("--source", type=click.Choice(["azure-devops", "dbt-cloud"]), help="Only from this sender.")
+@click.option("--repo", "repository", metavar="ORGANIZATION/PROJECT/REPOSITORY", help="Only for this repository.")
+@click.option("--since", "since", metavar="AGE", help="Only received in the last AGE (30d, 12h, 90m).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1, max=10_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on standard output, for scripts.")
+def deliveries_list(*, states, source, repository, since, limit, as_json) -> None:
+    """Stored deliveries, newest first: what came, in what state, and the error of a failed one."""
+    from sqlalchemy import select
+
+    from ..models import Delivery, Repository, utcnow
+
+    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+    if states:
+        query = query.where(Delivery.state.in_(states))
+    if source:
+        query = query.where(Delivery.source == source)
+    if repository:
+        query = query.where(Delivery.repository_id == linked_repository(repository))
+    if since:
+        query = query.where(Delivery.received_at >= utcnow() - _age(since))
+    with open_database().session() as s:
+        names = {r.id: f"{r.organization.name}/{r.ado_project_name}/{r.name}" for r in s.scalars(select(Repository))}
+        rows = [_delivery(d, names.get(d.repository_id)) for d in s.scalars(query)]
+    if as_json:
+        print_json({"deliveries": rows})
+        return
+    table = new_table("deliveries (newest first)", "id", "received", "source", "event", "state", "repository",
+                      "error")
+    for d in rows:
+        table.add_row(str(d["id"]), f"{d['received_at']:%Y-%m-%d %H:%M:%S}", d["source"], d["event_type"],
+                      d["state"], d["repository"] or (f"dbt account {d['dbt_account']}" if d["dbt_account"] else ""),
+                      d["error"] or "")
+    console.print(table)
+
+
+@deliveries.command("show")
+@click.argument("delivery_id", type=click.IntRange(min=1), metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on standard output, for scripts.")
+def deliveries_show(delivery_id: int, as_json: bool) -> None:
+    """One delivery: its parsed event, attempts and error."""
+    from ..models import Delivery, Repository
+
+    with open_database().session() as s:
+        row = s.get(Delivery, delivery_id)
+        if row is None:
+            raise click.ClickException(f"no delivery {delivery_id} (it may have been pruned)")
+        repo = s.get(Repository, row.repository_id) if row.repository_id else None
+        shown = {**_delivery(row, f"{repo.organization.name}/{repo.ado_project_name}/{repo.name}" if repo else None),
+                 "dedupe_key": row.dedupe_key, "event": row.event}
+    if as_json:
+        print_json(shown)
+        return
+    table = new_table(f"delivery {delivery_id}", "field", "value")
+    for key, value in shown.items():
+        table.add_row(key, json.dumps(value, indent=2, default=str) if key == "event" else str(value))
+    console.print(table)
+
+
+@deliveries.command("prune")
+@click.option("--older-than", "older_than", required=True, metavar="AGE", help="30d, 12h or 90m.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+def deliveries_prune(older_than: str, dry_run: bool) -> None:
+    """Delete finished deliveries (processed, ignored, failed) received longer ago than AGE, in small batches;
+    unfinished work is never deleted. Beat does this hourly for BRIDGE_RETENTION_DAYS."""
+    from ..deliveries.store import DeliveryStore
+    from ..models import utcnow
+
+    cutoff = utcnow() - _age(older_than)
+    count = DeliveryStore(open_database()).prune(cutoff, dry_run=dry_run)
+    console.print(f"{count} deliveries received before {cutoff:%Y-%m-%d %H:%M} UTC "
+                  f"{'would be' if dry_run else 'were'} deleted")
 
 
 @deliveries.command("retry")

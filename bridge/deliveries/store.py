@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import Database
@@ -137,6 +137,25 @@ class DeliveryStore:
             done = conn.execute(_FINISH[state], {"delivery_id": delivery_id, "new_error": error,
                                                  "finished_at": utcnow() if state in FINISHED else None})
             return done.rowcount > 0
+
+    # -- retention ---------------------------------------------------------------------------------------
+
+    def prune(self, received_before: datetime, *, batch: int = 1000, dry_run: bool = False) -> int:
+        """Delete finished deliveries (processed, ignored, failed) received before ``received_before``, ``batch``
+        rows a transaction so receivers never wait long; never a row of unfinished work. How many (would) go."""
+        old = (Delivery.state.in_(sorted(FINISHED)), Delivery.received_at < received_before)
+        if dry_run:
+            with self.db.session() as s:
+                return s.scalar(select(func.count()).select_from(Delivery).where(*old)) or 0
+        total = 0
+        while True:
+            with self.db.session() as s:
+                ids = s.scalars(select(Delivery.id).where(*old).order_by(Delivery.id).limit(batch)).all()
+                if ids:
+                    s.execute(delete(Delivery).where(Delivery.id.in_(ids)))
+            total += len(ids)
+            if len(ids) < batch:
+                return total
 
     # -- read-outs ---------------------------------------------------------------------------------------
 

@@ -205,3 +205,31 @@ def test_names_from_dbt_cloud_print_as_text_not_markup_or_escapes(tmp_path, monk
     assert "nightly [/] [link=https://evil.example/x]Production CI[/link]" in result.output
     assert "[bold]Analytics" in result.output
     assert "\x1b" not in result.output and "\x07" not in result.output
+
+
+def test_deliveries_list_show_and_prune_for_scripts(tmp_path):
+    import json
+    from datetime import timedelta
+
+    from bridge.models import Delivery, utcnow
+
+    database, env, _ = _configured(tmp_path)
+    seed_deliveries(database, "processed", "failed", "received")
+    with database.session() as s:
+        failed = s.scalar(select(Delivery).where(Delivery.state == "failed"))
+        failed.error, failed.received_at = "HTTP 401: Invalid token.", utcnow() - timedelta(days=40)
+        failed_id = failed.id
+    listed = json.loads(run("deliveries", "list", "--json", env=env).output)["deliveries"]
+    assert [d["state"] for d in listed] == ["received", "failed", "processed"]  # newest first
+    only = json.loads(run("deliveries", "list", "--state", "failed", "--json", env=env).output)["deliveries"]
+    assert [(d["id"], d["error"]) for d in only] == [(failed_id, "HTTP 401: Invalid token.")]
+    recent = json.loads(run("deliveries", "list", "--since", "1d", "--json", env=env).output)["deliveries"]
+    assert failed_id not in [d["id"] for d in recent]
+    shown = json.loads(run("deliveries", "show", str(failed_id), "--json", env=env).output)
+    assert shown["dedupe_key"] == "k1" and shown["event"] == {}
+    assert run("deliveries", "show", "999", env=env).exit_code == 1
+    assert "1 deliveries received before" in run("deliveries", "prune", "--older-than", "30d", "--dry-run",
+                                                  env=env).output
+    assert "were deleted" in run("deliveries", "prune", "--older-than", "30d", env=env).output
+    assert len(json.loads(run("deliveries", "list", "--json", env=env).output)["deliveries"]) == 2
+    assert run("deliveries", "prune", "--older-than", "thirty", env=env).exit_code == 2

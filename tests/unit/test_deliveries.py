@@ -111,3 +111,25 @@ def test_a_forgotten_repository_leaves_its_deliveries_without_it(tmp_path):
     with bridge.db.session() as s:
         row = s.get(Delivery, kept)
         assert row.repository_id is None and row.state == "received"  # history kept, link gone
+
+
+def test_pruning_deletes_old_finished_deliveries_in_batches_and_never_unfinished_work(db):
+    from datetime import timedelta
+
+    from bridge.models import utcnow
+
+    old = utcnow() - timedelta(days=40)
+    with db.session() as s:
+        for i, state in enumerate([*[S.PROCESSED] * 5, S.IGNORED, S.FAILED, S.RECEIVED, S.DISPATCHED,
+                                   S.PROCESSING, S.BLOCKED]):
+            s.add(Delivery(source="azure-devops", dedupe_key=f"old{i}", event_type="x", event={}, state=state,
+                           received_at=old))
+        s.add(Delivery(source="azure-devops", dedupe_key="new", event_type="x", event={}, state=S.PROCESSED))
+    store, cutoff = DeliveryStore(db), utcnow() - timedelta(days=30)
+    assert store.prune(cutoff, dry_run=True) == 7
+    assert store.prune(cutoff, batch=2) == 7  # four batches of at most two rows
+    with db.session() as s:
+        left = sorted((d.dedupe_key, d.state) for d in s.scalars(select(Delivery)))
+    assert left == [("new", "processed"), ("old10", "blocked"), ("old7", "received"), ("old8", "dispatched"),
+                    ("old9", "processing")]
+    assert store.prune(cutoff) == 0

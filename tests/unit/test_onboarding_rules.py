@@ -129,3 +129,14 @@ def test_on_azure_devops_server_every_event_is_asked_for_at_1_0_and_the_comment_
         assert {v for _, v in made} == {"1.0"} and len(made) == 3
         assert [e for e, _ in skipped] == ["ms.vss-code.git-pullrequest-comment-event"]
         assert "/dbt commands are unavailable" in skipped[0][1]
+
+
+def test_beat_prunes_history_hourly_unless_kept_forever():
+    from bridge.settings import Settings
+    from workers.app import create_celery_app
+
+    base = {"BRIDGE_SECRET_KEY": "Zm9vYmFyYmF6cXV1eGZvb2JhcmJhenF1dXhmb29iYXI=", "BRIDGE_DATABASE_URL": "sqlite://"}
+    schedule = create_celery_app(Settings.from_env(base)).conf.beat_schedule
+    assert schedule["prune-history"] == {"task": "bridge.prune_history", "schedule": 3600.0}
+    kept = create_celery_app(Settings.from_env({**base, "BRIDGE_RETENTION_DAYS": "0"})).conf.beat_schedule
+    assert "prune-history" not in kept

@@ -52,6 +52,53 @@ def prs_rerun(repository: str, pull_request: int) -> None:
     console.print(f"rerun of pull request {pull_request} queued; `bridge status` shows the run")
 
 
+# -- runs ---------------------------------------------------------------------------------------------
+
+@main.group()
+def runs() -> None:
+    """dbt Cloud runs the bridge started."""
+
+
+@runs.command("list")
+@click.option("--repo", "repository", metavar="ORGANIZATION/PROJECT/REPOSITORY", help="Only for this repository.")
+@click.option("--pr", "pull_request", type=click.IntRange(min=1), help="Only for this pull request.")
+@click.option("--since", "since", metavar="AGE", help="Only started in the last AGE (30d, 12h, 90m).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1, max=10_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on standard output, for scripts.")
+def runs_list(*, repository, pull_request, since, limit, as_json) -> None:
+    """Runs newest first: their pull request, kind, outcome (or why one could not start) and duration."""
+    from sqlalchemy import select
+
+    from ..models import CiRun, PullRequestRecord, Repository, utcnow
+
+    query = (select(CiRun, PullRequestRecord, Repository)
+             .join(PullRequestRecord, PullRequestRecord.id == CiRun.pull_request_ref)
+             .join(Repository, Repository.id == PullRequestRecord.repository_id)
+             .order_by(CiRun.id.desc()).limit(limit))
+    if repository:
+        query = query.where(Repository.id == linked_repository(repository))
+    if pull_request:
+        query = query.where(PullRequestRecord.pull_request_id == pull_request)
+    if since:
+        query = query.where(CiRun.created_at >= utcnow() - _age(since))
+    with open_database().session() as s:
+        rows = [{"repository": f"{repo.organization.name}/{repo.ado_project_name}/{repo.name}",
+                 "pull_request_id": pr.pull_request_id, "kind": run.kind, "dbt_run_id": run.dbt_run_id,
+                 "commit": run.commit, "outcome": run_outcome(run), "href": run.href,
+                 "started_at": run.created_at, "finished_at": run.finished_at,
+                 "duration_seconds": run.duration_seconds} for run, pr, repo in s.execute(query)]
+    if as_json:
+        print_json({"runs": rows})
+        return
+    table = new_table("runs (newest first)", "started", "repository", "PR", "kind", "dbt run", "commit",
+                      "outcome", "duration")
+    for r in rows:
+        table.add_row(f"{r['started_at']:%Y-%m-%d %H:%M:%S}", r["repository"], str(r["pull_request_id"]), r["kind"],
+                      str(r["dbt_run_id"] or "-"), (r["commit"] or "")[:8], r["outcome"],
+                      f"{r['duration_seconds']:.0f} s" if r["duration_seconds"] is not None else "")
+    console.print(table)
+
+
 # -- notifications ------------------------------------------------------------------------------------
 
 @main.group()

@@ -233,3 +233,30 @@ def test_deliveries_list_show_and_prune_for_scripts(tmp_path):
     assert "were deleted" in run("deliveries", "prune", "--older-than", "30d", env=env).output
     assert len(json.loads(run("deliveries", "list", "--json", env=env).output)["deliveries"]) == 2
     assert run("deliveries", "prune", "--older-than", "thirty", env=env).exit_code == 2
+
+
+def test_runs_list_for_scripts(tmp_path):
+    import json
+
+    from bridge.models import CiRun, PullRequestRecord, Repository
+
+    database, env, _ = _configured(tmp_path)
+    with database.session() as s:
+        repo = s.query(Repository).first()
+        pr = PullRequestRecord(repository_id=repo.id, pull_request_id=11, head_commit="e297ba41" * 5)
+        other = PullRequestRecord(repository_id=repo.id, pull_request_id=12, head_commit="0bf81c57" * 5)
+        s.add_all([pr, other])
+        s.flush()
+        s.add_all([CiRun(pull_request_ref=pr.id, kind="ci", dbt_account_id=1, dbt_job_id=42, commit=pr.head_commit,
+                         start_error="HTTP 401: Invalid token."),
+                   CiRun(pull_request_ref=pr.id, kind="ci", dbt_account_id=1, dbt_job_id=42, commit=pr.head_commit,
+                         dbt_run_id=1011, status=10, duration_seconds=252.0),
+                   CiRun(pull_request_ref=other.id, kind="ci", dbt_account_id=1, dbt_job_id=42, dbt_run_id=1012,
+                         status=3)])
+    listed = json.loads(run("runs", "list", "--json", env=env).output)["runs"]
+    assert [(r["pull_request_id"], r["dbt_run_id"], r["outcome"]) for r in listed] == [
+        (12, 1012, "running"), (11, 1011, "succeeded"), (11, None, "could not start: HTTP 401: Invalid token.")]
+    only = json.loads(run("runs", "list", "--pr", "11", "--json", env=env).output)["runs"]
+    assert [r["duration_seconds"] for r in only] == [252.0, None]
+    table = run("runs", "list", "--pr", "11", env=env).output
+    assert "1011" in table and "252 s" in table and "HTTP 401" in table

@@ -36,6 +36,13 @@ _CHOICES = {"log_format": ("text", "json"), "log_level": ("debug", "info", "warn
 _FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
+def _choice(name: str, value: str) -> str:
+    """One of the values ``_CHOICES`` allows for ``name``, in lower case."""
+    if value.lower() not in _CHOICES[name]:
+        raise ConfigError(f"BRIDGE_{name.upper()} must be {' or '.join(_CHOICES[name])}, got {value!r}")
+    return value.lower()
+
+
 def _parse(name: str, kind: str, raw: str) -> object:
     variable = f"BRIDGE_{name.upper()}"
     if kind == "bool":
@@ -43,8 +50,8 @@ def _parse(name: str, kind: str, raw: str) -> object:
             raise ConfigError(f"{variable} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
         return _FLAGS[raw.lower()]
     if kind == "str":
-        if name in _CHOICES and raw.lower() not in _CHOICES[name]:
-            raise ConfigError(f"{variable} must be {' or '.join(_CHOICES[name])}, got {raw!r}")
+        if name in _CHOICES:
+            return _choice(name, raw)
         return raw
     try:
         number = int(raw) if kind == "int" else float(raw)
@@ -179,11 +186,10 @@ class Settings:
     def __post_init__(self):
         for name in ("public_url", "azure_devops_url"):
             object.__setattr__(self, name, getattr(self, name).rstrip("/"))
-        if self.log_format not in ("text", "json"):
-            raise ConfigError(f"BRIDGE_LOG_FORMAT must be text or json, got {self.log_format!r}")
-        object.__setattr__(self, "log_level", self.log_level.lower())
-        if self.log_level not in ("debug", "info", "warning", "error"):
-            raise ConfigError(f"BRIDGE_LOG_LEVEL must be debug, info, warning or error, got {self.log_level!r}")
+        for name in ("log_format", "log_level"):  # also when built in code, not from the environment
+            object.__setattr__(self, name, _choice(name, getattr(self, name)))
+        if self.notify_format:
+            object.__setattr__(self, "notify_format", _choice("notify_format", self.notify_format))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -108,6 +108,10 @@ class HeartbeatStep(bootsteps.StartStopStep):
 class MetricsStep(bootsteps.StartStopStep):
     """Serves this worker process' counters at BRIDGE_WORKER_METRICS_BIND (bridge/metrics.py says why)."""
 
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.server = None
+
     def start(self, worker):
         from prometheus_client import start_http_server
 
@@ -120,7 +124,7 @@ class MetricsStep(bootsteps.StartStopStep):
             log.error("worker metrics not served at %s: %s", runtime.settings.worker_metrics_bind, exc)
 
     def stop(self, worker):
-        if getattr(self, "server", None) is not None:
+        if self.server is not None:
             self.server.shutdown()
 
 

@@ -135,8 +135,8 @@ def _apply(file: Path | None, *, commit: bool, prune: bool) -> list:
         retry_refused_starts(settings)  # a token or an identity changed: runs it refused may start now
     if commit and prune:
         _prune(database, stale)
-    elif stale.changes(""):
-        console.print(f"{len(stale.changes(''))} not in the file: `bridge config apply --prune` removes them")
+    elif stale:
+        console.print(f"{len(stale)} not in the file: `bridge config apply --prune` removes them")
     for name, server in checked.items():
         console.print(f"{data(name)}: {data(server)}")
     return changes

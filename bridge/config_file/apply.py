@@ -156,6 +156,9 @@ class Unlisted:
     organizations: list[tuple[int, str]]
     accounts: list[int]
 
+    def __len__(self) -> int:
+        return len(self.repositories) + len(self.organizations) + len(self.accounts)
+
     def changes(self, action: str) -> list[Change]:
         return ([Change("repository", name, action) for _, name in self.repositories] +
                 [Change("organization", name, action) for _, name in self.organizations] +

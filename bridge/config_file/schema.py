@@ -144,11 +144,12 @@ def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict:
     return out
 
 
-def _substitute(node: yaml.Node, env: Mapping[str, str], problems: list[str]) -> None:
+def _substitute(node: yaml.Node, env: Mapping[str, str], problems: list[tuple[int, str]]) -> None:
     if isinstance(node, yaml.ScalarNode) and isinstance(node.value, str) and "__bridge_env_" in node.value:
         def repl(m: re.Match) -> str:
             if m.group(1) not in env:
-                problems.append(f"line {node.start_mark.line + 1}: environment variable {m.group(1)} is not set")
+                line = node.start_mark.line + 1
+                problems.append((line, f"line {line}: environment variable {m.group(1)} is not set"))
                 return ""
             return env[m.group(1)]
         node.value = _TOKEN.sub(repl, node.value)
@@ -211,8 +212,8 @@ def load(text: str, *, env: Mapping[str, str] | None = None, source: str = "conf
     if node is None:
         raise ConfigError(f"{source}: the file is empty")
     lines = _lines(node)
-    unset: list[str] = []
-    _substitute(node, env, unset)
+    problems: list[tuple[int, str]] = []  # (line, the problem as shown)
+    _substitute(node, env, problems)
     try:
         data = _construct(node)
     except yaml.YAMLError as exc:
@@ -221,7 +222,6 @@ def load(text: str, *, env: Mapping[str, str] | None = None, source: str = "conf
         raise ConfigError(f"{source}: unsupported YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: line {lines.get(())}: the top level must be a mapping")
-    problems = [(int(line.split()[1].rstrip(":")), line) for line in unset]
     unset_lines = {line for line, _ in problems}
     try:
         parsed = _File().load(data)

@@ -17,7 +17,7 @@ SWEEP_PULL_REQUESTS = "bridge.sweep_pull_requests"  # (): compare Azure DevOps' 
 REFRESH_CONNECTION = "bridge.refresh_connection"    # (connection_id: int): read who it is and where
 RUN_ONBOARDING_JOB = "bridge.run_onboarding_job"    # (job_id: int): a console request (discover, set up, unlink)
 CHECK_SUBSCRIPTIONS = "bridge.check_subscriptions"  # (): heal service hooks and dbt webhooks
-PRUNE_HISTORY = "bridge.prune_history"              # (): delete finished deliveries older than the retention
+PRUNE_HISTORY = "bridge.prune_history"              # (): prune finished deliveries and activity past the retention
 NOTIFY_PEOPLE = "bridge.notify_people"              # (): post new problems that need a person (BRIDGE_NOTIFY_URL)
 
 QUEUE = "bridge"

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -183,7 +184,8 @@ class Delivery(Base):
     """
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("source", "dedupe_key"),)
+    __table_args__ = (UniqueConstraint("source", "dedupe_key"),
+                      Index("ix_deliveries_pull_request", "repository_id", "pull_request_id"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     source: Mapped[str] = mapped_column(String(20))          # azure-devops | dbt-cloud
@@ -191,6 +193,7 @@ class Delivery(Base):
     event_type: Mapped[str] = mapped_column(String(100))
     repository_id: Mapped[int | None] = mapped_column(ForeignKey("repositories.id"), index=True)
     dbt_account_id: Mapped[int | None] = mapped_column(BigInteger)
+    pull_request_id: Mapped[int | None] = mapped_column(Integer)  # the PR an Azure DevOps delivery names
     event: Mapped[dict] = mapped_column(JSON)                 # the parsed domain event, never the raw body
     state: Mapped[str] = mapped_column(String(20), default="received", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -213,6 +216,7 @@ class PullRequestRecord(Base):
     status: Mapped[str] = mapped_column(String(20), default="active")
     is_draft: Mapped[bool] = mapped_column(Boolean, default=False)
     target_ref: Mapped[str] = mapped_column(String(500), default="")
+    source_ref: Mapped[str] = mapped_column(String(500), default="", server_default="")
     head_commit: Mapped[str | None] = mapped_column(String(64))
     last_reason: Mapped[str | None] = mapped_column(Text)
     reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -314,3 +318,24 @@ class Notification(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     title: Mapped[str] = mapped_column(String(500), default="")
     notified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Activity(Base):
+    """One thing the bridge did or decided, appended in the transaction of the change it records and never
+    changed: a reconcile's decision and why, a run started, refused, cancelled or settled, a status posted, a
+    command, a replay, a duplicate delivery. A delivery's own receipt is its deliveries row (written by the
+    receiver's one INSERT); the PR page reads both. Pruned with the deliveries (``BRIDGE_RETENTION_DAYS``)."""
+
+    __tablename__ = "activity"
+    __table_args__ = (Index("ix_activity_pull_request", "repository_id", "pull_request_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(30))           # history.record.Kind
+    repository_id: Mapped[int | None] = mapped_column(Integer)  # no foreign key: unlinking deletes these rows
+    pull_request_id: Mapped[int | None] = mapped_column(Integer)
+    delivery_id: Mapped[int | None] = mapped_column(BigInteger)
+    ci_run_id: Mapped[int | None] = mapped_column(Integer)
+    dbt_run_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(400), default="worker")  # worker | cli | a session subject
+    message: Mapped[str] = mapped_column(Text)                # one sentence, as shown

@@ -31,6 +31,8 @@ from bridge.deliveries.states import DeliveryState
 from bridge.deliveries.store import Claimed, Selection
 from bridge.domain import DbtRunEvent, PullRequestEvent, RunStatus, is_rerun_command
 from bridge.errors import ApiError, ConfigError, IdentityError, LockBusy, NotSent, PayloadError, ReauthRequired
+from bridge.history import record as activity
+from bridge.history.record import Cause
 from bridge.logs import log_context
 from bridge.models import CiRun, Repository, utcnow
 from bridge.onboarding import console_jobs
@@ -103,7 +105,8 @@ def process_delivery(self, delivery_id: int) -> str:
         if isinstance(event, PullRequestEvent):
             with log_context(repository_id=claimed.repository_id, pr=event.pull_request_id):
                 outcome = rt.reconciler.reconcile(claimed.repository_id, event.pull_request_id,
-                                                  rerun=is_rerun_command(event.comment))
+                                                  rerun=is_rerun_command(event.comment),
+                                                  cause=Cause(delivery_id=delivery_id))
             store.finish(delivery_id, DeliveryState.PROCESSED)
             return outcome.reason
         with log_context(dbt_run_id=event.run_id):
@@ -226,12 +229,16 @@ def check_subscriptions(self) -> dict:
 
 @shared_task(bind=True, base=BridgeTask, name=PRUNE_HISTORY)
 def prune_history(self) -> int:
-    """Delete finished deliveries older than BRIDGE_RETENTION_DAYS, in small batches (hourly, from beat)."""
-    days = self.runtime.settings.retention_days
-    pruned = self.runtime.deliveries.prune(utcnow() - timedelta(days=days))
-    if pruned:
-        log.info("pruned %d deliveries older than %g days", pruned, days)
-    return pruned
+    """Delete finished deliveries and activity older than BRIDGE_RETENTION_DAYS, in small batches (hourly,
+    from beat)."""
+    rt = self.runtime
+    days = rt.settings.retention_days
+    before = utcnow() - timedelta(days=days)
+    pruned = rt.deliveries.prune(before)
+    entries = activity.prune(rt.db, before)
+    if pruned or entries:
+        log.info("pruned %d deliveries and %d activity entries older than %g days", pruned, entries, days)
+    return pruned + entries
 
 
 @shared_task(bind=True, base=BridgeTask, name=NOTIFY_PEOPLE)
@@ -304,6 +311,6 @@ def _dbt_event(rt, delivery_id: int, account_id: int | None, event: DbtRunEvent)
     if news is None:
         rt.deliveries.finish(delivery_id, DeliveryState.IGNORED, "event carries no run status")
         return "ignored"
-    outcome = rt.reconciler.settle_run(ci_run_id, news)
+    outcome = rt.reconciler.settle_run(ci_run_id, news, cause=Cause(delivery_id=delivery_id))
     rt.deliveries.finish(delivery_id, DeliveryState.PROCESSED)
     return outcome.reason

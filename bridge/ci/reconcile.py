@@ -28,6 +28,9 @@ from ..domain import (
     StatusContext,
 )
 from ..errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
+from ..history import record as activity
+from ..history.explain import describe_plan, run_outcome
+from ..history.record import WORKER, Cause, Kind
 from ..metrics import Metrics
 from ..models import CiRun, PullRequestRecord, Repository, utcnow
 from ..services.connections import Connections
@@ -51,6 +54,12 @@ class Target:
     repository: str
     pull_request_id: int
     context: StatusContext
+    repository_id: int  # ours, for the activity record
+    cause: Cause = WORKER
+
+    def about(self, **more) -> dict:
+        return {"cause": self.cause, "repository_id": self.repository_id, "pull_request_id": self.pull_request_id,
+                **more}
 
 
 @dataclass
@@ -79,11 +88,12 @@ class Reconciler:
 
     # -- entry points -------------------------------------------------------------------------------
 
-    def reconcile(self, repository_id: int, pull_request_id: int, *, rerun: bool = False) -> Outcome:
+    def reconcile(self, repository_id: int, pull_request_id: int, *, rerun: bool = False,
+                  cause: Cause = WORKER) -> Outcome:
         with self.lock(f"pr:{repository_id}:{pull_request_id}"):
-            return self._reconcile(repository_id, pull_request_id, rerun=rerun)
+            return self._reconcile(repository_id, pull_request_id, rerun=rerun, cause=cause)
 
-    def settle_run(self, ci_run_id: int, dbt_run: DbtRun | None = None) -> Outcome:
+    def settle_run(self, ci_run_id: int, dbt_run: DbtRun | None = None, *, cause: Cause = WORKER) -> Outcome:
         """Take in news of a run (a dbt webhook, or a poll when ``dbt_run`` is None) and post its status."""
         with self.db.session() as s:
             run = s.get(CiRun, ci_run_id)
@@ -91,7 +101,7 @@ class Reconciler:
                 return Outcome("unknown run")
             key = f"pr:{run.pull_request.repository_id}:{run.pull_request.pull_request_id}"
         with self.lock(key):
-            return self._settle(ci_run_id, dbt_run)
+            return self._settle(ci_run_id, dbt_run, cause)
 
     def refused_heads(self) -> list[tuple[int, int]]:
         """(repository id, pull request id) of the open pull requests whose head's newest CI run could not
@@ -126,7 +136,7 @@ class Reconciler:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _reconcile(self, repository_id: int, pull_request_id: int, *, rerun: bool) -> Outcome:
+    def _reconcile(self, repository_id: int, pull_request_id: int, *, rerun: bool, cause: Cause) -> Outcome:
         with self.db.session() as s:
             repo = s.get(Repository, repository_id, options=WITH_OWNERS)
             if repo is None:
@@ -142,29 +152,34 @@ class Reconciler:
         except NotFound:
             pr = None
 
+        about = {"cause": cause, "repository_id": repository_id, "pull_request_id": pull_request_id}
         with self.db.session() as s:
             record = self._pr_record(s, repository_id, pull_request_id, pr)
+            if rerun and cause.delivery_id is not None:  # the comment's delivery (the CLI records its own)
+                activity.add(s, Kind.COMMAND, "`/dbt rerun` commented on the pull request", **about)
             in_doubt = [r.id for r in record.runs
                         if r.dbt_run_id is None and r.start_error is None]
             runs = [recorded(r) for r in record.runs]
             if not in_doubt:  # the common case: decide and record the decision in the same transaction
                 plan = domain.plan(pr, runs, settings, rerun=rerun)
                 record.last_reason, record.reconciled_at = plan.reason, utcnow()
+                activity.add(s, Kind.DECISION, describe_plan(plan), **about)
             s.flush()  # a new record is one INSERT, with the decision in it
             record_id = record.id
         if in_doubt:
             for run_id in in_doubt:
-                self._resolve_in_doubt(run_id, dbt, pull_request_id)
+                self._resolve_in_doubt(run_id, dbt, pull_request_id, about)
             with self.db.session() as s:
                 record = s.get(PullRequestRecord, record_id)
                 runs = [recorded(r) for r in record.runs]
                 plan = domain.plan(pr, runs, settings, rerun=rerun)
                 record.last_reason, record.reconciled_at = plan.reason, utcnow()
+                activity.add(s, Kind.DECISION, describe_plan(plan), **about)
         outcome = Outcome(plan.reason)
 
-        target = Target(ado, project, ado_repo, pull_request_id, settings.status_context)
+        target = Target(ado, project, ado_repo, pull_request_id, settings.status_context, repository_id, cause)
         for cancel in plan.cancels:
-            self._cancel(dbt, cancel)
+            self._cancel(dbt, cancel, target)
             outcome.cancelled += 1
         for post in plan.statuses:
             self._post(target, post.record_id, post.update)
@@ -194,10 +209,11 @@ class Reconciler:
             record.status = pr.status.value
             record.is_draft = pr.is_draft
             record.target_ref = pr.target_ref
+            record.source_ref = pr.source_ref[:500]
             record.head_commit = pr.head_commit
         return record
 
-    def _resolve_in_doubt(self, ci_run_id: int, dbt: DbtCloudClient, pull_request_id: int) -> None:
+    def _resolve_in_doubt(self, ci_run_id: int, dbt: DbtCloudClient, pull_request_id: int, about: dict) -> None:
         """Find the dbt run a lost trigger may have started; otherwise mark the attempt as not started."""
         with self.db.session() as s:
             run = s.get(CiRun, ci_run_id)
@@ -216,11 +232,16 @@ class Reconciler:
             if found is not None:
                 run.dbt_run_id = found.run_id
                 apply_run(run, found)
+                activity.add(s, Kind.RUN_RECOVERED, f"found dbt run {found.run_id} that an interrupted start of job "
+                             f"{job_id} made for {domain.short(commit)}", ci_run_id=ci_run_id,
+                             dbt_run_id=found.run_id, **about)
                 log.info("recovered dbt run %s for an interrupted trigger (record %s)", found.run_id, ci_run_id)
             else:
                 s.delete(run)  # never started: the plan will start it again
+                activity.add(s, Kind.RUN_RECOVERED, f"an interrupted start of job {job_id} for {domain.short(commit)} "
+                             "never reached dbt Cloud: starting it again", **about)
 
-    def _cancel(self, dbt: DbtCloudClient, cancel: domain.CancelRun) -> None:
+    def _cancel(self, dbt: DbtCloudClient, cancel: domain.CancelRun, target: Target) -> None:
         try:
             answer = dbt.cancel_run(cancel.dbt_run_id)
         except NotFound:
@@ -231,13 +252,18 @@ class Reconciler:
             run.superseded = run.superseded or cancel.reason in ("superseded", "not-applicable")
             if answer is not None:
                 apply_run(run, answer)
+            activity.add(s, Kind.RUN_CANCELLED, f"asked dbt Cloud to cancel run {cancel.dbt_run_id} ({cancel.reason})"
+                         + ("" if answer is not None else ": dbt Cloud no longer knows it"),
+                         **target.about(ci_run_id=cancel.record_id, dbt_run_id=cancel.dbt_run_id))
         self.metrics.runs_cancelled.labels(reason=cancel.reason).inc()
 
     def _post(self, target: Target, record_id: int, update: domain.StatusUpdate) -> None:
         target.ado.post_status(target.project, target.repository, target.pull_request_id, target.context, update)
-        with self.db.statement() as conn:  # one UPDATE, no read first: the most frequent write of a reconcile
+        with self.db.engine.begin() as conn:  # the run's posted state and its record, no read first
             conn.execute(POSTED, {"run_id": record_id, "state": update.state.value,
                                   "description": update.description})
+            activity.execute(conn, Kind.STATUS_POSTED, f"posted {target.context.genre}/{target.context.name} "
+                             f"{update.state.value}: {update.description}", **target.about(ci_run_id=record_id))
         self.metrics.statuses_posted.labels(state=update.state.value).inc()
 
     def _trigger(self, target: Target, dbt: DbtCloudClient, record_id: int, pr: PullRequest, *,
@@ -265,6 +291,8 @@ class Reconciler:
                 s.add(run)  # the record as inserted (no one else writes it before it has a dbt run id)
                 run.start_error = _start_error(exc)
                 snapshot = recorded(run)
+                activity.add(s, Kind.RUN_REFUSED, f"dbt Cloud refused to start job {job_id} for "
+                             f"{domain.short(trigger.commit)}: {run.start_error}", **target.about(ci_run_id=run_id))
             self.metrics.runs_started.labels(kind=trigger.kind.value, result="refused").inc()
             log.warning("dbt Cloud refused to start job %s for PR %s: %s", job_id, pr.pull_request_id, exc)
             update = domain.needs_post(snapshot, pr.head_commit)
@@ -277,6 +305,9 @@ class Reconciler:
             run.dbt_run_id = started.run_id
             apply_run(run, started)
             snapshot = recorded(run)
+            what = "teardown run" if teardown else f"run for {domain.short(trigger.commit)}"
+            activity.add(s, Kind.RUN_STARTED, f"started dbt {what}: run {started.run_id} of job {job_id}",
+                         **target.about(ci_run_id=run_id, dbt_run_id=started.run_id))
         self.metrics.runs_started.labels(kind=trigger.kind.value, result="started").inc()
         log.info("started dbt run %s (job %s) for PR %s @ %s", started.run_id, job_id, pr.pull_request_id,
                  domain.short(trigger.commit))
@@ -286,7 +317,7 @@ class Reconciler:
             return 1
         return 0
 
-    def _settle(self, ci_run_id: int, dbt_run: DbtRun | None) -> Outcome:
+    def _settle(self, ci_run_id: int, dbt_run: DbtRun | None, cause: Cause) -> Outcome:
         with self.db.session() as s:
             run = s.get(CiRun, ci_run_id)
             record = run.pull_request
@@ -294,14 +325,19 @@ class Reconciler:
             org, account = repo.organization, repo.dbt_account
             settings = ci_settings(repo)
             project, ado_repo, pr_number = repo.ado_project_id, repo.ado_repository_id, record.pull_request_id
-            dbt_run_id = run.dbt_run_id
+            repository_id, dbt_run_id = repo.id, run.dbt_run_id
         if dbt_run_id is None:
             return Outcome("run was never started")
         if dbt_run is None:
             dbt_run = self.connections.dbt_cloud(account).get_run(dbt_run_id)
         with self.db.session() as s:
             run = s.get(CiRun, ci_run_id)
-            apply_run(run, dbt_run)
+            if apply_run(run, dbt_run):
+                took = domain.format_duration(run.duration_seconds)
+                activity.add(s, Kind.RUN_SETTLED, f"dbt run {dbt_run_id} {run_outcome(dbt_run.status)}"
+                             + (f" in {took}" if took and dbt_run.status.is_terminal else ""), cause=cause,
+                             repository_id=repository_id, pull_request_id=pr_number, ci_run_id=ci_run_id,
+                             dbt_run_id=dbt_run_id)
             snapshot = recorded(run)
             head = run.pull_request.head_commit
             closed = run.pull_request.status in ("completed", "abandoned", "deleted")
@@ -311,8 +347,8 @@ class Reconciler:
         update = None if closed else domain.needs_post(snapshot, head)
         if update is None:
             return Outcome("nothing to post")
-        self._post(Target(self.connections.azure_devops(org), project, ado_repo, pr_number, settings.status_context),
-                   ci_run_id, update)
+        self._post(Target(self.connections.azure_devops(org), project, ado_repo, pr_number, settings.status_context,
+                          repository_id, cause), ci_run_id, update)
         return Outcome(f"posted {update.state.value}", posted=1)
 
 

@@ -103,21 +103,15 @@ def retry_refused_starts(settings: Settings) -> None:
 
 def linked_repository(spec: str) -> int:
     """The id of the linked repository named ORGANIZATION/PROJECT/REPOSITORY (project by name or id)."""
-    from sqlalchemy import func, select
+    from ..history import read
 
-    from ..models import Organization, Repository
-
-    parts = spec.split("/")
-    if len(parts) != 3:
+    if len(spec.split("/")) != 3:
         raise click.UsageError("name the repository as ORGANIZATION/PROJECT/REPOSITORY")
-    org, project, name = (p.lower() for p in parts)
     with open_database().session() as s:
-        found = s.scalar(select(Repository.id).join(Organization).where(
-            func.lower(Organization.name) == org, func.lower(Repository.name) == name,
-            (func.lower(Repository.ado_project_name) == project) | (func.lower(Repository.ado_project_id) == project)))
-    if found is None:
-        raise click.ClickException(f"{spec} is not linked to the bridge (see `bridge status`)")
-    return found
+        found = read.repository_named(s, read.ADMIN, spec)
+        if found is None:
+            raise click.ClickException(f"{spec} is not linked to the bridge (see `bridge status`)")
+        return found.id
 
 
 class BridgeGroup(click.Group):

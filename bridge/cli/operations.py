@@ -30,6 +30,62 @@ def prs_sweep() -> None:
     console.print("sweep queued; the workers reconcile what differs")
 
 
+@prs.command("list")
+@click.argument("search", required=False, default="")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1, max=10_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on standard output, for scripts.")
+def prs_list(search: str, limit: int, as_json: bool) -> None:
+    """Pull requests newest first; SEARCH matches ORGANIZATION/PROJECT/REPOSITORY, a PR number, a title or a
+    branch."""
+    from ..history import read
+
+    with open_database().session() as s:
+        rows = read.find_pull_requests(s, read.ADMIN, search, limit=limit)
+    if as_json:
+        print_json({"pull_requests": [read.as_json(r) for r in rows]})
+        return
+    table = new_table("pull requests (newest first)", "repository", "PR", "state", "title", "source", "head",
+                      "last decision")
+    for r in rows:
+        table.add_row(r.repository, str(r.pull_request_id), r.state + (" (draft)" if r.is_draft else ""), r.title,
+                      r.source_ref.removeprefix("refs/heads/"), (r.head_commit or "")[:8], r.last_decision or "")
+    console.print(table)
+
+
+@prs.command("show")
+@click.argument("repository", metavar="ORGANIZATION/PROJECT/REPOSITORY")
+@click.argument("pull_request", type=click.IntRange(min=1), metavar="PR")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on standard output, for scripts.")
+def prs_show(repository: str, pull_request: int, as_json: bool) -> None:
+    """Why a pull request got (or did not get) a run, in one sentence; its runs; its timeline, newest first.
+    Exits 1 when the bridge has heard nothing of it."""
+    from ..history import read
+
+    repository_id = linked_repository(repository)
+    with open_database().session() as s:
+        shown = read.pull_request(s, read.ADMIN, repository_id, pull_request)
+    assert shown is not None  # the repository is linked, and the CLI sees everything
+    if as_json:
+        print_json(read.as_json(shown))
+    else:
+        pr = shown.pull_request
+        console.print(text(f"{pr.repository} PR {pr.pull_request_id}: {pr.title}", "bold"))
+        if shown.known:
+            console.print(text(f"{pr.state}{' (draft)' if pr.is_draft else ''}, "
+                               f"{pr.source_ref.removeprefix('refs/heads/')} → "
+                               f"{pr.target_ref.removeprefix('refs/heads/')}, head {(pr.head_commit or '-')[:8]}"))
+        console.print(text(shown.why))
+        if pr.runs:
+            console.print(_runs_table("runs (newest first)", pr.runs))
+        table = new_table("timeline (newest first)", "at", "what", "by", "delivery", "dbt run")
+        for e in shown.timeline:
+            table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.text, e.actor, str(e.delivery_id or ""),
+                          str(e.dbt_run_id or ""))
+        console.print(table)
+    if not shown.known and not shown.timeline:
+        sys.exit(1)
+
+
 @prs.command("rerun")
 @click.argument("repository", metavar="ORGANIZATION/PROJECT/REPOSITORY")
 @click.argument("pull_request", type=click.IntRange(min=1), metavar="PR")
@@ -49,6 +105,12 @@ def prs_rerun(repository: str, pull_request: int) -> None:
         raise click.ClickException(f"pull request {pull_request} is {known}: nothing to run")
     if not Dispatcher(settings).rerun_pull_request(repository_id, pull_request):
         raise BrokerRefused("could not reach the broker (BRIDGE_BROKER_URL); nothing was queued")
+    from ..history import record as activity
+    from ..history.record import Cause, Kind
+
+    with open_database(settings).session() as s:  # after the broker took it: the record says what was asked
+        activity.add(s, Kind.COMMAND, "rerun asked for from the CLI (`bridge prs rerun`)", cause=Cause(actor="cli"),
+                     repository_id=repository_id, pull_request_id=pull_request)
     console.print(f"rerun of pull request {pull_request} queued; `bridge status` shows the run")
 
 
@@ -67,36 +129,26 @@ def runs() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on standard output, for scripts.")
 def runs_list(*, repository, pull_request, since, limit, as_json) -> None:
     """Runs newest first: their pull request, kind, outcome (or why one could not start) and duration."""
-    from sqlalchemy import select
+    from ..history import read
+    from ..models import utcnow
 
-    from ..models import CiRun, PullRequestRecord, Repository, utcnow
-
-    query = (select(CiRun, PullRequestRecord, Repository)
-             .join(PullRequestRecord, PullRequestRecord.id == CiRun.pull_request_ref)
-             .join(Repository, Repository.id == PullRequestRecord.repository_id)
-             .order_by(CiRun.id.desc()).limit(limit))
-    if repository:
-        query = query.where(Repository.id == linked_repository(repository))
-    if pull_request:
-        query = query.where(PullRequestRecord.pull_request_id == pull_request)
-    if since:
-        query = query.where(CiRun.created_at >= utcnow() - _age(since))
+    repository_id = linked_repository(repository) if repository else None
     with open_database().session() as s:
-        rows = [{"repository": f"{repo.organization.name}/{repo.ado_project_name}/{repo.name}",
-                 "pull_request_id": pr.pull_request_id, "kind": run.kind, "dbt_run_id": run.dbt_run_id,
-                 "commit": run.commit, "outcome": run_outcome(run), "href": run.href,
-                 "started_at": run.created_at, "finished_at": run.finished_at,
-                 "duration_seconds": run.duration_seconds} for run, pr, repo in s.execute(query)]
+        rows = read.runs(s, read.ADMIN, repository_id=repository_id, pull_request_id=pull_request,
+                         since=utcnow() - _age(since) if since else None, limit=limit)
     if as_json:
-        print_json({"runs": rows})
+        print_json({"runs": [read.as_json(r) for r in rows]})
         return
-    table = new_table("runs (newest first)", "started", "repository", "PR", "kind", "dbt run", "commit",
-                      "outcome", "duration")
+    console.print(_runs_table("runs (newest first)", rows))
+
+
+def _runs_table(title: str, rows) -> object:
+    table = new_table(title, "started", "repository", "PR", "kind", "dbt run", "commit", "outcome", "duration")
     for r in rows:
-        table.add_row(f"{r['started_at']:%Y-%m-%d %H:%M:%S}", r["repository"], str(r["pull_request_id"]), r["kind"],
-                      str(r["dbt_run_id"] or "-"), (r["commit"] or "")[:8], r["outcome"],
-                      f"{r['duration_seconds']:.0f} s" if r["duration_seconds"] is not None else "")
-    console.print(table)
+        table.add_row(f"{r.started_at:%Y-%m-%d %H:%M:%S}", r.repository, str(r.pull_request_id), r.kind,
+                      str(r.dbt_run_id or "-"), (r.commit or "")[:8], r.outcome,
+                      f"{r.duration_seconds:.0f} s" if r.duration_seconds is not None else "")
+    return table
 
 
 # -- notifications ------------------------------------------------------------------------------------
@@ -151,13 +203,6 @@ def _age(value: str) -> timedelta:
     return timedelta(**{units[unit]: int(number)})
 
 
-def _delivery(row, repository: str | None) -> dict:
-    return {"id": row.id, "source": row.source, "event_type": row.event_type, "state": row.state,
-            "repository": repository, "dbt_account": row.dbt_account_id, "attempts": row.attempts,
-            "error": row.error, "received_at": row.received_at, "dispatched_at": row.dispatched_at,
-            "processed_at": row.processed_at}
-
-
 @deliveries.command("list")
 @click.option("--state", "states", type=click.Choice([s.value for s in DeliveryState]), multiple=True,
               help="Only these states (repeatable).")
@@ -167,32 +212,24 @@ def _delivery(row, repository: str | None) -> dict:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1, max=10_000))
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on standard output, for scripts.")
 def deliveries_list(*, states, source, repository, since, limit, as_json) -> None:
-    """Stored deliveries, newest first: what came, in what state, and the error of a failed one."""
-    from sqlalchemy import select
+    """Stored deliveries, newest first: what came, in what state, and why (a failed or ignored one's reason)."""
+    from ..history import read
+    from ..models import utcnow
 
-    from ..models import Delivery, Repository, utcnow
-
-    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
-    if states:
-        query = query.where(Delivery.state.in_(states))
-    if source:
-        query = query.where(Delivery.source == source)
-    if repository:
-        query = query.where(Delivery.repository_id == linked_repository(repository))
-    if since:
-        query = query.where(Delivery.received_at >= utcnow() - _age(since))
+    where = read.DeliveryFilter(states=tuple(states), source=source,
+                                repository_id=linked_repository(repository) if repository else None,
+                                since=utcnow() - _age(since) if since else None)
     with open_database().session() as s:
-        names = {r.id: f"{r.organization.name}/{r.ado_project_name}/{r.name}" for r in s.scalars(select(Repository))}
-        rows = [_delivery(d, names.get(d.repository_id)) for d in s.scalars(query)]
+        rows = read.deliveries(s, read.ADMIN, where, limit=limit)
     if as_json:
-        print_json({"deliveries": rows})
+        print_json({"deliveries": [read.as_json(d) for d in rows]})
         return
     table = new_table("deliveries (newest first)", "id", "received", "source", "event", "state", "repository",
-                      "error")
+                      "PR", "why")
     for d in rows:
-        table.add_row(str(d["id"]), f"{d['received_at']:%Y-%m-%d %H:%M:%S}", d["source"], d["event_type"],
-                      d["state"], d["repository"] or (f"dbt account {d['dbt_account']}" if d["dbt_account"] else ""),
-                      d["error"] or "")
+        table.add_row(str(d.id), f"{d.received_at:%Y-%m-%d %H:%M:%S}", d.source, d.event_type, d.state,
+                      d.repository or (f"dbt account {d.dbt_account}" if d.dbt_account else ""),
+                      str(d.pull_request_id or ""), d.error or "")
     console.print(table)
 
 
@@ -200,37 +237,45 @@ def deliveries_list(*, states, source, repository, since, limit, as_json) -> Non
 @click.argument("delivery_id", type=click.IntRange(min=1), metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on standard output, for scripts.")
 def deliveries_show(delivery_id: int, as_json: bool) -> None:
-    """One delivery: its parsed event, attempts and error."""
-    from ..models import Delivery, Repository
+    """One delivery: its parsed event, attempts, error and what the bridge did with it."""
+    from ..history import read
 
     with open_database().session() as s:
-        row = s.get(Delivery, delivery_id)
-        if row is None:
-            raise click.ClickException(f"no delivery {delivery_id} (it may have been pruned)")
-        repo = s.get(Repository, row.repository_id) if row.repository_id else None
-        shown = {**_delivery(row, f"{repo.organization.name}/{repo.ado_project_name}/{repo.name}" if repo else None),
-                 "dedupe_key": row.dedupe_key, "event": row.event}
-    if as_json:
-        print_json(shown)
+        shown = read.delivery(s, read.ADMIN, delivery_id)
+    if shown is None:
+        raise click.ClickException(f"no delivery {delivery_id} (it may have been pruned)")
+    if as_json:  # flat: the row's fields beside the event and what was done with it
+        print_json({**read.as_json(shown.row), "dedupe_key": shown.dedupe_key, "event": shown.event,
+                    "activity": [read.as_json(e) for e in shown.activity]})
         return
     table = new_table(f"delivery {delivery_id}", "field", "value")
-    for key, value in shown.items():
-        table.add_row(key, json.dumps(value, indent=2, default=str) if key == "event" else str(value))
+    for key, value in {**read.as_json(shown.row), "dedupe_key": shown.dedupe_key}.items():
+        table.add_row(key, str(value))
+    table.add_row("event", json.dumps(shown.event, indent=2, default=str))
     console.print(table)
+    if shown.activity:
+        done = new_table("what the bridge did with it (newest first)", "at", "what", "by")
+        for e in shown.activity:
+            done.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.text, e.actor)
+        console.print(done)
 
 
 @deliveries.command("prune")
 @click.option("--older-than", "older_than", required=True, metavar="AGE", help="30d, 12h or 90m.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 def deliveries_prune(older_than: str, dry_run: bool) -> None:
-    """Delete finished deliveries (processed, ignored, failed) received longer ago than AGE, in small batches;
-    unfinished work is never deleted. Beat does this hourly for BRIDGE_RETENTION_DAYS."""
+    """Delete finished deliveries (processed, ignored, failed) received longer ago than AGE, and the activity
+    record of that age, in small batches; unfinished work is never deleted. Beat does this hourly for
+    BRIDGE_RETENTION_DAYS."""
     from ..deliveries.store import DeliveryStore
+    from ..history import record as activity
     from ..models import utcnow
 
     cutoff = utcnow() - _age(older_than)
-    count = DeliveryStore(open_database()).prune(cutoff, dry_run=dry_run)
-    console.print(f"{count} deliveries received before {cutoff:%Y-%m-%d %H:%M} UTC "
+    db = open_database()
+    count = DeliveryStore(db).prune(cutoff, dry_run=dry_run)
+    entries = activity.prune(db, cutoff, dry_run=dry_run)
+    console.print(f"{count} deliveries and {entries} activity entries from before {cutoff:%Y-%m-%d %H:%M} UTC "
                   f"{'would be' if dry_run else 'were'} deleted")
 
 
@@ -239,7 +284,8 @@ def deliveries_prune(older_than: str, dry_run: bool) -> None:
               default=("blocked",), show_default=True,
               help="blocked: waited for a dead identity; failed: gave up (after fixing the cause).")
 @click.option("--id", "ids", type=int, multiple=True, help="Only these deliveries.")
-def deliveries_retry(states: tuple[str, ...], ids: tuple[int, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on standard output, for scripts.")
+def deliveries_retry(states: tuple[str, ...], ids: tuple[int, ...], as_json: bool) -> None:
     """Run deliveries again. Safe: processing is idempotent, so a delivery already acted on changes nothing."""
     from ..deliveries.states import DeliveryState
     from ..deliveries.store import DeliveryStore, NotSent, Selection
@@ -249,14 +295,16 @@ def deliveries_retry(states: tuple[str, ...], ids: tuple[int, ...]) -> None:
     selection = Selection(states=frozenset(DeliveryState(s) for s in states), ids=ids)
     try:  # claimed and sent in one transaction: if the broker refuses, nothing changes
         sent = DeliveryStore(open_database(settings)).drain(Dispatcher(settings).process_deliveries,
-                                                                     selection)
+                                                            selection, replayed_by="cli")
     except NotSent:
         raise BrokerRefused("could not reach the broker (BRIDGE_BROKER_URL); nothing was changed, "
                                    "try again once it answers") from None
-    if not sent:
+    if as_json:
+        print_json({"sent": sent})
+    elif not sent:
         console.print(f"no {'/'.join(states)} deliveries" + (" with those ids" if ids else ""))
-        return
-    console.print(f"{sent} deliveries queued again")
+    else:
+        console.print(f"{sent} deliveries queued again")
 
 
 # -- read-outs ----------------------------------------------------------------------------------------
@@ -295,22 +343,10 @@ def status(limit: int, as_json: bool) -> None:
 
 
 def _pull_request(pr, repo) -> dict:
-    return {"repository": f"{repo.organization.name}/{repo.ado_project_name}/{repo.name}",
-            "pull_request_id": pr.pull_request_id, "state": pr.status, "draft": pr.is_draft,
-            "head_commit": pr.head_commit, "last_decision": pr.last_reason,
-            "runs": [{"kind": r.kind, "dbt_run_id": r.dbt_run_id, "outcome": run_outcome(r),
+    """``bridge status --json``'s shape of a pull request (scripts read these names)."""
+    from ..history import read
+
+    return {"repository": read.full_name(repo), "pull_request_id": pr.pull_request_id, "state": pr.status,
+            "draft": pr.is_draft, "head_commit": pr.head_commit, "last_decision": pr.last_reason,
+            "runs": [{"kind": r.kind, "dbt_run_id": r.dbt_run_id, "outcome": read.outcome_of(r),
                       "posted_state": r.posted_state, "start_error": r.start_error} for r in pr.runs]}
-
-
-def run_outcome(run) -> str:
-    """What became of a run, in words: its start error, dbt Cloud's verdict, or what was posted."""
-    from ..domain import RunStatus
-
-    if run.start_error:
-        return f"could not start: {run.start_error}"
-    status = RunStatus.parse(run.status)
-    if status is not None:
-        word = {RunStatus.SUCCESS: "succeeded", RunStatus.ERROR: "failed", RunStatus.CANCELLED: "cancelled"}.get(
-            status, "running")
-        return word + (" (superseded)" if run.superseded else "")
-    return run.posted_state or ("starting" if run.dbt_run_id is None else "running")

@@ -27,7 +27,8 @@ from .states import WRITTEN, DeliveryState
 # What a receiver knows of a delivery, in the table's column order (``write`` passes them so); the rest of the
 # row is the table's defaults and the state written.
 FIELDS = tuple(c.name for c in Delivery.__table__.columns if c.name in {
-    "source", "dedupe_key", "event_type", "repository_id", "dbt_account_id", "event", "received_at"})
+    "source", "dedupe_key", "event_type", "repository_id", "dbt_account_id", "pull_request_id", "event", "error",
+    "received_at"})
 
 # One encoder, made once (json.dumps with options builds one a call): the stored events and the answers.
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
@@ -70,12 +71,14 @@ class Outbox:
         self._lock = threading.Lock()
 
     def write(self, *, source: str, dedupe_key: str, event_type: str, event: dict, state: DeliveryState,
-              repository_id: int | None = None, dbt_account_id: int | None = None) -> int | None:
-        """Commit one delivery; its id, or None for a duplicate. Raises OutboxUnavailable (answered 503)."""
+              repository_id: int | None = None, dbt_account_id: int | None = None,
+              pull_request_id: int | None = None, reason: str | None = None) -> int | None:
+        """Commit one delivery (``reason``: why an ignored one is not worked on); its id, or None for a
+        duplicate. Raises OutboxUnavailable (answered 503)."""
         engine, statements = self._setup()
         statement = statements[state]  # KeyError: not a state a new delivery is written in
         params = (source, dedupe_key[:300], event_type[:100], repository_id, dbt_account_id,  # FIELDS
-                  compact_json(event), statement.timestamp(utcnow()))
+                  pull_request_id, compact_json(event), reason, statement.timestamp(utcnow()))
         dbapi = engine.dialect.loaded_dbapi
         for attempt in (1, 2):
             try:

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..errors import NotSent
+from ..history import record as activity
+from ..history.record import Cause, Kind
 
 __all__ = ["NEW", "Claimed", "DeliveryStore", "NotSent", "Selection"]
 from ..models import Delivery, utcnow
@@ -94,26 +96,36 @@ class DeliveryStore:
 
     # -- to the broker ---------------------------------------------------------------------------------
 
-    def dispatch(self, send: Callable[[list[int]], bool], selection: Selection = NEW) -> int:
+    def dispatch(self, send: Callable[[list[int]], bool], selection: Selection = NEW, *,
+                 replayed_by: str | None = None) -> int:
         """Claim up to ``batch`` deliveries ``selection`` picks (``SKIP LOCKED``: concurrent callers never
         claim the same row), mark them dispatched and ``send`` their ids in batches of ``FAN_OUT``, all in
-        one transaction; how many were sent. Raises NotSent when ``send`` returns False (nothing is marked)."""
+        one transaction; how many were sent. Raises NotSent when ``send`` returns False (nothing is marked).
+        ``replayed_by``: a person sends them again, and the activity record says so in the same transaction."""
         claimable = (select(Delivery.id).where(*selection.criteria()).order_by(Delivery.id)
                      .limit(self.batch).with_for_update(skip_locked=True))
         claim = (update(Delivery).where(Delivery.id.in_(claimable))
-                 .values(state=S.DISPATCHED.value, dispatched_at=utcnow()).returning(Delivery.id))
+                 .values(state=S.DISPATCHED.value, dispatched_at=utcnow())
+                 .returning(Delivery.id, Delivery.repository_id, Delivery.pull_request_id))
         with self.db.engine.begin() as conn:
-            ids = sorted(conn.scalars(claim))
+            rows = sorted(conn.execute(claim).all())
+            ids = [row.id for row in rows]
+            if replayed_by is not None:
+                for row in rows:
+                    activity.execute(conn, Kind.REPLAY, f"delivery {row.id} sent to the workers again",
+                                     cause=Cause(delivery_id=row.id, actor=replayed_by),
+                                     repository_id=row.repository_id, pull_request_id=row.pull_request_id)
             for start in range(0, len(ids), FAN_OUT):  # a refusal rolls the whole claim back (resending is safe)
                 if not send(ids[start:start + FAN_OUT]):
                     raise NotSent(f"{len(ids)} deliveries")
         return len(ids)
 
-    def drain(self, send: Callable[[list[int]], bool], selection: Selection = NEW) -> int:
+    def drain(self, send: Callable[[list[int]], bool], selection: Selection = NEW, *,
+              replayed_by: str | None = None) -> int:
         """``dispatch`` until nothing ``selection`` picks is left. A row just sent is dispatched now, so it is
         not picked again, unless the selection takes dispatched rows of any time: then one batch."""
         total = 0
-        while (sent := self.dispatch(send, selection)) > 0:
+        while (sent := self.dispatch(send, selection, replayed_by=replayed_by)) > 0:
             total += sent
             if sent < self.batch or (S.DISPATCHED in selection.states and selection.dispatched_before is None):
                 break

@@ -10,6 +10,7 @@ from sqlalchemy import delete, select
 
 from ..deliveries.store import detach_repository
 from ..errors import NotFound
+from ..history import record as activity
 from ..models import (
     CiRun,
     DbtWebhookRecord,
@@ -71,6 +72,7 @@ def unlink(ctx: OnboardingContext, repository_id: int, actor: Actor, *, remove_p
             select(PullRequestRecord.id).where(PullRequestRecord.repository_id == repository_id))))
         s.execute(delete(PullRequestRecord).where(PullRequestRecord.repository_id == repository_id))
         detach_repository(s, repository_id)
+        activity.forget_repository(s, repository_id)
         s.execute(delete(Repository).where(Repository.id == repository_id))
     steps.append(Step("link", "removed", "the bridge no longer acts on this repository's pull requests"))
     log.info("unlinked repository %s (%s) by %s", repository_id, org_name, actor.name)

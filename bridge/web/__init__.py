@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
                       SESSION_COOKIE_NAME="bridge_session")
     app.session_interface = ServerSessions(db, lifetime=settings.session_lifetime, idle=settings.session_idle)
 
-    from . import console, headers, health, onboarding, pages, receivers
+    from . import console, headers, health, history, onboarding, pages, receivers
 
     headers.install(app, https=settings.public_url.startswith("https://"), identity_url=identity_url)
 
@@ -60,9 +60,12 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
     app.register_error_handler(HTTPException, pages.error_page)
     app.add_template_global(pages.csrf_token)
     app.add_template_global(pages.subject, "signed_in_as")
+    for name, shown in pages.FILTERS.items():
+        app.add_template_filter(shown, name)
     app.register_blueprint(health.bp)
     app.register_blueprint(console.bp)
     app.register_blueprint(onboarding.bp)
+    app.register_blueprint(history.bp)
     # The webhook receivers sit in front of Flask (the hot path; see receivers.py).
     app.wsgi_app = receivers.Receivers(app.wsgi_app, intake=intake, metrics=metrics,
                                        max_body=settings.max_body_bytes)

@@ -14,11 +14,14 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..crypto import SecretBox
 from ..db import Database
 from ..deliveries.outbox import Outbox
 from ..errors import ConfigError
+from ..history import record as activity
+from ..history.record import Cause, Kind
 from ..models import (
     CiRun,
     Connection,
@@ -188,6 +191,20 @@ class Intake:
     def store(self, **delivery) -> int | None:
         """Commit a delivery; its id, None for a duplicate. Raises OutboxUnavailable (answered 503)."""
         return self.outbox.write(**delivery)
+
+    def record_duplicate(self, source: str, dedupe_key: str, event_type: str, *, repository_id: int | None,
+                         pull_request_id: int | None) -> None:
+        """A delivery stored already came again (a retry of Azure DevOps' or dbt Cloud's): nothing is done but
+        saying so in the activity record, naming the stored delivery."""
+        try:
+            with self.db.session() as s:
+                stored = s.scalar(select(Delivery.id).where(Delivery.source == source,
+                                                            Delivery.dedupe_key == dedupe_key[:300]))
+                activity.add(s, Kind.DUPLICATE, f"{event_type} received again: already stored as delivery "
+                             f"{stored}, nothing done", cause=Cause(delivery_id=stored, actor=source),
+                             repository_id=repository_id, pull_request_id=pull_request_id)
+        except SQLAlchemyError as exc:  # the delivery is stored: its sender is still answered 200
+            log.warning("could not record a duplicate delivery: %s", type(exc).__name__)
 
     # -- read-outs -----------------------------------------------------------------------------------
 

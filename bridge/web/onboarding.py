@@ -19,6 +19,7 @@ from .. import catalog
 from ..contracts import JobKind, SetupStep
 from ..domain import SERVICES_API_VERSION
 from ..errors import ConfigError
+from ..history import read
 from ..models import (
     Connection,
     DbtAccount,
@@ -91,11 +92,8 @@ def repositories():
     connection reaches."""
     with services().db.session() as s:
         rows, query = [], select(Repository).order_by(Repository.id)
-        if not is_admin():
-            me = person()
-            reached = set() if me is None else {o.lower() for c in s.scalars(select(Connection).where(
-                Connection.of(me), Connection.status == "ok")) for o in (c.organizations or [])}
-            query = query.join(Organization).where(func.lower(Organization.name).in_(reached))
+        if (visible := read.Viewer(admin=is_admin(), person=person()).repositories(s)) is not None:
+            query = query.where(visible)
         for repo in s.scalars(query):
             hooks = s.scalars(select(HookSubscriptionRecord).where(
                 HookSubscriptionRecord.repository_id == repo.id)).all()

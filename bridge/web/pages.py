@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import datetime
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -12,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from ..access import decide
+from ..domain import format_duration
 from ..people import PersonId
 from .services import services
 
@@ -90,6 +92,18 @@ def error_page(error: HTTPException):
     body, _ = page(f"{status} {error.name}", "error.html", status=status, code=status, name=error.name, what=what,
                    detail=detail)
     return body, status, dict(error.get_headers()) if status in (405, 429) else {}
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC" if value else ""
+
+
+def _branch(ref: str | None) -> str:
+    return (ref or "").removeprefix("refs/heads/")
+
+
+# Template filters: times in UTC, durations as "4m 12s", branches without refs/heads/.
+FILTERS = {"when": _when, "duration": format_duration, "branch": _branch}
 
 
 def role() -> str | None:

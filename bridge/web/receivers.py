@@ -179,16 +179,22 @@ class Receivers:
         return body, None
 
     def _ignored(self, source: str, event, reason: str, **owner) -> Answer:
-        """Recorded (so a redelivery is recognised) but not worked on: 200, never a 4xx."""
+        """Recorded, with why (so a redelivery is recognised and the console can say), but not worked on: 200,
+        never a 4xx."""
         stored = self.intake.store(source=source, dedupe_key=event.dedupe_key, event_type=event.event_type,
-                                   event=encode(event), state=DeliveryState.IGNORED, **owner)
+                                   event=encode(event), state=DeliveryState.IGNORED, reason=reason, **owner)
         if stored is None:
-            return self._answer(source, "duplicate", 200)
+            return self._duplicate(source, event, **owner)
         return self._answer(source, "ignored", 200, reason=reason)
 
-    def _accepted(self, source: str, started: float, delivery_id: int | None) -> Answer:
+    def _duplicate(self, source: str, event, **owner) -> Answer:
+        self.intake.record_duplicate(source, event.dedupe_key, event.event_type, repository_id=owner.get(
+            "repository_id"), pull_request_id=owner.get("pull_request_id"))
+        return self._answer(source, "duplicate", 200)
+
+    def _accepted(self, source: str, started: float, delivery_id: int | None, event, **owner) -> Answer:
         if delivery_id is None:
-            return self._answer(source, "duplicate", 200)
+            return self._duplicate(source, event, **owner)
         self._timed[source].observe(time.perf_counter() - started)
         return self._answer(source, "accepted", 202, delivery=delivery_id)
 
@@ -226,10 +232,12 @@ class Receivers:
             return self._answer(ADO, "test", 200, reason="test delivery received; the subscription works")
         repository_id = intake.repository_for(organization_id, event.repository_id)
         if repository_id is None:
-            return self._ignored(ADO, event, f"repository {event.repository_id} is not configured")
+            return self._ignored(ADO, event, f"repository {event.repository_id} is not configured",
+                                 pull_request_id=event.pull_request_id)
+        owner = {"repository_id": repository_id, "pull_request_id": event.pull_request_id}
         return self._accepted(ADO, started, intake.store(
             source=ADO, dedupe_key=event.dedupe_key, event_type=event.event_type, event=encode(event),
-            state=DeliveryState.RECEIVED, repository_id=repository_id))
+            state=DeliveryState.RECEIVED, **owner), event, **owner)
 
     def dbt_cloud(self, environ) -> Answer:
         started = time.perf_counter()
@@ -257,4 +265,4 @@ class Receivers:
                                  dbt_account_id=account_id)
         return self._accepted(DBT, started, intake.store(
             source=DBT, dedupe_key=event.dedupe_key, event_type=event.event_type, event=encode(event),
-            state=DeliveryState.RECEIVED, dbt_account_id=account_id))
+            state=DeliveryState.RECEIVED, dbt_account_id=account_id), event)

@@ -132,3 +132,11 @@ def clean_faults(bridge):
     bridge.sandbox.fault(clear=True)
     bridge.hooks(bridge.web)
     bridge.dbt_hooks()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the test item (``rep_call``…), so a fixture can tell that its test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

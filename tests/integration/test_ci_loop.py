@@ -7,7 +7,7 @@ import time
 from sqlalchemy import select
 
 from bridge.dev.sandbox.control import wait_until
-from bridge.models import Delivery
+from bridge.models import Activity, Delivery
 
 from .conftest import CI_JOB, TEARDOWN_JOB
 
@@ -177,6 +177,11 @@ def test_rerun_comment_starts_a_fresh_run(bridge):
     wait_until(lambda: len(ci_runs(bridge, pr)) == 2, what="second run")
     wait_until(lambda: [s["state"] for s in sb.statuses(pr)][-2:] == ["pending", "succeeded"], timeout=30,
                what="rerun status")
+    with bridge.db.session() as s:  # the command and what it decided are in the PR's activity record
+        done = [(a.kind, a.message) for a in s.scalars(select(Activity).where(
+            Activity.pull_request_id == pr, Activity.kind.in_(("command", "decision"))).order_by(Activity.id))]
+    assert ("command", "`/dbt rerun` commented on the pull request") in done
+    assert ("decision", "rerun requested: start a CI run") in done
 
 
 def test_run_cancelled_by_a_person_is_settled_by_the_poller(bridge):

@@ -10,6 +10,7 @@ Phases (each on a fresh stack of private processes: PostgreSQL, Redis, the sandb
   economy      API calls per CI run (measured), next to a polling client (measured, time-scaled)
   burst        10,000 deliveries as fast as the generator sends them: accepted, processed, lost, duplicates, drain
   memory       peak RSS (VmHWM) of a gunicorn worker and of the Celery worker process
+  retention    1,000,000 old deliveries and activity entries pruned (beat's task) while wrk sends new ones
 """
 
 from __future__ import annotations
@@ -185,6 +186,22 @@ def run_wrk(url: str, body_file: Path, auth: str, script: Path, run: str,
                        for name, pids in measure.items()}}
 
 
+def _wrk_inputs(running: RunningBridge) -> tuple[Path, str, Path]:
+    """A real PR delivery as wrk's template (its event id replaced per request), the hook's Basic
+    credentials and wrk's script."""
+    import base64
+
+    opened = running.sandbox.open_pr(title="ingest template", deliver=False)
+    event = running.sandbox._get(f"/events/{opened['event_id']}")
+    event["id"] = "__EVENT_ID__"
+    event["subscriptionId"], event["notificationId"] = "1e1e1e1e-0000-4000-8000-000000000001", 1
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    body_file, script = work / "body.json", work / "script.lua"
+    body_file.write_text(json.dumps(event))
+    script.write_text(WRK_SCRIPT)
+    return body_file, "Basic " + base64.b64encode(f"{HOOK_USER}:{HOOK_PASSWORD}".encode()).decode(), script
+
+
 def ingest(report: Report, rounds: int) -> None:
     console.rule("ingest")
     stack, running, db = fresh_stack()
@@ -192,17 +209,7 @@ def ingest(report: Report, rounds: int) -> None:
         # Web only: the worker is stopped so its CPU does not blur the comparison; deliveries queue up.
         for name in [n for n in list(stack.procs) if n.startswith("worker")]:
             stack.stop_process(name, for_good=True)
-        opened = running.sandbox.open_pr(title="ingest template", deliver=False)
-        event = running.sandbox._get(f"/events/{opened['event_id']}")
-        event["id"] = "__EVENT_ID__"
-        event["subscriptionId"], event["notificationId"] = "1e1e1e1e-0000-4000-8000-000000000001", 1
-        work = Path(tempfile.mkdtemp(prefix="bench-"))
-        body_file, script = work / "body.json", work / "script.lua"
-        body_file.write_text(json.dumps(event))
-        script.write_text(WRK_SCRIPT)
-        import base64
-
-        auth = "Basic " + base64.b64encode(f"{HOOK_USER}:{HOOK_PASSWORD}".encode()).decode()
+        body_file, auth, script = _wrk_inputs(running)
         trivial_url = stack.start_web(running.env, workers=WEB_WORKERS, name="trivial",
                                       app="tests.load.trivial:create_app()")
         run_wrk(f"{trivial_url}/trivial", body_file, auth, script, "warm-t")  # warm both, then alternate
@@ -467,6 +474,75 @@ def burst(report: Report, deliveries: int) -> None:
         stack.stop()
 
 
+# -- retention ----------------------------------------------------------------------------------------
+
+OLD_ROWS = """
+INSERT INTO deliveries (source, dedupe_key, event_type, event, state, attempts, received_at, processed_at)
+SELECT 'azure-devops', 'old-' || g, 'git.pullrequest.updated', '{}'::json,
+       CASE WHEN g % 1000 = 0 THEN 'blocked' ELSE 'processed' END, 1,
+       now() - interval '40 days' - g * interval '1 second', now() - interval '40 days'
+FROM generate_series(1, :rows) AS g;
+INSERT INTO activity (at, kind, repository_id, pull_request_id, actor, message)
+SELECT now() - interval '40 days' - g * interval '1 second', 'decision', 1, g % 5000, 'worker',
+       'new head commit 1a2b3c4d: start a CI run'
+FROM generate_series(1, :rows) AS g;
+ANALYZE deliveries; ANALYZE activity;
+"""
+
+
+def prune(report: Report, rows: int) -> None:
+    """Beat's hourly retention task on a history of ``rows`` old deliveries and as many activity entries,
+    while wrk sends new deliveries: the receiver's rate and p99 next to the same without pruning."""
+    from bridge.deliveries.store import DeliveryStore
+    from bridge.history import record as activity
+    from bridge.models import utcnow
+
+    console.rule(f"retention: pruning {rows:,} deliveries and {rows:,} activity entries under ingest")
+    stack, running, db = fresh_stack()
+    try:
+        for name in [n for n in list(stack.procs) if n.startswith("worker")]:
+            stack.stop_process(name, for_good=True)  # as in ingest: the receiver alone, deliveries queue up
+        body_file, auth, script = _wrk_inputs(running)
+        with db.engine.begin() as conn:
+            for statement in OLD_ROWS.split(";"):
+                if statement.strip():
+                    conn.execute(text(statement), {"rows": rows})
+        url = f"{running.web}/webhooks/azure-devops"
+        run_wrk(url, body_file, auth, script, "warm-p")
+        before = [run_wrk(url, body_file, auth, script, f"before-{i}") for i in range(3)]
+        pruned: dict[str, float] = {}
+
+        def retention() -> None:  # what the beat task runs, with its batch sizes
+            started = time.monotonic()
+            cutoff = utcnow() - datetime.timedelta(days=30)
+            pruned["deliveries"] = DeliveryStore(db).prune(cutoff)
+            pruned["activity"] = activity.prune(db, cutoff)
+            pruned["seconds"] = time.monotonic() - started
+
+        worker = threading.Thread(target=retention, name="retention")
+        worker.start()
+        during = []
+        while worker.is_alive() or not during:
+            during.append(run_wrk(url, body_file, auth, script, f"during-{len(during)}"))
+        worker.join()
+        with db.session() as s:
+            kept = s.scalar(select(func.count()).select_from(Delivery).where(
+                Delivery.dedupe_key.like("old-%"))) or 0
+        rate = {k: statistics.median(r["rps"] for r in runs) for k, runs in (("before", before), ("during", during))}
+        worst = max(r["p99"] for r in during)
+        ratio = rate["during"] / rate["before"]
+        errors = sum(r["non2xx"] for r in during)
+        report.add("retention: pruned", f"{pruned['deliveries']:,.0f} deliveries + {pruned['activity']:,.0f} activity "
+                   f"entries in {pruned['seconds']:.0f} s (batches of 1000); {kept} old unfinished deliveries kept",
+                   f"{rows // 1000} kept", kept == rows // 1000 and pruned["deliveries"] == rows - rows // 1000)
+        report.add("retention: ingest while pruning", f"{rate['during']:.0f} req/s ({ratio:.2f}x of "
+                   f"{rate['before']:.0f} before; {len(during)} runs), worst p99 {worst:.1f} ms "
+                   f"(before {max(r['p99'] for r in before):.1f} ms), {errors} non-2xx",
+                   "≥ 0.5x, p99 ≤ 250 ms, 0 non-2xx", ratio >= 0.5 and worst <= 250 and errors == 0)
+    finally:
+        stack.stop()
+
+
 # -- memory -------------------------------------------------------------------------------------------
 
 def _hwm_mb(pid: int) -> float:
@@ -564,13 +640,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the harness)")
     parser.add_argument("--only", nargs="*", default=None,
-                        choices=["ingest", "e2e", "concurrency", "burst"], help="run only these phases")
+                        choices=["ingest", "e2e", "concurrency", "burst", "prune"], help="run only these phases")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
     ensure_binaries("wrk", "redis-server", "postgres", "initdb")
     started = datetime.datetime.now(datetime.UTC)
     report = Report()
-    only = set(args.only or ["ingest", "e2e", "concurrency", "burst"])
+    only = set(args.only or ["ingest", "e2e", "concurrency", "burst", "prune"])
     if args.quick:
         WRK["seconds"] = 3
     if "ingest" in only:
@@ -582,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
         concurrency(report, events=100 if args.quick else 1500)
     if "burst" in only:
         burst(report, deliveries=1000 if args.quick else 10_000)
+    if "prune" in only:
+        prune(report, rows=20_000 if args.quick else 1_000_000)
     table = Table(title="ado-dbt bridge benchmark")
     for col in ("measure", "result", "target", ""):
         table.add_column(col)

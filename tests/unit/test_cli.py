@@ -175,6 +175,14 @@ def test_deliveries_retry_sends_only_what_was_asked(tmp_path, redis_url):
     result = run("deliveries", "retry", "--state", "failed", "--id", "2", env=env)
     assert result.exit_code == 0 and "1 deliveries queued again" in result.output
     assert broker.llen("bridge") == 2
+    import json
+
+    assert json.loads(run("deliveries", "retry", "--json", env=env).output) == {"sent": 0}
+    with database.session() as s:  # the activity record says the CLI sent each again
+        from bridge.models import Activity
+
+        assert sorted((a.delivery_id, a.actor, a.kind) for a in s.scalars(select(Activity))) == [
+            (1, "cli", "replay"), (2, "cli", "replay"), (4, "cli", "replay")]
     broker.delete("bridge")
 
 
@@ -226,10 +234,10 @@ def test_deliveries_list_show_and_prune_for_scripts(tmp_path):
     recent = json.loads(run("deliveries", "list", "--since", "1d", "--json", env=env).output)["deliveries"]
     assert failed_id not in [d["id"] for d in recent]
     shown = json.loads(run("deliveries", "show", str(failed_id), "--json", env=env).output)
-    assert shown["dedupe_key"] == "k1" and shown["event"] == {}
+    assert shown["dedupe_key"] == "k1" and shown["event"] == {} and shown["state"] == "failed"
     assert run("deliveries", "show", "999", env=env).exit_code == 1
-    assert "1 deliveries received before" in run("deliveries", "prune", "--older-than", "30d", "--dry-run",
-                                                  env=env).output
+    pruned = run("deliveries", "prune", "--older-than", "30d", "--dry-run", env=env).output
+    assert "1 deliveries and 0 activity entries from before" in pruned
     assert "were deleted" in run("deliveries", "prune", "--older-than", "30d", env=env).output
     assert len(json.loads(run("deliveries", "list", "--json", env=env).output)["deliveries"]) == 2
     assert run("deliveries", "prune", "--older-than", "thirty", env=env).exit_code == 2

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy.exc import OperationalError
 
 from bridge.cli import main
-from bridge.cli.operations import run_outcome
+from bridge.history.read import outcome_of as run_outcome
 from bridge.models import CiRun, Delivery, PullRequestRecord, Repository
 
 from .test_cli import _configured

@@ -61,3 +61,24 @@ def test_a_celery_app_not_made_by_the_factory_has_no_runtime():
 
     with pytest.raises(ConfigError, match="not made by create_celery_app"):
         runtime_of(Celery("elsewhere", set_as_current=False))
+
+
+def test_the_retention_task_prunes_old_finished_deliveries_and_activity_only(app):
+    from datetime import timedelta
+
+    from bridge.history import record as activity
+    from bridge.models import Activity, utcnow
+    from workers import tasks
+
+    db = tasks.runtime_of(app).db
+    old = utcnow() - timedelta(days=31)  # the default retention is 30 days
+    with db.session() as s:
+        for n, (state, received) in enumerate([("processed", old), ("blocked", old), ("failed", utcnow())]):
+            s.add(Delivery(source="azure-devops", dedupe_key=f"d{n}", event_type="x", event={}, state=state,
+                           received_at=received))
+        s.add(Activity(**{**activity.entry(activity.Kind.DECISION, "old"), "at": old}))
+        s.add(Activity(**activity.entry(activity.Kind.DECISION, "new")))
+    assert tasks.prune_history() == 2
+    with db.session() as s:
+        assert sorted(s.scalars(select(Delivery.dedupe_key))) == ["d1", "d2"]  # unfinished work stays
+        assert list(s.scalars(select(Activity.message))) == ["new"]

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test unit integration lint demo clean lock audit
+.PHONY: help venv test unit integration lint demo clean lock audit deploy-check
 
 help:
 	@echo "make demo        set up and play the CI demo (ONCE=1: play once, exit 0 on success)"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint        ruff"
 	@echo "make bench       (not in make test) the benchmark; writes docs/benchmarks.md"
 	@echo "make soak        (not in make test) sustained events with random faults; SOAK_SECONDS, SOAK_RATE, SEED"
+	@echo "make deploy-check render each Kubernetes overlay with kubectl kustomize and validate every object"
 	@echo "make lock        remake requirements/*.lock (pinned, with hashes) from pyproject.toml"
 	@echo "make audit       pip-audit of requirements/runtime.lock (needs PyPI's or OSV's advisory data)"
 	@echo "make clean       remove .venv and local state"
@@ -51,6 +52,10 @@ integration: venv
 
 demo: venv
 	$(BIN)/bridge demo $(if $(ONCE),--once,)
+
+# The base is validated offline by `make test`; this renders every overlay (kubectl's built-in kustomize).
+deploy-check: venv
+	$(BIN)/python -m tests.kubernetes_manifests
 
 LOCK_FLAGS := --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
 lock: venv

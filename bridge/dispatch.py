@@ -10,6 +10,7 @@ import logging
 
 from celery import Celery
 
+from . import broker
 from .contracts import (
     CHECK_SUBSCRIPTIONS,
     CONSOLE_QUEUE,
@@ -44,6 +45,7 @@ def celery_config(settings: Settings) -> dict:
             "visibility_timeout": settings.visibility_timeout,
             "socket_connect_timeout": 2,
             "socket_timeout": 5,
+            **broker.transport_options(settings),  # Sentinel's master name (and password), when it is used
         },
         "task_publish_retry": True,
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.05, "interval_step": 0.2,

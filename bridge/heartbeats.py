@@ -22,11 +22,6 @@ PREFIX = "bridge:heartbeat:"
 ROLES = ("worker", "beat")
 
 
-def broker_client(broker_url: str) -> redis.Redis:
-    """A Redis client for the broker's server with timeouts that keep callers responsive."""
-    return redis.Redis.from_url(broker_url, socket_connect_timeout=1, socket_timeout=2)
-
-
 class Heartbeats:
     def __init__(self, client: redis.Redis, timeout: float):
         self.client = client

@@ -16,6 +16,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .access import ConsoleAccess
+from .broker import check_url as check_broker_url
+from .broker import is_sentinel
 from .errors import ConfigError
 from .urls import check_base_url
 
@@ -109,9 +111,8 @@ def _host_port(value: str) -> str | None:
 
 
 def _broker_url(url: str) -> str | None:
-    if url.partition("://")[0] not in ("redis", "rediss", "unix"):
-        return f"BRIDGE_BROKER_URL must be a Redis URL (redis://HOST:PORT/DB or rediss://…), got {_redacted(url)}"
-    return None
+    problem = check_broker_url(url)
+    return f"{problem}, got {_redacted(url)}" if problem and not is_sentinel(url) else problem
 
 
 def _redacted(url: str) -> str:
@@ -145,7 +146,9 @@ class EntraSettings:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///bridge.db"
-    broker_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = "redis://127.0.0.1:6379/0"  # or sentinel://HOST:PORT;… (bridge/broker.py)
+    sentinel_master: str = ""         # the master's name Sentinel monitors (with a sentinel:// broker URL)
+    sentinel_password: str = field(default="", repr=False)  # the sentinels' own password, when they have one
     secret_keys: tuple[str, ...] = ()  # BRIDGE_SECRET_KEY, comma-separated: the first encrypts, all decrypt
     public_url: str = "http://127.0.0.1:8000"
     config_file: Path | None = None    # BRIDGE_CONFIG
@@ -232,6 +235,13 @@ class Settings:
                             ("worker_metrics_bind", _host_port)):
             if name in values and (problem := check(str(values[name]))):
                 problems.append(problem)
+        sentinel = is_sentinel(str(values.get("broker_url", "")))
+        if sentinel and not values.get("sentinel_master"):
+            problems.append("BRIDGE_BROKER_URL names Sentinel: set BRIDGE_SENTINEL_MASTER to the master's name the "
+                            "sentinels monitor (`sentinel monitor NAME …` in their configuration)")
+        if not sentinel and (values.get("sentinel_master") or values.get("sentinel_password")):
+            problems.append("BRIDGE_SENTINEL_MASTER / BRIDGE_SENTINEL_PASSWORD are set but BRIDGE_BROKER_URL is not a "
+                            "sentinel:// URL: give the sentinels' addresses there, or unset them")
         if problems:
             raise ConfigError("\n".join(problems))
         return cls(**values)

@@ -7,9 +7,9 @@ import logging
 import os
 import sys
 
-import redis
 from celery import Celery, bootsteps, signals
 
+from bridge import broker
 from bridge.ci.reconcile import Reconciler
 from bridge.contracts import (
     CHECK_SUBSCRIPTIONS,
@@ -22,7 +22,7 @@ from bridge.contracts import (
 from bridge.crypto import SecretBox
 from bridge.db import Database
 from bridge.dispatch import Dispatcher, celery_config
-from bridge.heartbeats import Beating, Heartbeats, broker_client
+from bridge.heartbeats import Beating, Heartbeats
 from bridge.identity import IdentityHosts
 from bridge.locks import redis_lock_factory
 from bridge.logs import configure as configure_logs
@@ -70,12 +70,12 @@ def create_celery_app(settings: Settings | None = None, *, identity_hosts: Ident
     # fails its task with OperationalError, which is retried like any transient error.
     db = Database(settings.database_url, pool_size=settings.worker_db_pool // 2, pre_ping=False)
     metrics = Metrics()
-    lock_client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5)
+    lock_client = broker.client(settings, connect_timeout=2, timeout=5)
     box = SecretBox(settings.require_secret_keys())
     lock = redis_lock_factory(lock_client, settings.lock_timeout)
     connections = Connections.from_settings(settings, db, box, lock, identity_hosts=identity_hosts)
     reconciler = Reconciler(db, connections, lock, metrics)
-    heartbeats = Heartbeats(broker_client(settings.broker_url), settings.heartbeat_timeout)
+    heartbeats = Heartbeats(broker.client(settings, connect_timeout=1, timeout=2), settings.heartbeat_timeout)
     attach(app, Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections,
                          onboarding=Onboarding(settings, db, box, connections, lock),
                         relay=OutboxRelay(db, Dispatcher(settings, app=app), interval=settings.relay_interval),

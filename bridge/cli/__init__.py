@@ -147,12 +147,10 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 def lock(settings: Settings):
     """The workers' Redis locks (Entra token refreshes, healing subscriptions), so the CLI never races them."""
-    import redis
-
+    from .. import broker
     from ..locks import redis_lock_factory
 
-    return redis_lock_factory(redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5),
-                              settings.lock_timeout)
+    return redis_lock_factory(broker.client(settings, connect_timeout=2, timeout=5), settings.lock_timeout)
 
 
 def connections_for(settings: Settings, database, box):

@@ -176,18 +176,39 @@ class Stack:
 
     # -- infrastructure ---------------------------------------------------------------------------
 
-    def start_redis(self, port: int | None = None) -> str:
+    def start_redis(self, port: int | None = None, *, name: str = "redis", replica_of: int | None = None) -> str:
+        """A private Redis; ``replica_of``: a replica of the Redis on that port (for Sentinel to promote)."""
         binary = ensure_binaries("redis-server")["redis-server"]
         port = port or free_port()
-        proc = self._start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                     "--appendonly", "no", "--dir", str(self.workdir)])
+        replica = ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []
+        proc = self._start(name, [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                  "--appendonly", "no", "--dir", str(self.workdir), *replica])
         import redis
 
         client = redis.Redis(port=port, socket_connect_timeout=0.5)
-        wait_for(client.ping, timeout=15, what="redis", process=proc)
-        self.redis_url = f"redis://127.0.0.1:{port}/0"
-        self.redis_port = port
-        return self.redis_url
+        wait_for(client.ping, timeout=15, what=name, process=proc)
+        url = f"redis://127.0.0.1:{port}/0"
+        if name == "redis":
+            self.redis_url, self.redis_port = url, port
+        return url
+
+    def start_sentinel(self, master_port: int, *, master: str = "bridge", name: str = "sentinel") -> int:
+        """A Redis Sentinel (the same redis-server binary, in sentinel mode) monitoring the Redis on
+        ``master_port`` as ``master``, alone in its quorum and quick to fail over; its port."""
+        binary = ensure_binaries("redis-server")["redis-server"]
+        port = free_port()
+        config = self.workdir / f"{name}.conf"  # a sentinel rewrites its file: one of its own
+        config.write_text(f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+                          f"sentinel monitor {master} 127.0.0.1 {master_port} 1\n"
+                          f"sentinel down-after-milliseconds {master} 1000\n"
+                          f"sentinel failover-timeout {master} 4000\n")
+        proc = self._start(name, [binary, str(config), "--sentinel"])
+        import redis
+
+        client = redis.Redis(port=port, socket_connect_timeout=0.5)
+        wait_for(lambda: client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", master), timeout=15,
+                 what=name, process=proc)
+        return port
 
     def restart_redis(self) -> None:
         self.procs["redis"].stop()

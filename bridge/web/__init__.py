@@ -9,11 +9,12 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .. import broker
 from ..connect import ConnectFlows
 from ..crypto import SecretBox
 from ..db import Database
 from ..dispatch import Dispatcher
-from ..heartbeats import Heartbeats, broker_client
+from ..heartbeats import Heartbeats
 from ..identity import REDIRECT_PATH, Identity, IdentityHosts
 from ..logs import configure as configure_logs
 from ..metrics import DatabaseCollector, Metrics
@@ -42,7 +43,8 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
         flows = ConnectFlows(db, box, identity)
         identity_url = identity.browser_uri(settings.entra.authority)
     WebServices(settings=settings, db=db, metrics=metrics, intake=intake, dispatcher=dispatcher, flows=flows,
-                box=box, heartbeats=Heartbeats(broker_client(settings.broker_url), settings.heartbeat_timeout)
+                box=box, heartbeats=Heartbeats(broker.client(settings, connect_timeout=1, timeout=2),
+                                                         settings.heartbeat_timeout)
                 ).install(app)
     # Console sessions live in the database (sessions.py); the key signs only what a visitor has before sign-in.
     app.secret_key = hashlib.sha256(b"bridge-session:" + (settings.secret_keys or ("",))[0].encode()).digest() \

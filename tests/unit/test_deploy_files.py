@@ -16,37 +16,62 @@ def test_procfile_declares_the_four_process_types():
     assert "-Q bridge,bridge-console" in (ROOT / "Procfile").read_text()  # one worker serves both queues
 
 
-def kustomized() -> list[dict]:
-    """What `kubectl apply -k deploy/` applies."""
-    import shutil
-    import subprocess
+def test_the_kubernetes_base_validates_offline_and_keeps_the_rules():
+    """Every object of deploy/kubernetes/base against the Kubernetes schemas (no cluster, no kubectl: `make
+    deploy-check` renders the overlays too), and the bridge's rules for them."""
+    from tests.kubernetes_manifests import base_objects, check_objects
 
-    if shutil.which("kubectl") is None:
-        pytest.fail("kubectl (with its built-in kustomize) renders deploy/kustomization.yaml: install kubectl")
-    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "deploy")], capture_output=True, text=True,
-                         timeout=60, check=False)
-    assert out.returncode == 0, out.stderr
-    return list(yaml.safe_load_all(out.stdout))
-
-
-def test_kubernetes_manifests_are_valid_and_put_nginx_in_front_of_gunicorn():
-    import kubernetes_validate
-
-    docs = kustomized()
-    for doc in docs:
-        kubernetes_validate.validate(doc, "1.31", strict=True)
-    kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Deployment", "Deployment", "Job", "Service"]
-    beat = next(d for d in docs if d["metadata"]["name"].endswith("beat"))
-    assert beat["spec"]["replicas"] == 1
-    web = next(d for d in docs if d["metadata"]["name"] == "ado-dbt-bridge-web" and d["kind"] == "Deployment")
+    objects = base_objects()
+    assert check_objects(objects) == []
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Deployment", "Deployment", "HorizontalPodAutoscaler",
+                     "HorizontalPodAutoscaler", "Job", "PodDisruptionBudget", "PodDisruptionBudget", "Service"]
+    web = next(o for o in objects if o["metadata"]["name"] == "ado-dbt-bridge-web" and o["kind"] == "Deployment")
     containers = {c["name"]: c for c in web["spec"]["template"]["spec"]["containers"]}
     assert {"name": "GUNICORN_BIND", "value": "127.0.0.1:8000"} in containers["web"]["env"]
-    assert "ports" not in containers["web"] and containers["proxy"]["ports"] == [{"containerPort": 8080}]
-    service = next(d for d in docs if d["kind"] == "Service")
-    assert service["spec"]["ports"][0]["targetPort"] == 8080
-    site = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["default.conf"]
+    assert "ports" not in containers["web"]
+    assert containers["proxy"]["ports"] == [{"name": "http", "containerPort": 8080}]
+    service = next(o for o in objects if o["kind"] == "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    site = next(o for o in objects if o["kind"] == "ConfigMap")["data"]["default.conf"]
     assert site == (ROOT / "deploy/nginx/bridge.conf").read_text()  # the one the slow-client test runs
+    job = next(o for o in objects if o["kind"] == "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["bridge", "db", "upgrade"]
+
+
+@pytest.mark.parametrize(("break_it", "found"), [
+    (lambda o: o["kind"] == "Deployment" and o["metadata"]["name"].endswith("beat")
+     and o["spec"].update(replicas=2), "beat must be one replica"),
+    (lambda o: o["kind"] == "Deployment" and o["metadata"]["name"].endswith("beat")
+     and o["spec"].update(strategy={"type": "RollingUpdate"}), "beat must be one replica"),
+    (lambda o: o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"].endswith("web")
+     and o["spec"]["scaleTargetRef"].update(name="ado-dbt-bridge-beat"), "nothing may scale beat"),
+    (lambda o: o["kind"] == "PodDisruptionBudget" and o["spec"]["selector"]["matchLabels"].update(process="x"),
+     "selects no pods"),
+    (lambda o: o["kind"] == "Deployment" and o["metadata"]["name"].endswith("worker")
+     and o["spec"]["template"]["spec"]["containers"][0].update(envFrom=[]), "from the Secret"),
+    (lambda o: o["kind"] == "Deployment" and o["metadata"]["name"].endswith("web")
+     and o["spec"]["template"]["spec"]["containers"][1]["readinessProbe"]["httpGet"].update(path="/healthz"),
+     "ready by /readyz"),
+    (lambda o: o["kind"] == "Service" and o["spec"].update(ports=[{"port": "eighty"}]), "Service"),
+])
+def test_the_rules_catch_a_broken_manifest(break_it, found):
+    from tests.kubernetes_manifests import base_objects, check_objects
+
+    objects = base_objects()
+    for o in objects:
+        break_it(o)
+    assert any(found in problem for problem in check_objects(objects))
+
+
+def test_every_kustomization_names_files_that_exist():
+    for kustomization in (ROOT / "deploy").rglob("kustomization.yaml"):
+        spec = yaml.safe_load(kustomization.read_text())
+        for entry in [*spec.get("resources", []), *spec.get("components", []),
+                      *(p["path"] for p in spec.get("patches", []) if "path" in p)]:
+            assert (kustomization.parent / entry).exists(), f"{kustomization}: {entry}"
+    overlays = sorted(p.name for p in (ROOT / "deploy/kubernetes/overlays").iterdir())
+    assert overlays == ["production", "single-node"]
 
 
 def test_kubernetes_and_compose_files_parse_and_use_the_entry_points():
@@ -58,7 +83,8 @@ def test_kubernetes_and_compose_files_parse_and_use_the_entry_points():
     queues = {name: s["command"][s["command"].index("-Q") + 1] for name, s in compose["services"].items()
               if "command" in s and "-Q" in s["command"]}
     assert queues == {"worker": "bridge", "console-worker": "bridge-console"}
-    text = (ROOT / "deploy/kubernetes/bridge.yaml").read_text() + (ROOT / "deploy/compose.yaml").read_text()
+    text = "".join(p.read_text() for p in (ROOT / "deploy/kubernetes/base").glob("*.yaml")) + (
+        ROOT / "deploy/compose.yaml").read_text()
     assert "workers.entry" in text and "bridge.web:create_app()" in (ROOT / "deploy/Dockerfile").read_text()
 
 

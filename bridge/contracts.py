@@ -13,7 +13,8 @@ RETRY_REFUSED_STARTS = "bridge.retry_refused_starts"  # (): rerun the heads dbt 
 REFRESH_RUN = "bridge.refresh_run"                # (ci_run_id: int)
 POLL_QUIET_RUNS = "bridge.poll_quiet_runs"
 SWEEP_DELIVERIES = "bridge.sweep_deliveries"
-SWEEP_PULL_REQUESTS = "bridge.sweep_pull_requests"  # (): compare Azure DevOps' active PRs with ours
+SWEEP_PULL_REQUESTS = "bridge.sweep_pull_requests"  # (now: bool = False): plan a round of project listings
+SWEEP_PROJECT = "bridge.sweep_project"              # (organization_id: int, project_id: str): list, reconcile stale
 REFRESH_CONNECTION = "bridge.refresh_connection"    # (connection_id: int): read who it is and where
 RUN_ONBOARDING_JOB = "bridge.run_onboarding_job"    # (job_id: int): a console request (discover, set up, unlink)
 CHECK_SUBSCRIPTIONS = "bridge.check_subscriptions"  # (): heal service hooks and dbt webhooks

@@ -106,5 +106,6 @@ class Dispatcher:
         return self._send(RETRY_REFUSED_STARTS, [], what="retry of refused starts not queued")
 
     def sweep_pull_requests(self) -> bool:
-        """Ask the workers to compare every repository's active PRs with what the bridge knows (now)."""
-        return self._send(SWEEP_PULL_REQUESTS, [], what="PR sweep not queued")
+        """Ask the workers to compare the linked projects' active PRs with what the bridge knows, now (as many
+        projects as the rate-limit budget allows, at once rather than spread)."""
+        return self._send(SWEEP_PULL_REQUESTS, [True], what="PR sweep not queued")

@@ -472,6 +472,9 @@ HOOK_EVENTS: tuple[tuple[str, str], ...] = (
 )
 DBT_WEBHOOK_EVENTS = ("job.run.completed", "job.run.errored")
 SERVICES_API_VERSION = "7.1"  # Azure DevOps Services; an organization asking for less is an Azure DevOps Server
+# Azure DevOps' rate limit: 200 TSTUs per identity in a sliding five-minute window (reference/azure_devops.md §6).
+RATE_LIMIT_TSTU = 200
+RATE_LIMIT_WINDOW_SECONDS = 300.0
 
 
 def is_server(api_version: str) -> bool:

@@ -98,3 +98,31 @@ class DatabaseCollector:
         for kind in ("azure-devops", "dbt-cloud"):
             problems.add_metric([kind], counts.get("subscription_problems", {}).get(kind, 0))
         yield problems
+
+
+class ApiCallsCollector:
+    """Azure DevOps calls per organization in the rate limit's five-minute window (all workers, from Redis),
+    by kind (``sweep``: the PR sweep's listings; ``work``: the rest), beside the sweep's share of the budget."""
+
+    def __init__(self, read_window, sweep_budget: int):
+        self._read_window = read_window  # () -> {organization: {kind: calls}}
+        self._sweep_budget = sweep_budget
+
+    def collect(self):
+        calls = GaugeMetricFamily("bridge_azure_devops_calls_5m",
+                                  "Azure DevOps calls in the last five minutes, by organization and kind (the "
+                                  "rate limit allows 200 TSTU per identity in that window)",
+                                  labels=["organization", "kind"])
+        try:
+            window = self._read_window()
+        except Exception:  # a scrape must not fail because Redis or the database blinked
+            window = {}
+        for organization, kinds in sorted(window.items()):
+            for kind, n in sorted(kinds.items()):
+                calls.add_metric([organization, kind], n)
+        yield calls
+        budget = GaugeMetricFamily("bridge_pr_sweep_budget_5m",
+                                   "Listings the PR sweep may make per organization in five minutes "
+                                   "(BRIDGE_PR_SWEEP_SHARE of 200)")
+        budget.add_metric([], self._sweep_budget)
+        yield budget

@@ -161,6 +161,7 @@ class Settings:
     sweep_after: float = 15.0        # a delivery undispatched for this long is re-enqueued
     relay_interval: float | None = None  # the relay's polling period (None: 2 s on PostgreSQL, 0.1 s on SQLite)
     pr_sweep_interval: float = 300.0  # beat: how often to catch up with PR changes no delivery told us of (0: off)
+    pr_sweep_share: float = 0.25      # of Azure DevOps' 200 TSTU per 5 minutes per identity the sweep may spend
     redispatch_after: float = 600.0  # a dispatched delivery not finished after this long was lost: resend
     lock_timeout: float = 15.0      # lease of a per-PR lock; renewed while held, so only a dead holder lets it lapse
     visibility_timeout: float = 300.0
@@ -235,6 +236,9 @@ class Settings:
                             ("worker_metrics_bind", _host_port)):
             if name in values and (problem := check(str(values[name]))):
                 problems.append(problem)
+        if float(values.get("pr_sweep_share", 0.25)) > 1:
+            problems.append("BRIDGE_PR_SWEEP_SHARE is the share of Azure DevOps' rate limit the PR sweep may spend: "
+                            "a number above 0 and at most 1 (0.25 is a quarter)")
         sentinel = is_sentinel(str(values.get("broker_url", "")))
         if sentinel and not values.get("sentinel_master"):
             problems.append("BRIDGE_BROKER_URL names Sentinel: set BRIDGE_SENTINEL_MASTER to the master's name the "

@@ -10,6 +10,7 @@ import sys
 from celery import Celery, bootsteps, signals
 
 from bridge import broker
+from bridge.api_calls import ApiCalls
 from bridge.ci.reconcile import Reconciler
 from bridge.contracts import (
     CHECK_SUBSCRIPTIONS,
@@ -73,13 +74,14 @@ def create_celery_app(settings: Settings | None = None, *, identity_hosts: Ident
     lock_client = broker.client(settings, connect_timeout=2, timeout=5)
     box = SecretBox(settings.require_secret_keys())
     lock = redis_lock_factory(lock_client, settings.lock_timeout)
-    connections = Connections.from_settings(settings, db, box, lock, identity_hosts=identity_hosts)
+    calls = ApiCalls(broker.client(settings, connect_timeout=1, timeout=2))
+    connections = Connections.from_settings(settings, db, box, lock, identity_hosts=identity_hosts, calls=calls)
     reconciler = Reconciler(db, connections, lock, metrics)
     heartbeats = Heartbeats(broker.client(settings, connect_timeout=1, timeout=2), settings.heartbeat_timeout)
     attach(app, Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections,
                          onboarding=Onboarding(settings, db, box, connections, lock),
                         relay=OutboxRelay(db, Dispatcher(settings, app=app), interval=settings.relay_interval),
-                        heartbeats=heartbeats, notifier=notifier_for(settings, db)))
+                        heartbeats=heartbeats, calls=calls, notifier=notifier_for(settings, db)))
 
     from . import tasks  # noqa: F401 - its shared tasks join every app
     app.steps["worker"].add(RelayStep)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from celery import Celery
 
+from bridge.api_calls import ApiCalls
 from bridge.ci.reconcile import Reconciler
 from bridge.db import Database
 from bridge.deliveries.store import DeliveryStore
@@ -35,6 +36,7 @@ class Runtime:
     onboarding: Onboarding
     relay: OutboxRelay  # started by RelayStep in workers (not in beat); the sweeper drains through it too
     heartbeats: Heartbeats  # beaten by HeartbeatStep in workers and from beat_init in beat
+    calls: ApiCalls | None = None  # Azure DevOps calls per organization in the rate limit's window (Redis)
     notifier: Notifier | None = None  # None: BRIDGE_NOTIFY_URL is not set
 
     @property

@@ -10,6 +10,7 @@ from celery import Task, shared_task
 from sqlalchemy import or_, select
 
 from bridge import retry
+from bridge.ci import sweep
 from bridge.contracts import (
     CHECK_SUBSCRIPTIONS,
     DISPATCH_DELIVERIES,
@@ -24,6 +25,7 @@ from bridge.contracts import (
     RETRY_REFUSED_STARTS,
     RUN_ONBOARDING_JOB,
     SWEEP_DELIVERIES,
+    SWEEP_PROJECT,
     SWEEP_PULL_REQUESTS,
 )
 from bridge.deliveries import codec
@@ -34,7 +36,7 @@ from bridge.errors import ApiError, ConfigError, IdentityError, LockBusy, NotSen
 from bridge.history import record as activity
 from bridge.history.record import Cause
 from bridge.logs import log_context
-from bridge.models import CiRun, Repository, utcnow
+from bridge.models import CiRun, Organization, Repository, utcnow
 from bridge.onboarding import console_jobs
 
 from .runtime import Runtime, runtime_of
@@ -252,24 +254,46 @@ def notify_people(self) -> str:
 
 
 @shared_task(bind=True, base=BridgeTask, name=SWEEP_PULL_REQUESTS)
-def sweep_pull_requests(self) -> int:
-    """Reconcile every PR whose state Azure DevOps and the bridge disagree on (one list call a repository)."""
+def sweep_pull_requests(self, now: bool = False) -> int:
+    """Plan a round of the PR sweep (``bridge.ci.sweep``): one listing per linked project, within each
+    organization's share of Azure DevOps' budget, the least recently listed first, spread over the interval
+    (``now``: a person asked, so all that the budget allows at once). How many listings were queued."""
     rt = self.runtime
     with rt.db.session() as s:
-        repositories = s.scalars(select(Repository.id)).all()
-    count = 0
-    for repository_id in repositories:
-        try:
-            stale = rt.reconciler.stale_pull_requests(repository_id)
-        except (ApiError, ConfigError) as exc:
-            log.warning("PR sweep of repository %s failed: %s", repository_id, _safe(exc))
-            continue
-        for pull_request_id in stale:
-            reconcile_pull_request.apply_async(args=[repository_id, pull_request_id])
-        count += len(stale)
-    if count:
-        log.info("PR sweep found %d pull requests to reconcile", count)
-    return count
+        rows = s.execute(select(Organization.id, Organization.name, Repository.ado_project_id).join(
+            Repository, Repository.organization_id == Organization.id).distinct()).all()
+    projects: dict[tuple[int, str], list[str]] = {}
+    for organization_id, name, project_id in rows:
+        projects.setdefault((organization_id, name), []).append(project_id)
+    keys = [f"{org_id}:{p}" for (org_id, _), ids in projects.items() for p in ids]
+    interval = rt.settings.pr_sweep_interval or 300.0
+    planned = sweep.plan(projects, last_listed=rt.calls.listed(keys),
+                         used=rt.calls.last_window(name for _, name in projects),
+                         share=rt.settings.pr_sweep_share, interval=interval, spread=not now)
+    for listing in planned.listings:
+        sweep_project.apply_async(args=[listing.organization_id, listing.project_id], countdown=listing.delay)
+    for organization, left in planned.deferred.items():
+        log.info("PR sweep of %s: %d projects wait for a later round (its share of Azure DevOps' budget is "
+                 "spent)", organization, left)
+    return len(planned.listings)
+
+
+@shared_task(bind=True, base=BridgeTask, name=SWEEP_PROJECT)
+def sweep_project(self, organization_id: int, project_id: str) -> int:
+    """List a project's active pull requests once and reconcile each of its linked repositories' PRs whose
+    state Azure DevOps and the bridge disagree on."""
+    rt = self.runtime
+    rt.calls.mark_listed(f"{organization_id}:{project_id}")
+    try:
+        stale = rt.reconciler.stale_in_project(organization_id, project_id)
+    except (ApiError, ConfigError) as exc:
+        log.warning("PR sweep of project %s failed: %s", project_id, _safe(exc))
+        return 0
+    for repository_id, pull_request_id in stale:
+        reconcile_pull_request.apply_async(args=[repository_id, pull_request_id])
+    if stale:
+        log.info("PR sweep of project %s found %d pull requests to reconcile", project_id, len(stale))
+    return len(stale)
 
 
 @shared_task(bind=True, base=BridgeTask, name=POLL_QUIET_RUNS)

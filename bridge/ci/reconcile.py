@@ -32,7 +32,7 @@ from ..history import record as activity
 from ..history.explain import describe_plan, run_outcome
 from ..history.record import WORKER, Cause, Kind
 from ..metrics import Metrics
-from ..models import CiRun, PullRequestRecord, Repository, utcnow
+from ..models import CiRun, Organization, PullRequestRecord, Repository, utcnow
 from ..services.connections import Connections
 from .records import apply_run, ci_settings, recorded, whole_run
 
@@ -117,21 +117,28 @@ class Reconciler:
                              .order_by(PullRequestRecord.id)).all()
         return [(repository_id, pull_request_id) for repository_id, pull_request_id in rows]
 
-    def stale_pull_requests(self, repository_id: int) -> list[int]:
-        """Pull requests of a repository whose state Azure DevOps and the bridge disagree on: active ones
-        with a head the bridge has not reconciled, and ones the bridge thinks active that no longer are.
-        The safety net for deliveries that never came (a disabled hook, an outage longer than the retries)."""
+    def stale_in_project(self, organization_id: int, project_id: str) -> list[tuple[int, int]]:
+        """(repository id, pull request id) of the pull requests of a project's linked repositories whose state
+        Azure DevOps and the bridge disagree on: active ones with a head the bridge has not reconciled, and
+        ones the bridge thinks active that no longer are. One listing for the whole project (counted against
+        the sweep's budget). The safety net for deliveries that never came (a disabled hook, a long outage)."""
         with self.db.session() as s:
-            repo = s.get(Repository, repository_id)
-            if repo is None:
-                return []
-            org, project, ado_repo = repo.organization, repo.ado_project_id, repo.ado_repository_id
-            known = {r.pull_request_id: (r.status, r.head_commit) for r in s.scalars(
-                select(PullRequestRecord).where(PullRequestRecord.repository_id == repository_id))}
-        active = {pr.pull_request_id: pr for pr in
-                  self.connections.azure_devops(org).list_pull_requests(project, ado_repo, status="active")}
-        stale = [n for n, pr in active.items() if known.get(n) != ("active", pr.head_commit)]
-        stale += [n for n, (status, _) in known.items() if status == "active" and n not in active]
+            org = s.get(Organization, organization_id)
+            repos = {r.ado_repository_id.lower(): r.id for r in s.scalars(select(Repository).where(
+                Repository.organization_id == organization_id, Repository.ado_project_id == project_id))}
+        if org is None or not repos:
+            return []
+        active = {}
+        for pr in self.connections.azure_devops(org, kind="sweep").list_project_pull_requests(project_id):
+            repository_id = repos.get(pr.repository_id.lower())
+            if repository_id is not None:  # other repositories of the project are not the bridge's
+                active[repository_id, pr.pull_request_id] = pr.head_commit
+        with self.db.session() as s:
+            known = {(r.repository_id, r.pull_request_id): (r.status, r.head_commit) for r in s.scalars(
+                select(PullRequestRecord).where(PullRequestRecord.repository_id.in_(sorted(repos.values())),
+                                                PullRequestRecord.status == "active"))}
+        stale = [key for key, head in active.items() if known.get(key) != ("active", head)]
+        stale += [key for key in known if key not in active]
         return sorted(set(stale))
 
     # -- internals ----------------------------------------------------------------------------------

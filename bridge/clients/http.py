@@ -11,7 +11,7 @@ import email.utils
 import functools
 import json as jsonlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import quote, urlsplit
@@ -102,6 +102,19 @@ class Transport(Protocol):
              timeout: float) -> HttpAnswer:
         """One HTTP exchange, never following redirects; raises NoAnswer when no answer came."""
         ...
+
+
+class CountedTransport:
+    """Another transport's exchanges, each counted first by ``count()`` (what a rate limit counts: the requests
+    sent, answered or not)."""
+
+    def __init__(self, inner: Transport, count: Callable[[], None]):
+        self.inner = inner
+        self.count = count
+
+    def send(self, method, url, *, params, json, headers, timeout) -> HttpAnswer:
+        self.count()
+        return self.inner.send(method, url, params=params, json=json, headers=headers, timeout=timeout)
 
 
 class RequestsTransport:

@@ -9,9 +9,10 @@ from contextlib import AbstractContextManager
 import requests
 from sqlalchemy import select
 
+from ..api_calls import ApiCalls
 from ..clients.azure_devops import API_VERSION, AzureDevOpsClient, Credentials, PersonalAccessToken
 from ..clients.dbt_cloud import DbtCloudClient
-from ..clients.http import RequestsTransport, Transport, plain_session
+from ..clients.http import CountedTransport, RequestsTransport, Transport, plain_session
 from ..crypto import SecretBox
 from ..db import Database
 from ..errors import ConfigError, VersionOutOfRange
@@ -41,25 +42,27 @@ class Connections:
     """One per process: API clients with the credentials each organization and account is configured with."""
 
     def __init__(self, settings: Settings, box: SecretBox, *, db: Database | None = None,
-                 entra: ConnectionStore | None = None, transport: Transport | None = None):
+                 entra: ConnectionStore | None = None, transport: Transport | None = None,
+                 calls: ApiCalls | None = None):
         self.settings = settings
         self.box = box
         self.db = db
         self.entra = entra
         self.transport = transport  # None: a RequestsTransport per thread (keep-alive in a threaded worker)
+        self.calls = calls  # counts each organization's Azure DevOps calls (the rate limit's window)
         self._local = threading.local()
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database, box: SecretBox,
                       lock: Callable[[str], AbstractContextManager] | None = None, *,
-                      identity_hosts: IdentityHosts | None = None) -> Connections:
+                      identity_hosts: IdentityHosts | None = None, calls: ApiCalls | None = None) -> Connections:
         """The one way workers and the CLI assemble credentials: Entra ID connections when configured."""
         entra = None
         if settings.entra is not None:
             identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}",
                                 hosts=identity_hosts)
             entra = ConnectionStore(db, box, identity, lock)
-        return cls(settings, box, db=db, entra=entra)
+        return cls(settings, box, db=db, entra=entra, calls=calls)
 
     def _transport(self, ca_bundle: str | None = None) -> Transport:
         """This thread's transport (one per CA bundle an organization trusts)."""
@@ -119,18 +122,25 @@ class Connections:
                                  "(/console → Connect Azure DevOps)")
         return self.entra.credentials(candidates[0][0])
 
-    def azure_devops_at(self, url: str, credentials: Credentials, *, what: str, org: Organization | None = None
-                        ) -> AzureDevOpsClient:
+    def azure_devops_at(self, url: str, credentials: Credentials, *, what: str, org: Organization | None = None,
+                        transport: Transport | None = None) -> AzureDevOpsClient:
         """A client for an organization URL with given credentials (onboarding acts as the person asking),
         speaking the organization's API version and trusting its CA bundle when it is a configured one."""
         url = check_base_url(url, allow_insecure_http=self.settings.allow_insecure_http, what=what)
         api_version = org.api_version if org is not None and org.api_version else API_VERSION
         return AzureDevOpsClient(url, credentials, api_version=api_version,
-                                 transport=self._transport(org.ca_bundle if org is not None else None),
+                                 transport=transport or self._transport(org.ca_bundle if org is not None else None),
                                  timeout=self.settings.http_timeout)
 
-    def azure_devops(self, org: Organization) -> AzureDevOpsClient:
-        return self.azure_devops_at(org.url, self.credentials_for(org), what=f"organization {org.name}", org=org)
+    def azure_devops(self, org: Organization, *, kind: str = "work") -> AzureDevOpsClient:
+        """A client acting as the organization's identity; its calls are counted as ``kind`` (``sweep`` for
+        the PR sweep's listings) against the organization's rate-limit window."""
+        transport = self._transport(org.ca_bundle)
+        if self.calls is not None:
+            name, calls = org.name, self.calls
+            transport = CountedTransport(transport, lambda: calls.count(name, kind=kind))
+        return self.azure_devops_at(org.url, self.credentials_for(org), what=f"organization {org.name}", org=org,
+                                    transport=transport)
 
     def dbt_cloud(self, account: DbtAccount) -> DbtCloudClient:
         if not account.api_token_enc:

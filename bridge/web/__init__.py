@@ -10,14 +10,16 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .. import broker
+from ..api_calls import ApiCalls
 from ..connect import ConnectFlows
 from ..crypto import SecretBox
 from ..db import Database
 from ..dispatch import Dispatcher
+from ..domain import RATE_LIMIT_TSTU
 from ..heartbeats import Heartbeats
 from ..identity import REDIRECT_PATH, Identity, IdentityHosts
 from ..logs import configure as configure_logs
-from ..metrics import DatabaseCollector, Metrics
+from ..metrics import ApiCallsCollector, DatabaseCollector, Metrics
 from ..settings import Settings
 from .intake import Intake
 from .services import WebServices
@@ -37,6 +39,9 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
     dispatcher = Dispatcher(settings)
     intake = Intake(db=db, box=box)
     metrics.add_scraped(DatabaseCollector(intake.counts))
+    calls = ApiCalls(broker.client(settings, connect_timeout=1, timeout=2))
+    metrics.add_scraped(ApiCallsCollector(lambda: calls.last_window(intake.organization_names()),
+                                          int(RATE_LIMIT_TSTU * settings.pr_sweep_share)))
     flows, identity_url = None, None
     if settings.entra is not None and box is not None:
         identity = Identity(settings.entra, redirect_uri=f"{settings.public_url}{REDIRECT_PATH}", hosts=identity_hosts)

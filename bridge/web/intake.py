@@ -208,6 +208,11 @@ class Intake:
 
     # -- read-outs -----------------------------------------------------------------------------------
 
+    def organization_names(self) -> list[str]:
+        """The organizations whose webhooks are accepted (the cached credentials' names)."""
+        self._refresh()
+        return sorted({creds.organization for creds in self._orgs.values() if creds.organization})
+
     def counts(self) -> dict:
         with self.db.session() as s:
             rows = s.execute(select(Delivery.source, Delivery.state, func.count()).group_by(

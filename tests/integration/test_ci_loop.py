@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from sqlalchemy import select
@@ -268,10 +269,17 @@ def test_pr_sweep_catches_up_with_events_that_never_came(bridge):
     sb.act(closing["pr"], "abandon", deliver=False)
     settle(1)
     assert ci_runs(bridge, silent["pr"]) == [] and sb.runs_for(closing["pr"], TEARDOWN_JOB) == []
+    before = len(sb.exchanges())
     out = bridge.stack.run_cli(bridge.env, "prs", "sweep")
     assert out.returncode == 0, out.stderr
     wait_until(lambda: sb.latest_state(silent["pr"], 1) == "succeeded", timeout=40, what="silent PR built")
     wait_until(lambda: sb.runs_for(closing["pr"], TEARDOWN_JOB), timeout=30, what="missed close torn down")
+    listings = [e["path"] for e in sb.exchanges(before) if e["method"] == "GET" and e["path"].endswith(
+        "pullrequests")]
+    assert listings and all("/_apis/git/pullrequests" in p for p in listings)  # one listing a project
+    assert len(listings) == len({p.split("/_apis")[0] for p in listings})
+    swept = re.search(r'bridge_azure_devops_calls_5m\{kind="sweep",organization="fabrikam"\} (\d+)', bridge.metrics())
+    assert swept and int(swept.group(1)) >= len(listings)  # counted across the workers, shown by the web
 
 
 def test_the_workers_log_lines_name_the_delivery_and_pull_request_they_are_about(bridge):

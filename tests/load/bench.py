@@ -11,6 +11,7 @@ Phases (each on a fresh stack of private processes: PostgreSQL, Redis, the sandb
   burst        10,000 deliveries as fast as the generator sends them: accepted, processed, lost, duplicates, drain
   memory       peak RSS (VmHWM) of a gunicorn worker and of the Celery worker process
   retention    1,000,000 old deliveries and activity entries pruned (beat's task) while wrk sends new ones
+  sweep        beat's PR sweep over 2,000 repositories in 20 organizations: Azure DevOps listings per 5 minutes
 """
 
 from __future__ import annotations
@@ -543,6 +544,63 @@ def prune(report: Report, rows: int) -> None:
         stack.stop()
 
 
+# -- the PR sweep's Azure DevOps budget ----------------------------------------------------------------
+
+def sweep_budget(report: Report, *, organizations: int, projects: int, repositories: int, seconds: float,
+                 interval: float = 30.0) -> None:
+    """Beat's PR sweep over ``organizations`` x ``projects`` x ``repositories`` linked repositories for
+    ``seconds``: the Azure DevOps listings per organization per five minutes (the sandbox's own log and the
+    bridge's counters in Redis), against the sweep's share of the 200 TSTU budget."""
+    import redis as redis_lib
+
+    from bridge.api_calls import ApiCalls
+
+    total = organizations * projects * repositories
+    console.rule(f"PR sweep over {total:,} repositories in {organizations} organizations")
+    stack, running, _ = fresh_stack(extra_env={"BRIDGE_PR_SWEEP_INTERVAL": str(interval)})
+    sb = running.sandbox
+    try:
+        lines = ["azure_devops:", "  organizations:"]
+        repos = ["repositories:"]
+        names = [f"org{o:02d}" for o in range(organizations)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda args: sb._post("/repos", {"org": args[0], "project": args[1], "name": args[2]}),
+                          [(org, f"P{p}", f"repo-{p}-{r}") for org in names for p in range(projects)
+                           for r in range(repositories)]))
+        for org in names:
+            lines += [f"    - name: {org}", f"      url: ${{SANDBOX_URL}}/{org}", "      pat: ${ADO_PAT}",
+                      f"      webhook: {{username: ado-{org}, password: ${{ADO_HOOK_PASSWORD}}}}"]
+            repos += [f"  - {{organization: {org}, project: P{p}, repository: repo-{p}-{r}, dbt_account: 1, "
+                      f"ci_job: {CI_JOB}}}" for p in range(projects) for r in range(repositories)]
+        dbt = ["dbt_cloud:", "  accounts:", "    - {id: 1, url: '${SANDBOX_URL}', api_token: '${DBT_CLOUD_TOKEN}',",
+               "       webhook_secret: '${DBT_CLOUD_WEBHOOK_SECRET}'}"]
+        config = stack.workdir / "sweep.yaml"
+        config.write_text("\n".join(lines + dbt + repos) + "\n")
+        applied = stack.run_cli(running.env, "config", "apply", str(config))
+        if applied.returncode:
+            raise RuntimeError(f"config apply failed: {applied.stderr[-2000:]}")
+        started, mark = time.monotonic(), len(sb.exchanges())
+        time.sleep(seconds)
+        listings = [e for e in sb.exchanges(mark) if e["method"] == "GET" and e["path"].endswith("/pullrequests")]
+        per_org = collections.Counter(e["path"].split("/")[1] for e in listings if e["path"].split("/")[1] in names)
+        elapsed = time.monotonic() - started
+        window = ApiCalls(redis_lib.Redis.from_url(running.env["BRIDGE_BROKER_URL"])).last_window(names)
+        per_window = {org: n * 300 / elapsed for org, n in per_org.items()}
+        budget = int(200 * 0.25)
+        listed = {e["path"].split("/_apis")[0] for e in listings if e["path"].split("/")[1] in names}
+        report.add("PR sweep: listings per organization per 5 minutes", f"max {max(per_window.values()):.0f}, "
+                   f"median {statistics.median(per_window.values()):.0f} (sandbox's log, {len(listings)} listings "
+                   f"in {elapsed:.0f} s at a {interval:.0f} s interval; bridge's counters: max "
+                   f"{max(w['sweep'] for w in window.values())})", f"≤ {budget} (0.25 of 200)",
+                   max(per_window.values()) <= budget and max(w["sweep"] for w in window.values()) <= budget)
+        report.add("PR sweep: projects listed", f"{len(listed)} of {organizations * projects} in {elapsed:.0f} s "
+                   f"({total:,} repositories; listing each repository would take {projects * repositories} calls "
+                   "per organization per round)", f"all {organizations * projects}",
+                   len(listed) == organizations * projects)
+    finally:
+        stack.stop()
+
+
 # -- memory -------------------------------------------------------------------------------------------
 
 def _hwm_mb(pid: int) -> float:
@@ -640,13 +698,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the harness)")
     parser.add_argument("--only", nargs="*", default=None,
-                        choices=["ingest", "e2e", "concurrency", "burst", "prune"], help="run only these phases")
+                        choices=["ingest", "e2e", "concurrency", "burst", "prune", "sweep"],
+                        help="run only these phases")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
     ensure_binaries("wrk", "redis-server", "postgres", "initdb")
     started = datetime.datetime.now(datetime.UTC)
     report = Report()
-    only = set(args.only or ["ingest", "e2e", "concurrency", "burst", "prune"])
+    only = set(args.only or ["ingest", "e2e", "concurrency", "burst", "prune", "sweep"])
     if args.quick:
         WRK["seconds"] = 3
     if "ingest" in only:
@@ -660,6 +719,9 @@ def main(argv: list[str] | None = None) -> int:
         burst(report, deliveries=1000 if args.quick else 10_000)
     if "prune" in only:
         prune(report, rows=20_000 if args.quick else 1_000_000)
+    if "sweep" in only:
+        sweep_budget(report, organizations=4 if args.quick else 20, projects=10, repositories=5 if args.quick else 10,
+                     seconds=100 if args.quick else 150)
     table = Table(title="ado-dbt bridge benchmark")
     for col in ("measure", "result", "target", ""):
         table.add_column(col)

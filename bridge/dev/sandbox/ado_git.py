@@ -36,6 +36,14 @@ def create_git_blueprint(world: World, identity: IdentityState) -> Blueprint:
         repo, error = repo_or_404(org, project, repository)
         return (None, error) if error else pr_or_404(repo, pr_id)
 
+    def prs_of(repository_ids: set[str]):
+        """A page of these repositories' pull requests, by ``searchCriteria.status``, ``$top`` and ``$skip``."""
+        status = request.args.get("searchCriteria.status", "active")
+        prs = [world.ado.pr_json(p) for p in world.ado.prs.values()
+               if p["repository_id"] in repository_ids and (status == "all" or p["status"] == status)]
+        skip, top = int(request.args.get("$skip", 0)), int(request.args.get("$top", 100))
+        return listing(prs[skip:skip + top])
+
     @bp.get("/<org>/<project>/_apis/git/repositories/<repository>")
     def ado_get_repository(org, project, repository):
         with world.lock:
@@ -54,11 +62,17 @@ def create_git_blueprint(world: World, identity: IdentityState) -> Blueprint:
             repo, error = repo_or_404(org, project, repository)
             if error:
                 return error
-            status = request.args.get("searchCriteria.status", "active")
-            prs = [world.ado.pr_json(p) for p in world.ado.prs.values()
-                   if p["repository_id"] == repo["id"] and (status == "all" or p["status"] == status)]
-            skip, top = int(request.args.get("$skip", 0)), int(request.args.get("$top", 100))
-            return listing(prs[skip:skip + top])
+            return prs_of({repo["id"]})
+
+    @bp.get("/<org>/<project>/_apis/git/pullrequests")
+    def ado_list_project_prs(org, project):
+        with world.lock:
+            found = world.ado.find_project(org, project)
+            if found is None:
+                return ado_error(404, f"TF200016: The following project does not exist: {project}. Verify that "
+                                      "the name of the project is correct and that the project exists on the "
+                                      "specified Azure DevOps Server.", "ProjectDoesNotExistWithNameException")
+            return prs_of({r["id"] for r in world.ado.repos.values() if r["project_id"] == found["id"]})
 
     @bp.get("/<org>/<project>/_apis/git/repositories/<repository>/pullRequests/<int:pr_id>/iterations")
     def ado_iterations(org, project, repository, pr_id):

@@ -113,11 +113,12 @@ def create_control_blueprint(world: World) -> Blueprint:
     def control_repo():
         body = request.get_json(force=True)
         org = body.get("org", DEFAULT_ORG)
-        project = world.ado.find_project(org, body["project"]) or world.ado.add_project(org, str(uuid.uuid4()),
-                                                                                body["project"])
-        repo = world.ado.add_repo(org, project["id"], body.get("id") or str(uuid.uuid4()), body["name"])
-        repo["disabled"] = bool(body.get("disabled"))
-        return jsonify(world.ado.repo_json(repo))
+        with world.lock:  # find-or-add: two requests naming a new project make it once
+            project = world.ado.find_project(org, body["project"]) or world.ado.add_project(
+                org, str(uuid.uuid4()), body["project"])
+            repo = world.ado.add_repo(org, project["id"], body.get("id") or str(uuid.uuid4()), body["name"])
+            repo["disabled"] = bool(body.get("disabled"))
+            return jsonify(world.ado.repo_json(repo))
 
     def deliver(event: dict) -> dict:
         if request.get_json(silent=True, force=True) and request.get_json(force=True).get("deliver") is False:

@@ -78,7 +78,8 @@ class DatabaseCollector:
         up = GaugeMetricFamily("bridge_database_up", "1 when the database answered the scrape")
         up.add_metric([], 1)
         yield up
-        deliveries = GaugeMetricFamily("bridge_deliveries", "Stored deliveries by source and state",
+        deliveries = GaugeMetricFamily("bridge_deliveries", "Stored deliveries waiting, in progress, blocked or "
+                                       "failed, by source and state (finished ones: bridge_deliveries_total)",
                                        labels=["source", "state"])
         for (source, state), n in sorted(counts["deliveries"].items()):
             deliveries.add_metric([source, state], n)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -185,7 +186,8 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("source", "dedupe_key"),
-                      Index("ix_deliveries_pull_request", "repository_id", "pull_request_id"))
+                      # a PR's deliveries newest first, a page at a time, however many it had
+                      Index("ix_deliveries_pull_request", "repository_id", "pull_request_id", "id"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     source: Mapped[str] = mapped_column(String(20))          # azure-devops | dbt-cloud
@@ -228,6 +230,11 @@ class CiRun(Base):
     """A dbt Cloud run the bridge started (or failed to start) for a pull request."""
 
     __tablename__ = "ci_runs"
+    __table_args__ = (
+        # The poller's and /metrics' live runs: the few unfinished among every run ever started.
+        Index("ix_ci_runs_live", "updated_at", postgresql_where=text("status IS NULL OR status < 10"),
+              sqlite_where=text("status IS NULL OR status < 10")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     pull_request_ref: Mapped[int] = mapped_column(ForeignKey("pull_requests.id"), index=True)
@@ -246,7 +253,7 @@ class CiRun(Base):
     posted_description: Mapped[str | None] = mapped_column(Text)
     start_error: Mapped[str | None] = mapped_column(Text)
     duration_seconds: Mapped[float | None] = mapped_column()
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -129,8 +129,9 @@ def runs(s: Session, viewer: Viewer, *, repository_id: int | None = None, pull_r
              .join(PullRequestRecord, PullRequestRecord.id == CiRun.pull_request_ref)
              .join(Repository, Repository.id == PullRequestRecord.repository_id)
              .order_by(CiRun.id.desc()).limit(limit))
-    if repository_id is not None:
-        query = query.where(Repository.id == repository_id)
+    if repository_id is not None:  # the repository's PRs first: their runs by index, never a scan of every run
+        prs = s.scalars(select(PullRequestRecord.id).where(PullRequestRecord.repository_id == repository_id)).all()
+        query = query.where(CiRun.pull_request_ref.in_(prs))
     if pull_request_id is not None:
         query = query.where(PullRequestRecord.pull_request_id == pull_request_id)
     if since is not None:
@@ -176,20 +177,32 @@ def _delivery_row(d: Delivery, names: dict[int, str]) -> DeliveryRow:
 
 
 def repository_names(s: Session, viewer: Viewer) -> dict[int, str]:
-    return {r.id: full_name(r) for r in s.scalars(_visible(select(Repository), s, viewer))}
+    """ORGANIZATION/PROJECT/REPOSITORY by id, of what the viewer may see, in one query."""
+    query = select(Repository.id, Organization.name, Repository.ado_project_name, Repository.name).join(
+        Organization, Organization.id == Repository.organization_id)
+    return {id_: f"{org}/{project}/{name}" for id_, org, project, name in s.execute(_visible(query, s, viewer))}
 
 
-def _delivery_visibility(s: Session, viewer: Viewer, names: dict[int, str]):
+def _delivery_visibility(s: Session, viewer: Viewer):
     """Non-admins see deliveries of their repositories only (a dbt Cloud delivery names no repository)."""
-    return None if viewer.admin else Delivery.repository_id.in_(sorted(names))
+    condition = viewer.repositories(s)
+    return None if condition is None else Delivery.repository_id.in_(select(Repository.id).where(condition))
+
+
+def _names_of(s: Session, ids: set[int]) -> dict[int, str]:
+    """ORGANIZATION/PROJECT/REPOSITORY of just these repositories."""
+    if not ids:
+        return {}
+    query = select(Repository.id, Organization.name, Repository.ado_project_name, Repository.name).join(
+        Organization, Organization.id == Repository.organization_id).where(Repository.id.in_(sorted(ids)))
+    return {id_: f"{org}/{project}/{name}" for id_, org, project, name in s.execute(query)}
 
 
 def deliveries(s: Session, viewer: Viewer, where: DeliveryFilter = DeliveryFilter(), *,
                limit: int = 50) -> list[DeliveryRow]:
     """Deliveries newest first."""
-    names = repository_names(s, viewer)
     query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
-    if (visible := _delivery_visibility(s, viewer, names)) is not None:
+    if (visible := _delivery_visibility(s, viewer)) is not None:
         query = query.where(visible)
     if where.states:
         query = query.where(Delivery.state.in_(where.states))
@@ -201,7 +214,9 @@ def deliveries(s: Session, viewer: Viewer, where: DeliveryFilter = DeliveryFilte
         query = query.where(Delivery.received_at >= where.since)
     if where.before_id is not None:
         query = query.where(Delivery.id < where.before_id)
-    return [_delivery_row(d, names) for d in s.scalars(query)]
+    found = list(s.scalars(query))
+    names = _names_of(s, {d.repository_id for d in found if d.repository_id})
+    return [_delivery_row(d, names) for d in found]
 
 
 @dataclass(frozen=True)
@@ -213,10 +228,11 @@ class DeliveryPage:
 
 
 def delivery(s: Session, viewer: Viewer, delivery_id: int) -> DeliveryPage | None:
-    names = repository_names(s, viewer)
     found = s.get(Delivery, delivery_id)
-    if found is None or not (viewer.admin or found.repository_id in names):
+    if found is None or not (viewer.admin or (found.repository_id is not None
+                                              and repository(s, viewer, found.repository_id) is not None)):
         return None
+    names = _names_of(s, {found.repository_id} if found.repository_id else set())
     entries = [_activity_entry(a, {}) for a in s.scalars(
         select(Activity).where(Activity.delivery_id == delivery_id).order_by(Activity.id.desc()).limit(50))]
     return DeliveryPage(_delivery_row(found, names), found.dedupe_key, dict(found.event or {}), entries)
@@ -293,7 +309,7 @@ def find_pull_requests(s: Session, viewer: Viewer, text: str = "", *, limit: int
         if repo is not None:
             query = query.where(Repository.id == repo.id)
         else:
-            like = "%" + _escape_like(text.lower()) + "%"
+            like = "%" + escape_like(text.lower()) + "%"
             terms = [func.lower(column).like(like, escape="\\") for column in (
                 PullRequestRecord.title, PullRequestRecord.source_ref, PullRequestRecord.target_ref,
                 Repository.name, Repository.ado_project_name, Organization.name)]
@@ -303,7 +319,8 @@ def find_pull_requests(s: Session, viewer: Viewer, text: str = "", *, limit: int
     return [_pr_row(pr, repo) for pr, repo in s.execute(_visible(query, s, viewer))]
 
 
-def _escape_like(text: str) -> str:
+def escape_like(text: str) -> str:
+    """``text`` matched literally by LIKE … ESCAPE '\\' (its % and _ are not wildcards)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -374,12 +391,23 @@ class RepositoryPage:
 
 
 def _problems(s: Session, repository_id: int) -> list[str]:
-    hooks = s.scalars(select(HookSubscriptionRecord).where(HookSubscriptionRecord.repository_id == repository_id,
-                                                           HookSubscriptionRecord.problem.is_not(None)))
-    found = [f"{h.event_type}: {h.problem}" for h in hooks]
-    webhook = s.scalar(select(DbtWebhookRecord).where(DbtWebhookRecord.repository_id == repository_id))
-    if webhook is not None and webhook.problem:
-        found.append(f"dbt Cloud webhook: {webhook.problem}")
+    return problems_by_repository(s, [repository_id]).get(repository_id, [])
+
+
+def problems_by_repository(s: Session, repository_ids: list[int] | None = None) -> dict[int, list[str]]:
+    """What each repository's subscriptions need a person for (two queries, whatever the number)."""
+    hooks = select(HookSubscriptionRecord.repository_id, HookSubscriptionRecord.event_type,
+                   HookSubscriptionRecord.problem).where(HookSubscriptionRecord.problem.is_not(None))
+    webhooks = select(DbtWebhookRecord.repository_id, DbtWebhookRecord.problem).where(
+        DbtWebhookRecord.problem.is_not(None))
+    if repository_ids is not None:
+        hooks = hooks.where(HookSubscriptionRecord.repository_id.in_(repository_ids))
+        webhooks = webhooks.where(DbtWebhookRecord.repository_id.in_(repository_ids))
+    found: dict[int, list[str]] = defaultdict(list)
+    for repository_id, event_type, problem in s.execute(hooks.order_by(HookSubscriptionRecord.id)):
+        found[repository_id].append(f"{event_type}: {problem}")
+    for repository_id, problem in s.execute(webhooks):
+        found[repository_id].append(f"dbt Cloud webhook: {problem}")
     return found
 
 
@@ -428,44 +456,59 @@ class RepositoryHealth:
     name: str
     days: list[DayRuns]
     pass_rate: float | None
-    problems: list[str]
 
 
 @dataclass(frozen=True)
 class Overview:
-    backlog: dict[str, int]                  # deliveries by state, unfinished and failed ones
-    repositories: list[RepositoryHealth]
-    dead_connections: list[tuple[str, str]]  # (sign-in name, why and what to do)
+    backlog: dict[str, int]                     # deliveries by state, unfinished and failed ones
+    repositories: list[RepositoryHealth]        # the busiest in the window, at most CHARTED
+    quiet: int                                  # repositories with no CI run in the window (not charted)
+    problems: list[tuple[int, str, str]]        # (repository id, name, what its subscriptions need)
+    dead_connections: list[tuple[str, str]]     # (sign-in name, why and what to do)
     window_days: int
 
 
+CHARTED = 50  # repositories drawn on the overview; the rest are counted (each has its own page)
+
+
 def overview(s: Session, viewer: Viewer, *, days: int = 7, now: datetime | None = None) -> Overview:
+    """The delivery backlog, what needs a person, and the busiest repositories' runs per day: a fixed number
+    of queries, however many repositories there are."""
     today = (now or utcnow()).date()
     first = today - timedelta(days=days - 1)
     since = datetime.combine(first, datetime.min.time(), tzinfo=(now or utcnow()).tzinfo)
-    repos = list(s.scalars(_visible(select(Repository).order_by(Repository.id), s, viewer)))
+    names = repository_names(s, viewer)
+    in_window = (select(PullRequestRecord.repository_id)
+                 .join(CiRun, CiRun.pull_request_ref == PullRequestRecord.id)
+                 .join(Repository, Repository.id == PullRequestRecord.repository_id)
+                 .where(CiRun.kind == RunKind.CI.value, CiRun.created_at >= since))
+    busiest = [repository_id for repository_id, _ in s.execute(_visible(  # counted by the database
+        in_window.add_columns(func.count()).group_by(PullRequestRecord.repository_id)
+        .order_by(func.count().desc(), PullRequestRecord.repository_id).limit(CHARTED), s, viewer))]
     counts: dict[int, dict[date, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
     query = (select(PullRequestRecord.repository_id, CiRun.created_at, CiRun.status, CiRun.start_error)
              .join(PullRequestRecord, PullRequestRecord.id == CiRun.pull_request_ref)
              .where(CiRun.kind == RunKind.CI.value, CiRun.created_at >= since,
-                    PullRequestRecord.repository_id.in_([r.id for r in repos])))
-    for repository_id, created, status, start_error in s.execute(query):
+                    PullRequestRecord.repository_id.in_(busiest)))
+    for repository_id, created, status, start_error in s.execute(query):  # the charted ones' runs only
         day = as_utc(created).date()
         parsed = RunStatus.parse(status)
         slot = 0 if parsed is RunStatus.SUCCESS else 1 if parsed is RunStatus.ERROR or start_error else 2
         counts[repository_id][day][slot] += 1
     health = []
-    for repo in repos:
-        per_day = [DayRuns(first + timedelta(days=n), *counts[repo.id][first + timedelta(days=n)])
+    for repository_id in busiest:
+        per_day = [DayRuns(first + timedelta(days=n), *counts[repository_id][first + timedelta(days=n)])
                    for n in range(days)]
         passed, failed = sum(d.passed for d in per_day), sum(d.failed for d in per_day)
-        health.append(RepositoryHealth(repo.id, full_name(repo), per_day,
-                                       passed / (passed + failed) if passed + failed else None,
-                                       _problems(s, repo.id)))
-    names = repository_names(s, viewer)
+        health.append(RepositoryHealth(repository_id, names.get(repository_id, "?"), per_day,
+                                       passed / (passed + failed) if passed + failed else None))
+    problems = [(repository_id, names[repository_id], problem)
+                for repository_id, found in sorted(problems_by_repository(
+                    s, None if viewer.admin else sorted(names)).items())
+                if repository_id in names for problem in found]
     backlog_query = (select(Delivery.state, func.count()).where(Delivery.state.in_(
         ("received", "dispatched", "processing", "blocked", "failed"))).group_by(Delivery.state))
-    if (visible := _delivery_visibility(s, viewer, names)) is not None:
+    if (visible := _delivery_visibility(s, viewer)) is not None:
         backlog_query = backlog_query.where(visible)
     backlog = dict(s.execute(backlog_query).all())
     dead = []
@@ -475,7 +518,7 @@ def overview(s: Session, viewer: Viewer, *, days: int = 7, now: datetime | None 
             query = query.where(Connection.of(viewer.person))
         dead = [(c.upn, f"{c.status_reason or 'its tokens no longer work'}: sign in again with “Connect Azure "
                         "DevOps” on the Connections page") for c in s.scalars(query)]
-    return Overview(backlog, health, dead, days)
+    return Overview(backlog, health, len(names) - len(health), problems, dead, days)
 
 
 def as_json(value) -> dict:

@@ -69,18 +69,30 @@ def repository(repository_id: int):
     return page(shown.name, "repository.html", repo=shown)
 
 
-def _filter() -> tuple[read.DeliveryFilter, dict]:
+def _filter(s) -> tuple[read.DeliveryFilter | None, dict]:
     """The deliveries page's filters from its query string; a value that is not one of the choices is
-    dropped (a bookmarked link from an older version still shows a page)."""
+    dropped (a bookmarked link from an older version still shows a page). The repository is a linked one's
+    id or its ORGANIZATION/PROJECT/REPOSITORY; None when it names none the viewer may see."""
     args = request.args
     states = tuple(s for s in args.getlist("state") if s in {d.value for d in DeliveryState})
     source = args.get("source") if args.get("source") in ("azure-devops", "dbt-cloud") else None
-    repo = args.get("repo", "")
+    repo = args.get("repo", "").strip()[:400]
     since = args.get("since") if args.get("since") in SINCE else None
     before = args.get("before", "")
-    chosen = {"states": states, "source": source, "repo": repo if repo.isdigit() else "", "since": since}
+    repository_id = None
+    if repo.isascii() and repo.isdigit() and len(repo) < 10:
+        found = read.repository(s, viewer(), int(repo))
+        repo = read.full_name(found) if found else repo
+        repository_id = found.id if found else -1
+    elif repo:
+        found = read.repository_named(s, viewer(), repo)
+        repository_id = found.id if found else -1
+    chosen = {"states": states, "source": source, "repo": repo, "since": since,
+              "unknown_repo": repository_id == -1}
+    if repository_id == -1:
+        return None, chosen
     return read.DeliveryFilter(
-        states=states, source=source, repository_id=int(repo) if repo.isdigit() and len(repo) < 10 else None,
+        states=states, source=source, repository_id=repository_id,
         since=utcnow() - SINCE[since] if since else None,
         before_id=int(before) if before.isdigit() and len(before) < 19 else None), chosen
 
@@ -88,15 +100,14 @@ def _filter() -> tuple[read.DeliveryFilter, dict]:
 @bp.get("/console/deliveries")
 @signed_in
 def deliveries():
-    where, chosen = _filter()
     with services().db.session() as s:
-        rows = read.deliveries(s, viewer(), where, limit=PAGE_SIZE)
-        repositories = sorted(read.repository_names(s, viewer()).items(), key=lambda item: item[1])
+        where, chosen = _filter(s)
+        rows = read.deliveries(s, viewer(), where, limit=PAGE_SIZE) if where is not None else []
     more = None
     if len(rows) == PAGE_SIZE:  # the same filters, older rows
         more = url_for("history.deliveries", state=list(chosen["states"]), before=rows[-1].id,
                        **{k: v for k in ("source", "repo", "since") if (v := chosen[k])})
-    return page("deliveries", "deliveries.html", rows=rows, chosen=chosen, repositories=repositories, more=more,
+    return page("deliveries", "deliveries.html", rows=rows, chosen=chosen, more=more,
                 states=[d.value for d in DeliveryState], replayable=REPLAYABLE, admin=is_admin(),
                 message=request.args.get("message", "")[:300])
 

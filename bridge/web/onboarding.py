@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from flask import Blueprint, abort, redirect, request, session, url_for
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import joinedload
 
 from .. import catalog
 from ..contracts import JobKind, SetupStep
@@ -37,6 +38,7 @@ from .services import services
 bp = Blueprint("onboarding", __name__)
 
 PAGE_SIZE = 25
+REPOSITORIES_PAGE = 100
 
 
 def _acting_person() -> dict | None:
@@ -89,25 +91,40 @@ def _job_or_404(job_id: int) -> OnboardingJob:
 @signed_in
 def repositories():
     """Admins see every repository the bridge serves; other people those of organizations their own healthy
-    connection reaches."""
+    connection reaches. A page at a time (``?page=``), filtered by any part of ORGANIZATION/PROJECT/REPOSITORY."""
+    search = request.args.get("q", "").strip()[:200]
+    page_arg = request.args.get("page", "1")
+    number = int(page_arg) if page_arg.isascii() and page_arg.isdigit() and 0 < len(page_arg) < 6 else 1
+    number = max(number, 1)
     with services().db.session() as s:
-        rows, query = [], select(Repository).order_by(Repository.id)
+        rows, query = [], select(Repository).options(joinedload(Repository.organization)).order_by(Repository.id)
         if (visible := read.Viewer(admin=is_admin(), person=person()).repositories(s)) is not None:
             query = query.where(visible)
-        for repo in s.scalars(query):
-            hooks = s.scalars(select(HookSubscriptionRecord).where(
-                HookSubscriptionRecord.repository_id == repo.id)).all()
-            webhook = s.scalar(select(DbtWebhookRecord).where(DbtWebhookRecord.repository_id == repo.id))
-            problems = _once([(h.event_type, h.problem) for h in hooks if h.problem])
+        if search:
+            like = f"%{read.escape_like(search.lower())}%"
+            query = query.join(Organization).where(
+                func.lower(Organization.name + "/" + Repository.ado_project_name + "/" + Repository.name).like(
+                    like, escape="\\"))
+        repos = list(s.scalars(query.offset((number - 1) * REPOSITORIES_PAGE).limit(REPOSITORIES_PAGE + 1)))
+        more, repos = len(repos) > REPOSITORIES_PAGE, repos[:REPOSITORIES_PAGE]
+        ids = [r.id for r in repos]  # each table read once, however many repositories there are
+        hooks: dict[int, list[HookSubscriptionRecord]] = {}
+        for hook in s.scalars(select(HookSubscriptionRecord).where(HookSubscriptionRecord.repository_id.in_(ids))):
+            hooks.setdefault(hook.repository_id, []).append(hook)
+        webhooks = {w.repository_id: w for w in s.scalars(
+            select(DbtWebhookRecord).where(DbtWebhookRecord.repository_id.in_(ids)))}
+        for repo in repos:
+            mine, webhook = hooks.get(repo.id, []), webhooks.get(repo.id)
+            problems = _once([(h.event_type, h.problem) for h in mine if h.problem])
             if webhook is not None and webhook.problem:
                 problems.append(f"dbt Cloud webhook: {webhook.problem}")
             rows.append({"id": repo.id, "name": f"{repo.organization.name}/{repo.ado_project_name}/{repo.name}",
                          "job": repo.ci_job_id, "context": f"{repo.status_genre}/{repo.status_name}",
-                         "policy": repo.policy_id, "hooks": sum(1 for h in hooks if h.status == "enabled"),
-                         "hook_total": len(hooks), "webhook": webhook.status if webhook else "—",
+                         "policy": repo.policy_id, "hooks": sum(1 for h in mine if h.status == "enabled"),
+                         "hook_total": len(mine), "webhook": webhook.status if webhook else "—",
                          "problems": problems, "by": repo.set_up_by or "configuration file"})
     return page("repositories", "repositories.html", message=request.args.get("message", ""), rows=rows,
-                admin=is_admin())
+                admin=is_admin(), search=search, number=number, more=more)
 
 
 def _once(problems: list[tuple[str, str]]) -> list[str]:

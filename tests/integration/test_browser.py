@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 
 from bridge.dev.sandbox.control import wait_until
 from bridge.dev.stack import ADMIN_TOKEN, ENTRA_USER, DevstackError, ensure_binaries
-from bridge.models import Delivery, Repository
+from bridge.models import DbtWebhookRecord, Delivery, Repository
 
 PROJECT, REPO = "Marketing", "dbt-marketing"
 
@@ -204,6 +204,8 @@ def test_what_azure_devops_and_dbt_cloud_send_is_shown_as_text_and_never_runs(br
         s.add(hostile)
         s.flush()
         hostile_id, repository_id = hostile.id, first.id
+        s.add(DbtWebhookRecord(repository_id=hostile_id, dbt_account_id=first.dbt_account_id, status="inactive",
+                               problem=f"P {HOSTILE}"))  # listed on the overview as needing a person
         s.add(Delivery(source="azure-devops", dedupe_key="hostile-1", event_type="E <b id=pwnb>b</b>",
                        event={"x": HOSTILE}, state="failed", error=f"X {HOSTILE}", repository_id=hostile_id,
                        pull_request_id=1))
@@ -222,4 +224,5 @@ def test_what_azure_devops_and_dbt_cloud_send_is_shown_as_text_and_never_runs(br
     finally:
         with bridge.db.session() as s:
             s.execute(delete(Delivery).where(Delivery.repository_id == hostile_id))
+            s.execute(delete(DbtWebhookRecord).where(DbtWebhookRecord.repository_id == hostile_id))
             s.execute(delete(Repository).where(Repository.id == hostile_id))

@@ -12,6 +12,8 @@ Phases (each on a fresh stack of private processes: PostgreSQL, Redis, the sandb
   memory       peak RSS (VmHWM) of a gunicorn worker and of the Celery worker process
   retention    1,000,000 old deliveries and activity entries pruned (beat's task) while wrk sends new ones
   sweep        beat's PR sweep over 2,000 repositories in 20 organizations: Azure DevOps listings per 5 minutes
+  history      ingest, relay, sweeper, poller, PR sweep, console pages, CLI lists and /metrics on an empty
+               database and on 1,000,000 deliveries, 100,000 PRs and 2,000 repositories: each within 1.2x
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from rich.table import Table
 from sqlalchemy import func, select, text
 
 from bridge.db import Database
+from bridge.deliveries.states import DeliveryState
 from bridge.dev.sandbox.control import SandboxControl, wait_until
 from bridge.dev.stack import (
     CI_JOB,
@@ -52,7 +55,7 @@ from bridge.dev.stack import (
     ensure_binaries,
     start_bridge,
 )
-from bridge.models import Delivery
+from bridge.models import Delivery, Repository
 
 console = Console()
 
@@ -544,6 +547,139 @@ def prune(report: Report, rows: int) -> None:
         stack.stop()
 
 
+# -- costs as history grows ---------------------------------------------------------------------------
+
+HISTORY = """
+INSERT INTO organizations (name, url, identity_kind, api_version, created_at, updated_at)
+SELECT 'hist' || o, CAST(:sandbox AS text) || '/hist' || o, 'pat', '7.1', now(), now() FROM generate_series(1, 20) AS o;
+INSERT INTO repositories (organization_id, ado_project_id, ado_project_name, ado_repository_id, name, dbt_account_id,
+                          ci_job_id, target_branches, drafts, status_genre, status_name, created_at, updated_at)
+SELECT org.id, 'p-' || org.id || '-' || (r % 10), 'P' || (r % 10), md5(org.id || '-' || r), 'repo-' || r, 1, 42,
+       '[]', 'skip', 'dbt-cloud', 'ci', now(), now()
+FROM organizations AS org, generate_series(1, 100) AS r WHERE org.name LIKE 'hist%';
+INSERT INTO pull_requests (repository_id, pull_request_id, title, status, is_draft, target_ref, source_ref,
+                           head_commit, last_reason, reconciled_at)
+SELECT repo.id, p, 'history PR ' || p, CASE WHEN p % 10 = 0 THEN 'active' ELSE 'completed' END, false,
+       'refs/heads/main', 'refs/heads/feature/' || p, md5(repo.id || '-' || p), 'new head commit',
+       now() - (p * 43 + repo.id % 43) * interval '1 hour'
+FROM repositories AS repo, generate_series(1, 50) AS p WHERE repo.name LIKE 'repo-%';
+INSERT INTO ci_runs (pull_request_ref, kind, commit, dbt_account_id, dbt_job_id, dbt_run_id, status, superseded,
+                     cancel_requested, posted_state, duration_seconds, created_at, updated_at, finished_at)
+SELECT pr.id, 'ci', pr.head_commit, 1, 42, 100000000 + pr.id, CASE WHEN pr.id % 7 = 0 THEN 20 ELSE 10 END, false,
+       false, 'succeeded', 120, pr.reconciled_at, pr.reconciled_at, pr.reconciled_at
+FROM pull_requests AS pr WHERE pr.title LIKE 'history PR%';
+INSERT INTO deliveries (source, dedupe_key, event_type, repository_id, pull_request_id, event, state, attempts,
+                        received_at, dispatched_at, processed_at)
+SELECT 'azure-devops', 'hist-' || g, 'git.pullrequest.updated', NULL, g % 50 + 1, '{}'::json, 'processed', 1,
+       now() - g * interval '1 second', now() - g * interval '1 second', now() - g * interval '1 second'
+FROM generate_series(1, :deliveries) AS g;
+INSERT INTO activity (at, kind, repository_id, pull_request_id, ci_run_id, actor, message)
+SELECT pr.reconciled_at, k, pr.repository_id, pr.pull_request_id, NULL, 'worker', 'history'
+FROM pull_requests AS pr, unnest(ARRAY['decision', 'run-started', 'status-posted']) AS k
+WHERE pr.title LIKE 'history PR%'
+"""
+
+
+def _timed(action, times: int = 11) -> float:
+    """The median of ``times`` runs of ``action``, in milliseconds."""
+    spent = []
+    for _ in range(times):
+        started = time.perf_counter()
+        action()
+        spent.append(1000 * (time.perf_counter() - started))
+    return statistics.median(spent)
+
+
+def _history_measures(running: RunningBridge, stack: Stack, body_file: Path, auth: str, script: Path,
+                      label: str) -> dict[str, float]:
+    """Everything whose cost could grow with history, measured once on the stack as it is now."""
+    from bridge.dev.person import Person
+    from bridge.dev.stack import ADMIN_TOKEN
+    from bridge.settings import Settings
+    from workers import tasks
+    from workers.app import create_celery_app
+    from workers.runtime import runtime_of
+
+    measures: dict[str, float] = {}
+    workers = [n for n in list(stack.procs) if n.startswith("worker")]
+    for name in workers:  # the receiver alone, as in the ingest phase
+        stack.stop_process(name, for_good=True)
+    url = f"{running.web}/webhooks/azure-devops"
+    runs = [run_wrk(url, body_file, auth, script, f"{label}-{i}") for i in range(3)]
+    measures["ingest req/s"] = statistics.median(r["rps"] for r in runs)
+    measures["ingest p99 ms"] = statistics.median(r["p99"] for r in runs)
+    db = Database(running.database_url)
+    with db.engine.begin() as conn:  # wrk's deliveries name one PR many times: not work worth measuring here
+        conn.execute(text("UPDATE deliveries SET state = 'processed', processed_at = now() WHERE state = 'received'"))
+    stack.start_worker(running.env, concurrency=WORKER_CONCURRENCY)
+    sb = running.sandbox
+    since = datetime.datetime.now(datetime.UTC)
+    for _ in range(100):  # the relay: from a receiver's commit to the broker, at a calm 20 a second
+        sb.deliver(sb.open_pr(title="relay latency", deliver=False)["event_id"])
+        time.sleep(0.05)
+    wait_until(lambda: processed_count(db) >= _received_total(db), timeout=120, interval=1, what="relay rows")
+    with db.session() as s:
+        lags = [1000 * (d - r).total_seconds() for r, d in s.execute(select(Delivery.received_at,
+                Delivery.dispatched_at).where(Delivery.received_at >= since, Delivery.dispatched_at.is_not(None)))]
+    measures["relay wake-to-send p50 ms"] = statistics.median(lags)
+    measures["relay wake-to-send p99 ms"] = percentile(lags, 99)
+    app = create_celery_app(Settings.from_env({k: v for k, v in running.env.items() if k.startswith("BRIDGE_")}))
+    runtime = runtime_of(app)
+    measures["sweeper query ms"] = _timed(lambda: runtime.deliveries.count(
+        [DeliveryState.RECEIVED], received_before=datetime.datetime.now(datetime.UTC)))
+    measures["sweeper round ms"] = _timed(tasks.sweep_deliveries)
+    measures["poller round ms"] = _timed(tasks.poll_quiet_runs)
+    with db.session() as s:
+        org_id, project_id = s.execute(select(Repository.organization_id, Repository.ado_project_id)
+                                       .order_by(Repository.id).limit(1)).one()
+    measures["PR sweep of a project ms"] = _timed(lambda: runtime.reconciler.stale_in_project(org_id, project_id))
+    admin = Person(running.web, sb.url)
+    admin.sign_in_with_token(ADMIN_TOKEN)
+    for path in ("/console/overview", "/console/prs", "/console/deliveries", "/console/deliveries?state=failed",
+                 "/console/repositories", "/console/repositories/1", "/console/repositories/1/prs/1"):
+        measures[f"page {path} ms"] = _timed(lambda path=path: admin.get(path).raise_for_status())
+    for command in (["deliveries", "list", "--json"], ["runs", "list", "--json"], ["prs", "list", "--json"]):
+        measures[f"bridge {' '.join(command)} ms"] = _timed(lambda c=command: stack.run_cli(running.env, *c), 3)
+    measures["/metrics ms"] = _timed(lambda: requests.get(f"{running.web}/metrics", timeout=30, headers={
+        "Authorization": f"Bearer {running.env['BRIDGE_METRICS_TOKEN']}"}).raise_for_status())
+    return measures
+
+
+def _received_total(db: Database) -> int:
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(Delivery).where(Delivery.source == "azure-devops")) or 0
+
+
+def history(report: Report, *, deliveries: int) -> None:
+    """The same measures on an empty database and on one holding a realistic history (``deliveries``
+    deliveries, 100,000 PRs with a run each and three activity entries, 2,000 repositories in 20
+    organizations), in the same run on the same stack."""
+    from bridge.dev.stack import ADMIN_TOKEN
+
+    console.rule(f"costs as history grows: empty, then {deliveries:,} deliveries and 100,000 PRs")
+    stack, running, db = fresh_stack(extra_env={"BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN, "BRIDGE_PR_SWEEP_INTERVAL": "0"})
+    try:
+        body_file, auth, script = _wrk_inputs(running)
+        run_wrk(f"{running.web}/webhooks/azure-devops", body_file, auth, script, "warm-h")
+        empty = _history_measures(running, stack, body_file, auth, script, "empty")
+        started = time.monotonic()
+        with db.engine.begin() as conn:
+            for statement in HISTORY.split(";"):
+                if statement.strip():
+                    conn.execute(text(statement), {"deliveries": deliveries, "sandbox": running.sandbox.url})
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))  # a database in service is vacuumed: measure that, not the backlog
+        console.print(f"  history written and vacuumed in {time.monotonic() - started:.0f} s")
+        full = _history_measures(running, stack, body_file, auth, script, "full")
+        for measure, before in empty.items():
+            after = full[measure]
+            worse = before / after if measure == "ingest req/s" else after / before
+            report.add(f"history: {measure}", f"{after:.1f} with history, {before:.1f} empty ({worse:.2f}x)",
+                       "≤ 1.2x", worse <= 1.2)
+    finally:
+        stack.stop()
+
+
 # -- the PR sweep's Azure DevOps budget ----------------------------------------------------------------
 
 def sweep_budget(report: Report, *, organizations: int, projects: int, repositories: int, seconds: float,
@@ -698,14 +834,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the harness)")
     parser.add_argument("--only", nargs="*", default=None,
-                        choices=["ingest", "e2e", "concurrency", "burst", "prune", "sweep"],
+                        choices=["ingest", "e2e", "concurrency", "burst", "prune", "sweep", "history"],
                         help="run only these phases")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
     ensure_binaries("wrk", "redis-server", "postgres", "initdb")
     started = datetime.datetime.now(datetime.UTC)
     report = Report()
-    only = set(args.only or ["ingest", "e2e", "concurrency", "burst", "prune", "sweep"])
+    only = set(args.only or ["ingest", "e2e", "concurrency", "burst", "prune", "sweep", "history"])
     if args.quick:
         WRK["seconds"] = 3
     if "ingest" in only:
@@ -719,6 +855,8 @@ def main(argv: list[str] | None = None) -> int:
         burst(report, deliveries=1000 if args.quick else 10_000)
     if "prune" in only:
         prune(report, rows=20_000 if args.quick else 1_000_000)
+    if "history" in only:
+        history(report, deliveries=50_000 if args.quick else 1_000_000)
     if "sweep" in only:
         sweep_budget(report, organizations=4 if args.quick else 20, projects=10, repositories=5 if args.quick else 10,
                      seconds=100 if args.quick else 150)

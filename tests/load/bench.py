@@ -613,6 +613,9 @@ def _history_measures(running: RunningBridge, stack: Stack, body_file: Path, aut
         conn.execute(text("UPDATE deliveries SET state = 'processed', processed_at = now() WHERE state = 'received'"))
     stack.start_worker(running.env, concurrency=WORKER_CONCURRENCY)
     sb = running.sandbox
+    for _ in range(5):  # warm-up: the worker's relay is listening and its connections are open
+        sb.deliver(sb.open_pr(title="relay warm-up", deliver=False)["event_id"])
+    wait_until(lambda: processed_count(db) >= _received_total(db), timeout=120, interval=1, what="warm-up rows")
     since = datetime.datetime.now(datetime.UTC)
     for _ in range(100):  # the relay: from a receiver's commit to the broker, at a calm 20 a second
         sb.deliver(sb.open_pr(title="relay latency", deliver=False)["event_id"])

@@ -144,16 +144,21 @@ def test_an_admin_finds_a_prs_story_and_replays_its_delivery_in_the_browser(brid
     browser.find_element(By.LINK_TEXT, "Pull requests").click()
     browser.find_element(By.NAME, "q").send_keys("browser-story")
     browser.find_element(By.XPATH, "//button[text()='Search']").click()
-    browser.find_element(By.LINK_TEXT, str(pr)).click()
+    arrived(browser, "q=browser-story")  # the old page has a link with the same text: wait for the new one
+    browser.find_element(By.XPATH, f"//a[substring(@href, string-length(@href) - string-length('/prs/{pr}') + 1)"
+                                   f" = '/prs/{pr}']").click()
+    arrived(browser, f"/prs/{pr}")
     why = browser.find_element(By.CSS_SELECTOR, "p.why").text
     assert why.startswith("dbt run ") and " passed in " in why, why  # it failed after its work was done
     wait_for_text(browser, f"received as delivery {delivery_id}, now failed: gave up after retries: HTTP 503")
-    browser.find_element(By.LINK_TEXT, str(delivery_id)).click()  # the timeline links to the delivery
+    browser.find_element(By.XPATH, f"//a[@href='/console/deliveries/{delivery_id}']").click()  # from the timeline
     wait_for_text(browser, f"Delivery {delivery_id}: git.pullrequest.created")
 
     browser.find_element(By.LINK_TEXT, "Deliveries").click()
+    arrived(browser, "/console/deliveries")
     browser.find_element(By.XPATH, "//input[@name='state'][@value='failed']").click()
     browser.find_element(By.XPATH, "//button[text()='Show']").click()
+    arrived(browser, "state=failed")
     browser.find_element(By.XPATH, f"//input[@name='id'][@value='{delivery_id}']").click()
     browser.find_element(By.XPATH, "//button[text()='Replay the chosen deliveries']").click()
     wait_for_text(browser, "Replay 1 delivery?")
@@ -162,6 +167,11 @@ def test_an_admin_finds_a_prs_story_and_replays_its_delivery_in_the_browser(brid
     wait_until(lambda: _state(bridge, delivery_id) == "processed", timeout=30, what="the replayed delivery")
     browser.get(f"{bridge.web}/console/deliveries/{delivery_id}")
     wait_for_text(browser, f"delivery {delivery_id} sent to the workers again")
+
+
+def arrived(browser, part: str) -> None:
+    """Wait for the navigation a click started: until the address holds ``part``."""
+    waiting(browser).until(lambda d: part in d.current_url, message=f"never arrived at …{part}…")
 
 
 def _state(bridge, delivery_id: int) -> str:

@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 PREFIX = "bridge:ado-calls:"
 LISTED = "bridge:pr-sweep:listed"  # hash: "org_id:project_id" → when the sweep last listed it
 WINDOW_MINUTES = int(WINDOW_SECONDS // 60)
-
-
 KINDS = ("sweep", "work")  # the PR sweep's listings; everything else (reconciles, set-up, health checks)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -65,6 +65,24 @@ class Database:
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
+
+
+def delete_in_batches(db: Database, key, *where, order_by=None, batch: int = 1000, dry_run: bool = False) -> int:
+    """Delete the rows of ``key``'s table that ``where`` picks, ``batch`` a transaction in ``order_by`` (default:
+    the key), so writers never wait on a long delete; how many rows (would) go. Retention's one mechanism."""
+    if dry_run:
+        with db.session() as s:
+            return s.scalar(select(func.count()).select_from(key.table).where(*where)) or 0
+    total = 0
+    while True:
+        with db.session() as s:
+            ids = s.scalars(select(key).where(*where).order_by(key if order_by is None else order_by)
+                            .limit(batch)).all()
+            if ids:
+                s.execute(delete(key.table).where(key.in_(ids)))
+        total += len(ids)
+        if len(ids) < batch:
+            return total
 
 
 def describe_database_error(exc: BaseException) -> str:

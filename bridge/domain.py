@@ -267,6 +267,15 @@ def normalize_ref(ref: str) -> str:
     return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
 
 
+def branch_name(ref: str | None) -> str:
+    """A ref as people name the branch: ``refs/heads/feature/x`` → ``feature/x``."""
+    return (ref or "").removeprefix("refs/heads/")
+
+
+# A pull request record's statuses after which nothing more is built for it.
+CLOSED_STATES = ("completed", "abandoned", "deleted")
+
+
 def pr_schema(job_id: int, pull_request_id: int) -> str:
     """The per-PR schema dbt Cloud's native CI uses; its cleanup service looks for this prefix."""
     return f"dbt_cloud_pr_{job_id}_{pull_request_id}"

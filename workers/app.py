@@ -74,10 +74,11 @@ def create_celery_app(settings: Settings | None = None, *, identity_hosts: Ident
     lock_client = broker.client(settings, connect_timeout=2, timeout=5)
     box = SecretBox(settings.require_secret_keys())
     lock = redis_lock_factory(lock_client, settings.lock_timeout)
-    calls = ApiCalls(broker.client(settings, connect_timeout=1, timeout=2))
+    bookkeeping = broker.client(settings, connect_timeout=1, timeout=2)  # heartbeats, call counts: quick or not at all
+    calls = ApiCalls(bookkeeping)
     connections = Connections.from_settings(settings, db, box, lock, identity_hosts=identity_hosts, calls=calls)
     reconciler = Reconciler(db, connections, lock, metrics)
-    heartbeats = Heartbeats(broker.client(settings, connect_timeout=1, timeout=2), settings.heartbeat_timeout)
+    heartbeats = Heartbeats(bookkeeping, settings.heartbeat_timeout)
     attach(app, Runtime(settings=settings, db=db, reconciler=reconciler, metrics=metrics, connections=connections,
                          onboarding=Onboarding(settings, db, box, connections, lock),
                         relay=OutboxRelay(db, Dispatcher(settings, app=app), interval=settings.relay_interval),

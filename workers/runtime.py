@@ -36,7 +36,7 @@ class Runtime:
     onboarding: Onboarding
     relay: OutboxRelay  # started by RelayStep in workers (not in beat); the sweeper drains through it too
     heartbeats: Heartbeats  # beaten by HeartbeatStep in workers and from beat_init in beat
-    calls: ApiCalls | None = None  # Azure DevOps calls per organization in the rate limit's window (Redis)
+    calls: ApiCalls  # Azure DevOps calls per organization in the rate limit's window (Redis); the sweep's budget
     notifier: Notifier | None = None  # None: BRIDGE_NOTIFY_URL is not set
 
     @property

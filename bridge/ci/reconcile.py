@@ -347,7 +347,7 @@ class Reconciler:
                              dbt_run_id=dbt_run_id)
             snapshot = recorded(run)
             head = run.pull_request.head_commit
-            closed = run.pull_request.status in ("completed", "abandoned", "deleted")
+            closed = run.pull_request.status in domain.CLOSED_STATES
         if snapshot.status and snapshot.status.is_terminal:
             self.metrics.runs_finished.labels(kind=snapshot.kind.value,
                                               status=snapshot.status.name.lower()).inc()

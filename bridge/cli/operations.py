@@ -9,6 +9,7 @@ from datetime import timedelta
 import click
 
 from ..deliveries.states import DeliveryState
+from ..domain import branch_name
 from . import console, linked_repository, load_settings, main, new_table, open_database, print_json, text
 from .failures import BrokerRefused
 
@@ -48,7 +49,7 @@ def prs_list(search: str, limit: int, as_json: bool) -> None:
                       "last decision")
     for r in rows:
         table.add_row(r.repository, str(r.pull_request_id), r.state + (" (draft)" if r.is_draft else ""), r.title,
-                      r.source_ref.removeprefix("refs/heads/"), (r.head_commit or "")[:8], r.last_decision or "")
+                      branch_name(r.source_ref), (r.head_commit or "")[:8], r.last_decision or "")
     console.print(table)
 
 
@@ -72,8 +73,8 @@ def prs_show(repository: str, pull_request: int, as_json: bool) -> None:
         console.print(text(f"{pr.repository} PR {pr.pull_request_id}: {pr.title}", "bold"))
         if shown.known:
             console.print(text(f"{pr.state}{' (draft)' if pr.is_draft else ''}, "
-                               f"{pr.source_ref.removeprefix('refs/heads/')} → "
-                               f"{pr.target_ref.removeprefix('refs/heads/')}, head {(pr.head_commit or '-')[:8]}"))
+                               f"{branch_name(pr.source_ref)} → {branch_name(pr.target_ref)}, "
+                               f"head {(pr.head_commit or '-')[:8]}"))
         console.print(text(shown.why))
         if pr.runs:
             console.print(_runs_table("runs (newest first)", pr.runs))
@@ -94,6 +95,8 @@ def prs_rerun(repository: str, pull_request: int) -> None:
     from sqlalchemy import select
 
     from ..dispatch import Dispatcher
+    from ..history import record as activity
+    from ..history.record import Cause, Kind
     from ..models import PullRequestRecord
 
     settings = load_settings()
@@ -105,9 +108,6 @@ def prs_rerun(repository: str, pull_request: int) -> None:
         raise click.ClickException(f"pull request {pull_request} is {known}: nothing to run")
     if not Dispatcher(settings).rerun_pull_request(repository_id, pull_request):
         raise BrokerRefused("could not reach the broker (BRIDGE_BROKER_URL); nothing was queued")
-    from ..history import record as activity
-    from ..history.record import Cause, Kind
-
     with open_database(settings).session() as s:  # after the broker took it: the record says what was asked
         activity.add(s, Kind.COMMAND, "rerun asked for from the CLI (`bridge prs rerun`)", cause=Cause(actor="cli"),
                      repository_id=repository_id, pull_request_id=pull_request)

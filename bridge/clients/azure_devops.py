@@ -208,16 +208,10 @@ class AzureDevOpsClient(JsonApi):
         path = f"{self._repo_path(project, repository_id)}/pullrequests/{int(pull_request_id)}"
         return _PULLREQUESTSCHEMA.load(self._call("GET", path))
 
-    def list_pull_requests(self, project: str, repository_id: str, *, status: str = "active",
-                           page_size: int = 100) -> Iterator[PullRequest]:
-        return self._pull_requests(f"{self._repo_path(project, repository_id)}/pullrequests", status, page_size)
-
     def list_project_pull_requests(self, project: str, *, status: str = "active",
                                    page_size: int = 500) -> Iterator[PullRequest]:
         """The pull requests of every repository of a project: one call a page (the PR sweep's budget)."""
-        return self._pull_requests(f"/{segment(project)}/_apis/git/pullrequests", status, page_size)
-
-    def _pull_requests(self, path: str, status: str, page_size: int) -> Iterator[PullRequest]:
+        path = f"/{segment(project)}/_apis/git/pullrequests"
         skip = 0
         while True:
             page = self._call("GET", path, params={"searchCriteria.status": status, "$top": page_size,

@@ -18,6 +18,8 @@ class DeliveryState(StrEnum):
 S = DeliveryState
 
 FINISHED = frozenset({S.PROCESSED, S.IGNORED, S.FAILED})
+IN_FLIGHT = frozenset({S.RECEIVED, S.DISPATCHED, S.PROCESSING})  # on its way to a worker, or in one's hands
+WATCHED = IN_FLIGHT | {S.BLOCKED, S.FAILED}  # what may need a person: /metrics, the overview's backlog
 
 # to-state -> the states it may be reached from
 REACHED_FROM: dict[DeliveryState, frozenset[DeliveryState]] = {

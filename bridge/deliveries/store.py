@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from ..db import Database
+from ..db import Database, delete_in_batches
 from ..errors import NotSent
 from ..history import record as activity
 from ..history.record import Cause, Kind
@@ -155,19 +155,8 @@ class DeliveryStore:
     def prune(self, received_before: datetime, *, batch: int = 1000, dry_run: bool = False) -> int:
         """Delete finished deliveries (processed, ignored, failed) received before ``received_before``, ``batch``
         rows a transaction so receivers never wait long; never a row of unfinished work. How many (would) go."""
-        old = (Delivery.state.in_(sorted(FINISHED)), Delivery.received_at < received_before)
-        if dry_run:
-            with self.db.session() as s:
-                return s.scalar(select(func.count()).select_from(Delivery).where(*old)) or 0
-        total = 0
-        while True:
-            with self.db.session() as s:
-                ids = s.scalars(select(Delivery.id).where(*old).order_by(Delivery.id).limit(batch)).all()
-                if ids:
-                    s.execute(delete(Delivery).where(Delivery.id.in_(ids)))
-            total += len(ids)
-            if len(ids) < batch:
-                return total
+        return delete_in_batches(self.db, Delivery.id, Delivery.state.in_(sorted(FINISHED)),
+                                 Delivery.received_at < received_before, batch=batch, dry_run=dry_run)
 
     # -- read-outs ---------------------------------------------------------------------------------------
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..domain import Plan, RunKind, RunStatus, format_duration, short
+from ..deliveries.states import IN_FLIGHT
+from ..domain import CLOSED_STATES, Plan, RunKind, RunStatus, format_duration, short
 
 # A delivery not finished this long after it arrived is stuck (the workers take seconds).
 STUCK_AFTER = timedelta(minutes=2)
-CLOSED = ("completed", "abandoned", "deleted")
 
 
 def describe_plan(plan: Plan) -> str:
@@ -91,7 +91,7 @@ def why(facts: PullRequestFacts, now: datetime) -> str:
             error = (newest.error or "no reason recorded").rstrip(".")
             return (f"Delivery {newest.id} failed: {error}. Fix the cause, then "
                     "replay it from the Deliveries page (or `bridge deliveries retry --state failed`).")
-        if newest.state in ("received", "dispatched", "processing") and now - newest.received_at > STUCK_AFTER:
+        if newest.state in IN_FLIGHT and now - newest.received_at > STUCK_AFTER:
             age = format_duration((now - newest.received_at).total_seconds())
             return (f"Delivery {newest.id} arrived {age} ago and no worker has finished it: check that the "
                     "workers and Redis are running (`bridge status`, /readyz).")
@@ -101,7 +101,7 @@ def why(facts: PullRequestFacts, now: datetime) -> str:
         hint = f" The repository's subscriptions need a person: {facts.problems[0]}" if facts.problems else \
             " Check the repository's service hooks (Repositories page) and that the PR is in this repository."
         return f"The bridge has heard nothing of {pr}: no delivery named it.{hint}"
-    if facts.state in CLOSED:
+    if facts.state in CLOSED_STATES:
         teardown = next((r for r in facts.runs if r.kind == RunKind.TEARDOWN.value), None)
         torn = (f" Its schema teardown is dbt run {teardown.dbt_run_id} ({run_outcome(teardown.status)})."
                 if teardown and teardown.dbt_run_id else "")

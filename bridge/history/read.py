@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, false, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
+from ..deliveries.states import WATCHED
 from ..domain import RunKind, RunStatus, normalize_ref
 from ..models import (
     Activity,
@@ -59,9 +60,9 @@ class Viewer:
 ADMIN = Viewer(admin=True)
 
 
-def _visible(query, s: Session, viewer: Viewer):
-    condition = viewer.repositories(s)
-    return query if condition is None else query.where(condition)
+def _visible(query, seen: ColumnElement[bool] | None):
+    """``query`` narrowed to what the viewer may see (``seen``: ``Viewer.repositories``, read once a call)."""
+    return query if seen is None else query.where(seen)
 
 
 def full_name(repo: Repository) -> str:
@@ -73,11 +74,14 @@ def safe_link(url: str | None) -> str | None:
     return url if url and url.lower().startswith(("https://", "http://")) else None
 
 
-def repository(s: Session, viewer: Viewer, repository_id: int) -> Repository | None:
-    return s.scalar(_visible(select(Repository).where(Repository.id == repository_id), s, viewer))
+def repository(s: Session, viewer: Viewer, repository_id: int, *,
+               seen: ColumnElement[bool] | None = None) -> Repository | None:
+    seen = viewer.repositories(s) if seen is None else seen
+    return s.scalar(_visible(select(Repository).where(Repository.id == repository_id), seen))
 
 
-def repository_named(s: Session, viewer: Viewer, name: str) -> Repository | None:
+def repository_named(s: Session, viewer: Viewer, name: str, *,
+                     seen: ColumnElement[bool] | None = None) -> Repository | None:
     """``ORGANIZATION/PROJECT/REPOSITORY`` (case-insensitive; the project by name or id), as the CLI and the
     search box take it."""
     parts = [p.strip().lower() for p in name.strip().strip("/").split("/")]
@@ -87,7 +91,7 @@ def repository_named(s: Session, viewer: Viewer, name: str) -> Repository | None
     query = (select(Repository).join(Organization).where(
         func.lower(Organization.name) == org, func.lower(Repository.name) == repo,
         (func.lower(Repository.ado_project_name) == project) | (func.lower(Repository.ado_project_id) == project)))
-    return s.scalar(_visible(query, s, viewer))
+    return s.scalar(_visible(query, viewer.repositories(s) if seen is None else seen))
 
 
 # -- runs ---------------------------------------------------------------------------------------------------
@@ -123,9 +127,10 @@ def outcome_of(run: CiRun) -> str:
 
 
 def runs(s: Session, viewer: Viewer, *, repository_id: int | None = None, pull_request_id: int | None = None,
-         since: datetime | None = None, limit: int = 50) -> list[RunRow]:
+         since: datetime | None = None, limit: int = 50, seen: ColumnElement[bool] | None = None) -> list[RunRow]:
     """Runs newest first."""
-    query = (select(CiRun, PullRequestRecord, Repository)
+    seen = viewer.repositories(s) if seen is None else seen
+    query = (select(CiRun, PullRequestRecord, Repository).options(joinedload(Repository.organization))
              .join(PullRequestRecord, PullRequestRecord.id == CiRun.pull_request_ref)
              .join(Repository, Repository.id == PullRequestRecord.repository_id)
              .order_by(CiRun.id.desc()).limit(limit))
@@ -136,7 +141,7 @@ def runs(s: Session, viewer: Viewer, *, repository_id: int | None = None, pull_r
         query = query.where(PullRequestRecord.pull_request_id == pull_request_id)
     if since is not None:
         query = query.where(CiRun.created_at >= since)
-    return [_run_row(run, pr, repo) for run, pr, repo in s.execute(_visible(query, s, viewer))]
+    return [_run_row(run, pr, repo) for run, pr, repo in s.execute(_visible(query, seen))]
 
 
 # -- deliveries ---------------------------------------------------------------------------------------------
@@ -176,33 +181,27 @@ def _delivery_row(d: Delivery, names: dict[int, str]) -> DeliveryRow:
                        else None, processed_at=as_utc(d.processed_at) if d.processed_at else None)
 
 
-def repository_names(s: Session, viewer: Viewer) -> dict[int, str]:
-    """ORGANIZATION/PROJECT/REPOSITORY by id, of what the viewer may see, in one query."""
+def _names(s: Session, where: ColumnElement[bool] | None) -> dict[int, str]:
+    """ORGANIZATION/PROJECT/REPOSITORY by id of the repositories ``where`` picks (None: all), in one query."""
     query = select(Repository.id, Organization.name, Repository.ado_project_name, Repository.name).join(
         Organization, Organization.id == Repository.organization_id)
-    return {id_: f"{org}/{project}/{name}" for id_, org, project, name in s.execute(_visible(query, s, viewer))}
-
-
-def _delivery_visibility(s: Session, viewer: Viewer):
-    """Non-admins see deliveries of their repositories only (a dbt Cloud delivery names no repository)."""
-    condition = viewer.repositories(s)
-    return None if condition is None else Delivery.repository_id.in_(select(Repository.id).where(condition))
+    return {id_: f"{org}/{project}/{name}" for id_, org, project, name in s.execute(_visible(query, where))}
 
 
 def _names_of(s: Session, ids: set[int]) -> dict[int, str]:
-    """ORGANIZATION/PROJECT/REPOSITORY of just these repositories."""
-    if not ids:
-        return {}
-    query = select(Repository.id, Organization.name, Repository.ado_project_name, Repository.name).join(
-        Organization, Organization.id == Repository.organization_id).where(Repository.id.in_(sorted(ids)))
-    return {id_: f"{org}/{project}/{name}" for id_, org, project, name in s.execute(query)}
+    return _names(s, Repository.id.in_(sorted(ids))) if ids else {}
+
+
+def _delivery_visibility(seen: ColumnElement[bool] | None):
+    """Non-admins see deliveries of their repositories only (a dbt Cloud delivery names no repository)."""
+    return None if seen is None else Delivery.repository_id.in_(select(Repository.id).where(seen))
 
 
 def deliveries(s: Session, viewer: Viewer, where: DeliveryFilter = DeliveryFilter(), *,
                limit: int = 50) -> list[DeliveryRow]:
     """Deliveries newest first."""
     query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
-    if (visible := _delivery_visibility(s, viewer)) is not None:
+    if (visible := _delivery_visibility(viewer.repositories(s))) is not None:
         query = query.where(visible)
     if where.states:
         query = query.where(Delivery.state.in_(where.states))
@@ -300,12 +299,13 @@ def _pr_row(pr: PullRequestRecord, repo: Repository, *, with_runs: bool = False)
 def find_pull_requests(s: Session, viewer: Viewer, text: str = "", *, limit: int = 50) -> list[PullRequestRow]:
     """Pull requests, newest first, whose repository (ORGANIZATION/PROJECT/REPOSITORY or any part), number,
     title or branches contain ``text``."""
+    seen = viewer.repositories(s)
     query = (select(PullRequestRecord, Repository).join(Repository, Repository.id == PullRequestRecord.repository_id)
              .join(Organization, Organization.id == Repository.organization_id)
-             .order_by(PullRequestRecord.id.desc()).limit(limit))
+             .options(joinedload(Repository.organization)).order_by(PullRequestRecord.id.desc()).limit(limit))
     text = text.strip()
     if text:
-        repo = repository_named(s, viewer, text)
+        repo = repository_named(s, viewer, text, seen=seen)
         if repo is not None:
             query = query.where(Repository.id == repo.id)
         else:
@@ -316,7 +316,7 @@ def find_pull_requests(s: Session, viewer: Viewer, text: str = "", *, limit: int
             if text.lstrip("#").isdigit() and len(text) < 10:
                 terms.append(PullRequestRecord.pull_request_id == int(text.lstrip("#")))
             query = query.where(or_(*terms))
-    return [_pr_row(pr, repo) for pr, repo in s.execute(_visible(query, s, viewer))]
+    return [_pr_row(pr, repo) for pr, repo in s.execute(_visible(query, seen))]
 
 
 def escape_like(text: str) -> str:
@@ -403,12 +403,22 @@ def problems_by_repository(s: Session, repository_ids: list[int] | None = None) 
     if repository_ids is not None:
         hooks = hooks.where(HookSubscriptionRecord.repository_id.in_(repository_ids))
         webhooks = webhooks.where(DbtWebhookRecord.repository_id.in_(repository_ids))
-    found: dict[int, list[str]] = defaultdict(list)
+    hook_problems: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for repository_id, event_type, problem in s.execute(hooks.order_by(HookSubscriptionRecord.id)):
-        found[repository_id].append(f"{event_type}: {problem}")
-    for repository_id, problem in s.execute(webhooks):
-        found[repository_id].append(f"dbt Cloud webhook: {problem}")
-    return found
+        hook_problems[repository_id].append((event_type, problem))
+    webhook_problems = dict(s.execute(webhooks).all())
+    return {repository_id: describe_problems(hook_problems.get(repository_id, []), webhook_problems.get(repository_id))
+            for repository_id in sorted(hook_problems.keys() | webhook_problems.keys())}
+
+
+def describe_problems(hooks: list[tuple[str, str]], webhook: str | None) -> list[str]:
+    """A repository's subscriptions' problems as shown: a problem several service hooks share (the identity lost
+    access: all four) once, naming them; then the dbt Cloud webhook's."""
+    events: dict[str, list[str]] = {}
+    for event, problem in hooks:
+        events.setdefault(problem, []).append(event)
+    found = [f"{', '.join(names)}: {problem}" for problem, names in events.items()]
+    return [*found, f"dbt Cloud webhook: {webhook}"] if webhook else found
 
 
 def _subscriptions(s: Session, repository_id: int) -> list[Subscription]:
@@ -428,17 +438,18 @@ def _finished_ci(rows: list[RunRow]) -> list[RunRow]:
 
 def repository_page(s: Session, viewer: Viewer, repository_id: int, *, days: int = 7,
                     now: datetime | None = None) -> RepositoryPage | None:
-    repo = repository(s, viewer, repository_id)
+    seen = viewer.repositories(s)
+    repo = repository(s, viewer, repository_id, seen=seen)
     if repo is None:
         return None
     since = (now or utcnow()) - timedelta(days=days)
     prs = [_pr_row(pr, repo) for pr in s.scalars(select(PullRequestRecord).where(
         PullRequestRecord.repository_id == repository_id).order_by(PullRequestRecord.id.desc()).limit(50))]
-    recent = runs(s, viewer, repository_id=repository_id, since=since, limit=10_000)
+    recent = runs(s, viewer, repository_id=repository_id, since=since, limit=10_000, seen=seen)
     finished = _finished_ci(recent)
     passed = [r for r in finished if r.outcome == "succeeded"]
     durations = [r.duration_seconds for r in finished if r.duration_seconds is not None]
-    last_failure = next((r for r in runs(s, viewer, repository_id=repository_id, limit=200)
+    last_failure = next((r for r in runs(s, viewer, repository_id=repository_id, limit=200, seen=seen)
                          if r.kind == RunKind.CI.value and r.outcome == "failed"), None)
     return RepositoryPage(
         id=repo.id, name=full_name(repo), ci_job_id=repo.ci_job_id,
@@ -477,14 +488,15 @@ def overview(s: Session, viewer: Viewer, *, days: int = 7, now: datetime | None 
     today = (now or utcnow()).date()
     first = today - timedelta(days=days - 1)
     since = datetime.combine(first, datetime.min.time(), tzinfo=(now or utcnow()).tzinfo)
-    names = repository_names(s, viewer)
+    seen = viewer.repositories(s)
+    names = _names(s, seen)
     in_window = (select(PullRequestRecord.repository_id)
                  .join(CiRun, CiRun.pull_request_ref == PullRequestRecord.id)
                  .join(Repository, Repository.id == PullRequestRecord.repository_id)
                  .where(CiRun.kind == RunKind.CI.value, CiRun.created_at >= since))
     busiest = [repository_id for repository_id, _ in s.execute(_visible(  # counted by the database
         in_window.add_columns(func.count()).group_by(PullRequestRecord.repository_id)
-        .order_by(func.count().desc(), PullRequestRecord.repository_id).limit(CHARTED), s, viewer))]
+        .order_by(func.count().desc(), PullRequestRecord.repository_id).limit(CHARTED), seen))]
     counts: dict[int, dict[date, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
     query = (select(PullRequestRecord.repository_id, CiRun.created_at, CiRun.status, CiRun.start_error)
              .join(PullRequestRecord, PullRequestRecord.id == CiRun.pull_request_ref)
@@ -506,9 +518,9 @@ def overview(s: Session, viewer: Viewer, *, days: int = 7, now: datetime | None 
                 for repository_id, found in sorted(problems_by_repository(
                     s, None if viewer.admin else sorted(names)).items())
                 if repository_id in names for problem in found]
-    backlog_query = (select(Delivery.state, func.count()).where(Delivery.state.in_(
-        ("received", "dispatched", "processing", "blocked", "failed"))).group_by(Delivery.state))
-    if (visible := _delivery_visibility(s, viewer)) is not None:
+    backlog_query = (select(Delivery.state, func.count()).where(Delivery.state.in_(sorted(WATCHED)))
+                     .group_by(Delivery.state))
+    if (visible := _delivery_visibility(seen)) is not None:
         backlog_query = backlog_query.where(visible)
     backlog = dict(s.execute(backlog_query).all())
     dead = []

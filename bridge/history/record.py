@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, insert
 from sqlalchemy.orm import Session
 
-from ..db import Database
+from ..db import Database, delete_in_batches
 from ..models import Activity, utcnow
 
 MESSAGE_LIMIT = 2000
@@ -65,16 +65,5 @@ def forget_repository(session: Session, repository_id: int) -> None:
 def prune(db: Database, before: datetime, *, batch: int = 1000, dry_run: bool = False) -> int:
     """Delete activity older than ``before``, ``batch`` rows a transaction (oldest first, by the ``at`` index) so
     the writers never wait long; how many rows (would) go."""
-    old = Activity.at < before
-    if dry_run:
-        with db.session() as s:
-            return s.scalar(select(func.count()).select_from(Activity).where(old)) or 0
-    total = 0
-    while True:
-        with db.session() as s:
-            ids = s.scalars(select(Activity.id).where(old).order_by(Activity.at).limit(batch)).all()
-            if ids:
-                s.execute(delete(Activity).where(Activity.id.in_(ids)))
-        total += len(ids)
-        if len(ids) < batch:
-            return total
+    return delete_in_batches(db, Activity.id, Activity.at < before, order_by=Activity.at, batch=batch,
+                             dry_run=dry_run)

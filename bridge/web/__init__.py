@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
     dispatcher = Dispatcher(settings)
     intake = Intake(db=db, box=box)
     metrics.add_scraped(DatabaseCollector(intake.counts))
-    calls = ApiCalls(broker.client(settings, connect_timeout=1, timeout=2))
+    bookkeeping = broker.client(settings, connect_timeout=1, timeout=2)  # heartbeats, call counts: quick or not at all
+    calls = ApiCalls(bookkeeping)
     metrics.add_scraped(ApiCallsCollector(lambda: calls.last_window(intake.organization_names()),
                                           int(RATE_LIMIT_TSTU * settings.pr_sweep_share)))
     flows, identity_url = None, None
@@ -48,8 +49,7 @@ def create_app(settings: Settings | None = None, *, identity_hosts: IdentityHost
         flows = ConnectFlows(db, box, identity)
         identity_url = identity.browser_uri(settings.entra.authority)
     WebServices(settings=settings, db=db, metrics=metrics, intake=intake, dispatcher=dispatcher, flows=flows,
-                box=box, heartbeats=Heartbeats(broker.client(settings, connect_timeout=1, timeout=2),
-                                                         settings.heartbeat_timeout)
+                box=box, heartbeats=Heartbeats(bookkeeping, settings.heartbeat_timeout)
                 ).install(app)
     # Console sessions live in the database (sessions.py); the key signs only what a visitor has before sign-in.
     app.secret_key = hashlib.sha256(b"bridge-session:" + (settings.secret_keys or ("",))[0].encode()).digest() \

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..crypto import SecretBox
 from ..db import Database
 from ..deliveries.outbox import Outbox
+from ..deliveries.states import WATCHED
 from ..errors import ConfigError
 from ..history import record as activity
 from ..history.record import Cause, Kind
@@ -39,7 +40,6 @@ from ..webhooks import dbt_cloud
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 15.0
-WATCHED = ("received", "dispatched", "processing", "blocked", "failed")  # the states /metrics counts
 
 _DUMMY = "x" * 32
 
@@ -218,7 +218,7 @@ class Intake:
         with self.db.session() as s:
             # Only what may need watching: finished rows grow with history (bridge_deliveries_total counts them).
             rows = s.execute(select(Delivery.source, Delivery.state, func.count()).where(
-                Delivery.state.in_(WATCHED)).group_by(Delivery.source, Delivery.state)).all()
+                Delivery.state.in_(sorted(WATCHED))).group_by(Delivery.source, Delivery.state)).all()
             live = s.scalar(select(func.count()).select_from(CiRun).where(
                 CiRun.dbt_run_id.is_not(None), (CiRun.status.is_(None)) | (CiRun.status < 10))) or 0
             connections = dict(s.execute(select(Connection.status, func.count()).group_by(Connection.status)).all())
@@ -227,7 +227,7 @@ class Intake:
                     HookSubscriptionRecord.problem.is_not(None))) or 0,
                 "dbt-cloud": s.scalar(select(func.count()).select_from(DbtWebhookRecord).where(
                     DbtWebhookRecord.problem.is_not(None))) or 0}
-        deliveries = {(source, state): 0 for source in ("azure-devops", "dbt-cloud") for state in WATCHED}
+        deliveries = {(source, state.value): 0 for source in ("azure-devops", "dbt-cloud") for state in sorted(WATCHED)}
         deliveries.update({(src, st): n for src, st, n in rows})
         return {"deliveries": deliveries, "live_runs": live, "connections": connections,
                 "subscription_problems": problems}

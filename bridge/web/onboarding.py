@@ -115,24 +115,15 @@ def repositories():
             select(DbtWebhookRecord).where(DbtWebhookRecord.repository_id.in_(ids)))}
         for repo in repos:
             mine, webhook = hooks.get(repo.id, []), webhooks.get(repo.id)
-            problems = _once([(h.event_type, h.problem) for h in mine if h.problem])
-            if webhook is not None and webhook.problem:
-                problems.append(f"dbt Cloud webhook: {webhook.problem}")
-            rows.append({"id": repo.id, "name": f"{repo.organization.name}/{repo.ado_project_name}/{repo.name}",
+            problems = read.describe_problems([(h.event_type, h.problem) for h in mine if h.problem],
+                                              webhook.problem if webhook is not None else None)
+            rows.append({"id": repo.id, "name": read.full_name(repo),
                          "job": repo.ci_job_id, "context": f"{repo.status_genre}/{repo.status_name}",
                          "policy": repo.policy_id, "hooks": sum(1 for h in mine if h.status == "enabled"),
                          "hook_total": len(mine), "webhook": webhook.status if webhook else "—",
                          "problems": problems, "by": repo.set_up_by or "configuration file"})
     return page("repositories", "repositories.html", message=request.args.get("message", ""), rows=rows,
                 admin=is_admin(), search=search, number=number, more=more)
-
-
-def _once(problems: list[tuple[str, str]]) -> list[str]:
-    """A problem several subscriptions share (the identity lost access: all four) is shown once, naming them."""
-    events: dict[str, list[str]] = {}
-    for event, problem in problems:
-        events.setdefault(problem, []).append(event)
-    return [f"{', '.join(names)}: {problem}" for problem, names in events.items()]
 
 
 @bp.route("/console/repositories/<id:repository_id>/unlink", methods=["GET", "POST"])

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from ..access import decide
-from ..domain import format_duration
+from ..domain import branch_name, format_duration
 from ..people import PersonId
 from .services import services
 
@@ -98,12 +98,8 @@ def _when(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S} UTC" if value else ""
 
 
-def _branch(ref: str | None) -> str:
-    return (ref or "").removeprefix("refs/heads/")
-
-
 # Template filters: times in UTC, durations as "4m 12s", branches without refs/heads/.
-FILTERS = {"when": _when, "duration": format_duration, "branch": _branch}
+FILTERS = {"when": _when, "duration": format_duration, "branch": branch_name}
 
 
 def role() -> str | None:

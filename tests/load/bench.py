@@ -706,6 +706,8 @@ def sweep_budget(report: Report, *, organizations: int, projects: int, repositor
     import redis as redis_lib
 
     from bridge.api_calls import ApiCalls
+    from bridge.domain import RATE_LIMIT_TSTU
+    from bridge.settings import Settings
 
     total = organizations * projects * repositories
     console.rule(f"PR sweep over {total:,} repositories in {organizations} organizations")
@@ -738,12 +740,13 @@ def sweep_budget(report: Report, *, organizations: int, projects: int, repositor
         elapsed = time.monotonic() - started
         window = ApiCalls(redis_lib.Redis.from_url(running.env["BRIDGE_BROKER_URL"])).last_window(names)
         per_window = {org: n * 300 / elapsed for org, n in per_org.items()}
-        budget = int(200 * 0.25)
+        share = Settings.from_env({k: v for k, v in running.env.items() if k.startswith("BRIDGE_")}).pr_sweep_share
+        budget = int(RATE_LIMIT_TSTU * share)
         listed = {e["path"].split("/_apis")[0] for e in listings if e["path"].split("/")[1] in names}
         report.add("PR sweep: listings per organization per 5 minutes", f"max {max(per_window.values()):.0f}, "
                    f"median {statistics.median(per_window.values()):.0f} (sandbox's log, {len(listings)} listings "
                    f"in {elapsed:.0f} s at a {interval:.0f} s interval; bridge's counters: max "
-                   f"{max(w['sweep'] for w in window.values())})", f"≤ {budget} (0.25 of 200)",
+                   f"{max(w['sweep'] for w in window.values())})", f"≤ {budget} ({share:g} of {RATE_LIMIT_TSTU})",
                    max(per_window.values()) <= budget and max(w["sweep"] for w in window.values()) <= budget)
         report.add("PR sweep: projects listed", f"{len(listed)} of {organizations * projects} in {elapsed:.0f} s "
                    f"({total:,} repositories; listing each repository would take {projects * repositories} calls "

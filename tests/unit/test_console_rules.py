@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.web.onboarding import _once
+from bridge.history.read import describe_problems
 from bridge.web.pages import same_origin
 
 
 def test_a_problem_several_subscriptions_share_is_shown_once_naming_them():
     lost = "disabled because its creator lost access: re-run set-up"
-    shown = _once([("git.pullrequest.created", lost), ("git.pullrequest.updated", lost),
-                   ("git.pullrequest.merged", lost), ("ms.vss-code.git-pullrequest-comment-event", "other")])
+    hooks = [("git.pullrequest.created", lost), ("git.pullrequest.updated", lost), ("git.pullrequest.merged", lost),
+             ("ms.vss-code.git-pullrequest-comment-event", "other")]
+    shown = describe_problems(hooks, None)
     assert shown == [f"git.pullrequest.created, git.pullrequest.updated, git.pullrequest.merged: {lost}",
                      "ms.vss-code.git-pullrequest-comment-event: other"]
 

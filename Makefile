@@ -18,6 +18,7 @@ help:
 	@echo "make lint        ruff"
 	@echo "make bench       (not in make test) the benchmark; writes docs/benchmarks.md"
 	@echo "make soak        (not in make test) sustained events with random faults; SOAK_SECONDS, SOAK_RATE, SEED"
+	@echo "make cluster     (not in make test; root) hosts as network namespaces and faults across them; ONLY=a,b"
 	@echo "make deploy-check render each Kubernetes overlay with kubectl kustomize and validate every object"
 	@echo "make lock        remake requirements/*.lock (pinned, with hashes) from pyproject.toml"
 	@echo "make audit       pip-audit of requirements/runtime.lock (needs PyPI's or OSV's advisory data)"
@@ -85,3 +86,8 @@ soak: venv
 .PHONY: bench
 bench: venv
 	$(BIN)/python -m tests.load.bench
+
+# Not part of `make test` (needs root): hosts as network namespaces, faults across them; writes docs/reliability.md.
+.PHONY: cluster
+cluster: venv
+	$(BIN)/python -m tests.load.cluster $(if $(ONLY),--only $(ONLY),)

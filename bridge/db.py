@@ -12,6 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# A peer that went silent (a partition, a lost host) fails a PostgreSQL connection within seconds: libpq's
+# keepalives and tcp_user_timeout, instead of the kernel's minutes of retransmissions.
+PG_CONNECT_ARGS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
+                   "keepalives_count": 3, "tcp_user_timeout": 10000}
 
 
 def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True, pooled: bool = True) -> Engine:
@@ -30,9 +34,9 @@ def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True, pooled: 
 
         return engine
     if not pooled:
-        return create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+        return create_engine(url, poolclass=NullPool, connect_args=PG_CONNECT_ARGS)
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=pre_ping,
-                         pool_recycle=1800)
+                         pool_recycle=1800, connect_args=PG_CONNECT_ARGS)
 
 
 class Database:

@@ -133,6 +133,11 @@ class LockStoreUnavailable(LockBusy):
     """Redis, which keeps the locks, did not answer: nobody holds the lock, nobody can take it."""
 
 
+class LockLost(LockBusy):
+    """A held lock's lease could not be renewed (Redis unreachable, the key gone): another worker may hold it by
+    now, so its holder stops before its next act and the work is tried again under a fresh lock."""
+
+
 class OutboxUnavailable(Transient, BridgeError):
     """A delivery could not be committed (database down or refusing): answered 503, so it is sent again."""
 

@@ -15,6 +15,7 @@ from bridge.clients.http import Transport
 from bridge.crypto import SecretBox, generate_key
 from bridge.db import Database, upgrade
 from bridge.dev.stack import CI_JOB, DBT_WEBHOOK_SECRET, HOOK_PASSWORD, SANDBOX_CONFIG, TEARDOWN_JOB
+from bridge.locks import Lease
 from bridge.metrics import Metrics
 from bridge.models import Repository
 from bridge.onboarding import Onboarding
@@ -55,6 +56,6 @@ def assemble(workdir: Path, transport: Transport, *, sandbox: str = "https://san
     with db.session() as s:
         repository_id = s.query(Repository.id).scalar()
     connections = Connections(settings, box, db=db, transport=transport)
-    lock = lambda _key: contextlib.nullcontext()  # noqa: E731 - one process: nothing to exclude
+    lock = lambda key: contextlib.nullcontext(Lease(key))  # noqa: E731 - one process: nothing to exclude
     return Orchestration(db=db, reconciler=Reconciler(db, connections, lock, Metrics()),
                          onboarding=Onboarding(settings, db, box, connections, lock), repository_id=repository_id)

@@ -31,6 +31,7 @@ from ..errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from ..history import record as activity
 from ..history.explain import describe_plan, run_outcome
 from ..history.record import WORKER, Cause, Kind
+from ..locks import Lease
 from ..metrics import Metrics
 from ..models import CiRun, Organization, PullRequestRecord, Repository, utcnow
 from ..services.connections import Connections
@@ -38,7 +39,7 @@ from .records import apply_run, ci_settings, recorded, whole_run
 
 log = logging.getLogger(__name__)
 
-LockFactory = Callable[[str], AbstractContextManager]
+LockFactory = Callable[[str], AbstractContextManager[Lease]]
 
 # A trigger whose answer we never saw (worker killed, connection reset) is looked up in dbt Cloud
 # before it is repeated, so that one push never starts two runs.
@@ -55,6 +56,7 @@ class Target:
     pull_request_id: int
     context: StatusContext
     repository_id: int  # ours, for the activity record
+    lease: Lease        # the PR's lock: checked before each act, so a holder whose lease lapsed stops
     cause: Cause = WORKER
 
     def about(self, **more) -> dict:
@@ -90,8 +92,8 @@ class Reconciler:
 
     def reconcile(self, repository_id: int, pull_request_id: int, *, rerun: bool = False,
                   cause: Cause = WORKER) -> Outcome:
-        with self.lock(f"pr:{repository_id}:{pull_request_id}"):
-            return self._reconcile(repository_id, pull_request_id, rerun=rerun, cause=cause)
+        with self.lock(f"pr:{repository_id}:{pull_request_id}") as lease:
+            return self._reconcile(repository_id, pull_request_id, lease, rerun=rerun, cause=cause)
 
     def settle_run(self, ci_run_id: int, dbt_run: DbtRun | None = None, *, cause: Cause = WORKER) -> Outcome:
         """Take in news of a run (a dbt webhook, or a poll when ``dbt_run`` is None) and post its status."""
@@ -100,8 +102,8 @@ class Reconciler:
             if run is None:
                 return Outcome("unknown run")
             key = f"pr:{run.pull_request.repository_id}:{run.pull_request.pull_request_id}"
-        with self.lock(key):
-            return self._settle(ci_run_id, dbt_run, cause)
+        with self.lock(key) as lease:
+            return self._settle(ci_run_id, dbt_run, lease, cause)
 
     def refused_heads(self) -> list[tuple[int, int]]:
         """(repository id, pull request id) of the open pull requests whose head's newest CI run could not
@@ -143,7 +145,8 @@ class Reconciler:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _reconcile(self, repository_id: int, pull_request_id: int, *, rerun: bool, cause: Cause) -> Outcome:
+    def _reconcile(self, repository_id: int, pull_request_id: int, lease: Lease, *, rerun: bool,
+                   cause: Cause) -> Outcome:
         with self.db.session() as s:
             repo = s.get(Repository, repository_id, options=WITH_OWNERS)
             if repo is None:
@@ -184,7 +187,7 @@ class Reconciler:
                 activity.add(s, Kind.DECISION, describe_plan(plan), **about)
         outcome = Outcome(plan.reason)
 
-        target = Target(ado, project, ado_repo, pull_request_id, settings.status_context, repository_id, cause)
+        target = Target(ado, project, ado_repo, pull_request_id, settings.status_context, repository_id, lease, cause)
         for cancel in plan.cancels:
             self._cancel(dbt, cancel, target)
             outcome.cancelled += 1
@@ -249,6 +252,7 @@ class Reconciler:
                              "never reached dbt Cloud: starting it again", **about)
 
     def _cancel(self, dbt: DbtCloudClient, cancel: domain.CancelRun, target: Target) -> None:
+        target.lease.check()
         try:
             answer = dbt.cancel_run(cancel.dbt_run_id)
         except NotFound:
@@ -265,6 +269,7 @@ class Reconciler:
         self.metrics.runs_cancelled.labels(reason=cancel.reason).inc()
 
     def _post(self, target: Target, record_id: int, update: domain.StatusUpdate) -> None:
+        target.lease.check()
         target.ado.post_status(target.project, target.repository, target.pull_request_id, target.context, update)
         with self.db.engine.begin() as conn:  # the run's posted state and its record, no read first
             conn.execute(POSTED, {"run_id": record_id, "state": update.state.value,
@@ -276,6 +281,7 @@ class Reconciler:
     def _trigger(self, target: Target, dbt: DbtCloudClient, record_id: int, pr: PullRequest, *,
                  settings: CiSettings, trigger: domain.TriggerRun) -> int:
         """Start a run; record it first so that a lost answer is found again rather than repeated."""
+        target.lease.check()
         teardown = trigger.kind is RunKind.TEARDOWN
         job_id = settings.teardown_job_id if teardown else settings.ci_job_id
         iteration = None
@@ -288,6 +294,7 @@ class Reconciler:
             s.add(run)
             s.flush()
             run_id = run.id
+        target.lease.check()  # recorded, not sent: the next holder finds it in doubt and starts it
         try:
             started = dbt.trigger_run(
                 job_id, cause=domain.run_cause(pr, kind=trigger.kind),
@@ -324,7 +331,7 @@ class Reconciler:
             return 1
         return 0
 
-    def _settle(self, ci_run_id: int, dbt_run: DbtRun | None, cause: Cause) -> Outcome:
+    def _settle(self, ci_run_id: int, dbt_run: DbtRun | None, lease: Lease, cause: Cause) -> Outcome:
         with self.db.session() as s:
             run = s.get(CiRun, ci_run_id)
             record = run.pull_request
@@ -355,7 +362,7 @@ class Reconciler:
         if update is None:
             return Outcome("nothing to post")
         self._post(Target(self.connections.azure_devops(org), project, ado_repo, pr_number, settings.status_context,
-                          repository_id, cause), ci_run_id, update)
+                          repository_id, lease, cause), ci_run_id, update)
         return Outcome(f"posted {update.state.value}", posted=1)
 
 

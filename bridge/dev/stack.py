@@ -28,7 +28,8 @@ from ..contracts import CONSOLE_QUEUE, QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: the dev tooling runs from one
 PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql", "initdb": "postgresql", "wrk": "wrk",
-            "chromium": "chromium", "chromedriver": "chromium-driver", "nginx": "nginx"}
+            "chromium": "chromium", "chromedriver": "chromium-driver", "nginx": "nginx", "haproxy": "haproxy",
+            "iptables": "iptables", "ip": "iproute2", "tc": "iproute2"}
 
 
 # With it in the environment, the product runs from bridge/dev/entry.py: Entra ID served by the sandbox.
@@ -454,24 +455,16 @@ class RunningBridge:
                            if enabled else [])
 
 
-def start_bridge(stack: Stack, *, database_url: str | None = None, config: str = SANDBOX_CONFIG,
-                 web_workers: int = 2, worker_concurrency: int = 8, worker_processes: int = 1,
-                 extra_env: dict | None = None,
-                 before_config=None, run_seconds: float = 1.0, entra: bool = False) -> RunningBridge:
-    """Redis (if not yet), the sandbox, the schema, the configuration, web, worker and beat."""
+def bridge_env(*, database_url: str, broker_url: str, sandbox_url: str, public_url: str,
+               extra: dict | None = None) -> dict:
+    """The bridge's settings against the sandbox, quick to poll and sweep (shared by the stack and the cluster)."""
     from ..crypto import generate_key
-    from .sandbox.control import SandboxControl
 
-    redis_url = stack.redis_url or stack.start_redis()
-    sandbox_url = stack.start_sandbox()
-    sandbox = SandboxControl(sandbox_url)
-    port = free_port()
-    web = f"http://127.0.0.1:{port}"
-    env = {
-        "BRIDGE_DATABASE_URL": database_url or f"sqlite:///{stack.workdir / 'bridge.db'}",
-        "BRIDGE_BROKER_URL": redis_url,
+    return {
+        "BRIDGE_DATABASE_URL": database_url,
+        "BRIDGE_BROKER_URL": broker_url,
         "BRIDGE_SECRET_KEY": generate_key(),
-        "BRIDGE_PUBLIC_URL": web,
+        "BRIDGE_PUBLIC_URL": public_url,
         "BRIDGE_ALLOW_INSECURE_HTTP": "1",
         "BRIDGE_POLL_INTERVAL": "2",
         "BRIDGE_QUIET_AFTER": "4",
@@ -484,8 +477,38 @@ def start_bridge(stack: Stack, *, database_url: str | None = None, config: str =
         "DBT_CLOUD_TOKEN": "sandbox-dbt-token",
         "DBT_CLOUD_WEBHOOK_SECRET": DBT_WEBHOOK_SECRET,
         "BRIDGE_METRICS_TOKEN": METRICS_TOKEN,
-        **(extra_env or {}),
+        **(extra or {}),
     }
+
+
+def configure_bridge(stack: Stack, env: dict, *, config: str = SANDBOX_CONFIG, before_config=None) -> None:
+    """The schema and the configuration file applied, through the CLI as an operator would."""
+    out = stack.run_cli(env, "db", "upgrade")
+    if out.returncode:
+        raise DevstackError(f"bridge db upgrade failed:\n{out.stdout}{out.stderr}")
+    if before_config is not None:
+        before_config()
+    path = stack.workdir / "bridge.yaml"
+    path.write_text(config)
+    out = stack.run_cli(env, "config", "apply", str(path))
+    if out.returncode:
+        raise DevstackError(f"bridge config apply failed:\n{out.stdout}{out.stderr}")
+
+
+def start_bridge(stack: Stack, *, database_url: str | None = None, config: str = SANDBOX_CONFIG,
+                 web_workers: int = 2, worker_concurrency: int = 8, worker_processes: int = 1,
+                 extra_env: dict | None = None,
+                 before_config=None, run_seconds: float = 1.0, entra: bool = False) -> RunningBridge:
+    """Redis (if not yet), the sandbox, the schema, the configuration, web, worker and beat."""
+    from .sandbox.control import SandboxControl
+
+    redis_url = stack.redis_url or stack.start_redis()
+    sandbox_url = stack.start_sandbox()
+    sandbox = SandboxControl(sandbox_url)
+    port = free_port()
+    web = f"http://127.0.0.1:{port}"
+    env = bridge_env(database_url=database_url or f"sqlite:///{stack.workdir / 'bridge.db'}", broker_url=redis_url,
+                     sandbox_url=sandbox_url, public_url=web, extra=extra_env)
     if entra:  # Entra ID against the sandbox's fake identity platform, and the local admin sign-in
         env.update({"BRIDGE_ENTRA_CLIENT_ID": ENTRA_CLIENT_ID, "BRIDGE_ENTRA_CLIENT_SECRET": ENTRA_CLIENT_SECRET,
                     "BRIDGE_ENTRA_TEST_BASE": sandbox_url, "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -493,16 +516,8 @@ def start_bridge(stack: Stack, *, database_url: str | None = None, config: str =
                     "BRIDGE_CONSOLE_TENANTS": ENTRA_USER["tid"]})
         sandbox._post("/idp/setup", {"clients": {ENTRA_CLIENT_ID: ENTRA_CLIENT_SECRET}, "users": [ENTRA_USER],
                                      "sign_in": ENTRA_USER["oid"]})
-    out = stack.run_cli(env, "db", "upgrade")
-    if out.returncode:
-        raise DevstackError(f"bridge db upgrade failed:\n{out.stdout}{out.stderr}")
-    if before_config is not None:
-        before_config(sandbox)
-    path = stack.workdir / "bridge.yaml"
-    path.write_text(config)
-    out = stack.run_cli(env, "config", "apply", str(path))
-    if out.returncode:
-        raise DevstackError(f"bridge config apply failed:\n{out.stdout}{out.stderr}")
+    configure_bridge(stack, env, config=config,
+                     before_config=None if before_config is None else lambda: before_config(sandbox))
     running = RunningBridge(stack=stack, env=env, web=web, sandbox=sandbox, database_url=env["BRIDGE_DATABASE_URL"])
     running.hooks(web)
     running.dbt_hooks()

@@ -131,7 +131,8 @@ class Soak:
             if not pending or time.monotonic() > deadline:
                 break
             time.sleep(2)
-        runs = self.sandbox.runs()
+        mine = set(self.active) | self.closed
+        runs = [r for r in self.sandbox.runs() if r["trigger"].get("azure_pull_request_id") in mine]
         per_head = collections.Counter((r["trigger"].get("azure_pull_request_id"), r["trigger"].get("git_sha"))
                                        for r in runs if r["job_definition_id"] == CI_JOB)
         duplicated = sum(n - 1 for n in per_head.values() if n > 1)

@@ -6,9 +6,14 @@ the same code; the assertions are on what the bridge asked for and what it recor
 
 from __future__ import annotations
 
+import contextlib
+from urllib.parse import urlsplit
+
 import pytest
 from sqlalchemy import select
 
+from bridge.errors import LockLost
+from bridge.locks import Lease
 from bridge.models import CiRun, PullRequestRecord
 from tests.fakes import RecordedTransport, Unrecorded
 from tests.orchestration import CI_JOB, TEARDOWN_JOB, assemble
@@ -51,6 +56,41 @@ def test_an_opened_pr_gets_one_run_of_its_head_and_its_status_follows_the_run(tm
     [run] = runs(bridge)
     assert run.posted_state == "succeeded" and run.commit == head
     assert not transport.unused
+
+
+def test_a_holder_whose_lease_lapsed_starts_and_posts_nothing(tmp_path):
+    bridge, transport = replay(tmp_path, "pr_passes")
+    lapsed = Lease("pr")
+    lapsed.lose()
+    bridge.reconciler.lock = lambda _key: contextlib.nullcontext(lapsed)
+    with pytest.raises(LockLost):
+        bridge.reconciler.reconcile(bridge.repository_id, _recorded_pr(transport))
+    assert not transport.sent("POST", TRIGGER) and not statuses(transport) and not runs(bridge)
+
+
+def test_a_lease_lapsing_while_a_trigger_is_answered_keeps_the_run_and_leaves_the_status_to_the_next_holder(
+        tmp_path, monkeypatch):
+    bridge, transport = replay(tmp_path, "pr_passes")
+    pr = _recorded_pr(transport)
+    lease = Lease(f"pr:{bridge.repository_id}:{pr}")
+    bridge.reconciler.lock = lambda _key: contextlib.nullcontext(lease)
+    send = transport.send
+
+    def lapse_on_trigger(method, url, **kw):
+        answer = send(method, url, **kw)
+        if method == "POST" and urlsplit(url).path == TRIGGER:
+            lease.lose()  # the holder was cut off from Redis while dbt Cloud answered
+        return answer
+
+    monkeypatch.setattr(transport, "send", lapse_on_trigger)
+    with pytest.raises(LockLost):
+        bridge.reconciler.reconcile(bridge.repository_id, pr)
+    [run] = runs(bridge)
+    assert run.dbt_run_id is not None and not statuses(transport)  # recorded, so no second start; nothing posted
+    bridge.reconciler.lock = lambda key: contextlib.nullcontext(Lease(key))
+    bridge.reconciler.settle_run(run.id)
+    assert [s["state"] for s in statuses(transport)] == ["succeeded"]
+    assert len(transport.sent("POST", TRIGGER)) == 1
 
 
 def test_a_new_push_cancels_the_stale_run_and_builds_the_new_head(tmp_path):

@@ -113,7 +113,7 @@ def create_sandbox_app(base_url: str) -> Flask:
             except ValueError:
                 resp_body = None
             world.log_exchange({"at": g.started, "service": g.service, "method": request.method, "path": request.path,
-                                "as": _acting_as(identity),
+                                "as": _acting_as(identity), "client": request.remote_addr,
                                 "query": request.args.to_dict(flat=False), "body": req_body,
                                 "status": response.status_code, "response": resp_body,
                                 "elapsed": time.time() - g.started})

@@ -1,0 +1,203 @@
+"""What a finished CI run tells its pull request: dbt's run results read once into a ``Summary``, and from it
+the status's one line and the summary thread's Markdown.
+
+Pure: no I/O. ``read_run_results`` is the only place that looks inside ``run_results.json`` (any schema
+version, through dbt-artifacts-parser). Everything dbt says — names, relations, messages — is untrusted: it is
+escaped for Markdown, cut to a few lines each, and the whole comment stays under Azure DevOps' limit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dbt_artifacts_parser.parser import parse_run_results
+
+from ..errors import BridgeError
+
+COMMENT_LIMIT = 150_000       # Azure DevOps refuses longer comment content
+MESSAGE_LINES = 4             # of each failing node's message
+MESSAGE_CHARS = 600
+LISTED = 50                   # failing nodes listed by name; the rest are counted
+FAILED = frozenset({"error", "fail", "runtime error"})
+WARNED = frozenset({"warn"})
+PASSED = frozenset({"success", "pass"})
+WORDS = {"success": "passed", "pass": "passed", "error": "errored", "runtime error": "errored", "fail": "failed",
+         "warn": "warned", "skipped": "skipped"}
+# Plural forms for the resource types dbt reports; anything else is named as dbt names it.
+PLURALS = {"model": "models", "test": "tests", "seed": "seeds", "snapshot": "snapshots", "unit_test": "unit tests",
+           "source": "sources", "analysis": "analyses", "operation": "operations"}
+
+
+class ArtifactError(BridgeError):
+    """A run's artifact the bridge could not read (not JSON, not a run_results.json of any known schema)."""
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    resource_type: str      # model, test, seed, snapshot, unit_test …
+    name: str
+    relation: str | None    # the database relation a model built, when dbt reports it
+    status: str             # dbt's word: success, error, fail, warn, pass, skipped
+    message: str | None
+    seconds: float
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED
+
+    @property
+    def warned(self) -> bool:
+        return self.status in WARNED
+
+
+@dataclass(frozen=True)
+class Summary:
+    results: tuple[NodeResult, ...]
+    elapsed: float | None = None
+    dbt_version: str | None = None
+    counts: Counter = field(default_factory=Counter, compare=False)  # (resource type, status) -> n
+
+    @property
+    def failures(self) -> list[NodeResult]:
+        return [r for r in self.results if r.failed]
+
+    @property
+    def warnings(self) -> list[NodeResult]:
+        return [r for r in self.results if r.warned]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def read_run_results(raw: object) -> Summary:
+    """A ``run_results.json`` (parsed JSON) as a Summary; ArtifactError when it is not one."""
+    if not isinstance(raw, dict):
+        raise ArtifactError("run_results.json is not a JSON object")
+    try:
+        parsed = parse_run_results(run_results=raw)
+    except Exception as exc:  # the parser raises ValueError or pydantic's errors, by schema version
+        raise ArtifactError(f"not a run_results.json this bridge can read ({type(exc).__name__})") from None
+    results = []
+    for result in parsed.results:
+        kind, _, rest = str(result.unique_id).partition(".")
+        name = rest.split(".")[1] if "." in rest else rest
+        status = getattr(result.status, "value", result.status)
+        results.append(NodeResult(resource_type=kind, name=name, relation=getattr(result, "relation_name", None),
+                                  status=str(status).lower(), message=result.message,
+                                  seconds=float(result.execution_time or 0.0)))
+    counts = Counter((r.resource_type, r.status) for r in results)
+    elapsed = getattr(parsed, "elapsed_time", None)
+    version = getattr(parsed.metadata, "dbt_version", None)
+    return Summary(tuple(results), float(elapsed) if elapsed is not None else None, version, counts)
+
+
+# -- the status's line -------------------------------------------------------------------------------
+
+def _plural(kind: str, n: int) -> str:
+    word = kind.replace("_", " ") if n == 1 else PLURALS.get(kind, kind.replace("_", " ") + "s")
+    return f"{n} {word}"
+
+
+def _tally(nodes: list[NodeResult]) -> str:
+    by_kind = Counter(n.resource_type for n in nodes)
+    return ", ".join(_plural(kind, n) for kind, n in sorted(by_kind.items(), key=lambda kv: (kv[0] != "model", kv[0])))
+
+
+def status_line(summary: Summary, *, run_id: int, duration: str | None) -> str:
+    """"dbt Cloud CI failed: 2 models, 1 test (run 1234, 4m 12s)" — what failed, or what ran, in one line."""
+    where = f"run {run_id}" + (f", {duration}" if duration else "")
+    if summary.failures:
+        return f"dbt Cloud CI failed: {_tally(summary.failures)} ({where})"
+    ran = [r for r in summary.results if r.status in PASSED | WARNED]
+    return f"dbt Cloud CI passed: {_tally(ran) or 'nothing to build'} ({where})"
+
+
+# -- the thread's Markdown ---------------------------------------------------------------------------
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+# Shapes of credentials a database error may echo back: key=value pairs, bearer/token headers, URL userinfo.
+_SECRETS = [re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)"),
+            re.compile(r"(?i)\b(bearer|token)(\s+)([A-Za-z0-9._~+/=-]{8,})"),
+            re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)")]
+
+
+def escape(text: str) -> str:
+    """dbt's words as literal Markdown text: HTML's characters as entities, Markdown's backslashed."""
+    html = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN.sub(r"\\\1", html)
+
+
+def redact(text: str) -> str:
+    """Credentials a message may carry, replaced by a marker (a connection error can echo its URL)."""
+    text = _SECRETS[0].sub(lambda m: f"{m[1]}{m[2]}[redacted]", text)
+    text = _SECRETS[1].sub(lambda m: f"{m[1]}{m[2]}[redacted]", text)
+    return _SECRETS[2].sub(lambda m: f"{m[1]}[redacted]{m[3]}", text)
+
+
+def fenced(text: str, indent: str = "") -> str:
+    """``text`` verbatim in a fenced code block whose fence no run of backticks in it can close."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    body = "\n".join(f"{indent}{line}" for line in text.splitlines())
+    return f"{indent}{fence}text\n{body}\n{indent}{fence}"
+
+
+def _first_lines(message: str | None) -> str:
+    lines = [line.rstrip() for line in (message or "").strip().splitlines() if line.strip()][:MESSAGE_LINES]
+    text = redact("\n".join(lines))
+    return text[:MESSAGE_CHARS] + ("…" if len(text) > MESSAGE_CHARS else "")
+
+
+def _node_line(node: NodeResult) -> str:
+    where = f" → `{node.relation.replace('`', '')}`" if node.relation else ""
+    head = f"- **{escape(node.resource_type)}** {escape(node.name)}{where} — {escape(node.status)}"
+    message = _first_lines(node.message)
+    return f"{head}\n{fenced(message, indent='  ')}" if message else head
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the bridge knows of the run beside its artifacts."""
+
+    run_id: int
+    commit: str
+    duration: str | None
+    run_url: str | None = None    # http(s) only; the caller checks
+    step_url: str | None = None
+
+
+def thread_markdown(summary: Summary, facts: RunFacts, *, heading: str = "dbt Cloud CI") -> str:
+    """The summary thread's comment: failures and warnings listed, counts by status, the run's facts."""
+    verdict = "failed" if summary.failures else "passed"
+    line = status_line(summary, run_id=facts.run_id, duration=facts.duration)
+    lines = [f"### {escape(heading)} {verdict}", "", escape(line.split(": ", 1)[1]), ""]
+    if summary.failures:
+        lines.append(f"**Failed ({len(summary.failures)})**")
+        lines += [_node_line(n) for n in summary.failures[:LISTED]]
+        if len(summary.failures) > LISTED:
+            lines.append(f"- … and {len(summary.failures) - LISTED} more")
+        lines.append("")
+    if summary.warnings:
+        lines.append(f"**Warnings ({len(summary.warnings)})**")
+        lines += [_node_line(n) for n in summary.warnings[:LISTED]]
+        lines.append("")
+    counts: Counter = Counter()
+    for (_, status), n in summary.counts.items():
+        counts[WORDS.get(status, status)] += n
+    if counts:
+        lines.append("Results: " + ", ".join(f"{n} {word}" for word, n in sorted(counts.items())))
+    links = [f"[run {facts.run_id}]({facts.run_url})" if facts.run_url else f"run {facts.run_id}"]
+    if facts.step_url and summary.failures:
+        links.append(f"[the failing step]({facts.step_url})")
+    lines.append(f"Commit `{facts.commit[:12]}` · " + " · ".join(links))
+    return _capped("\n".join(lines))
+
+
+def _capped(text: str) -> str:
+    if len(text) <= COMMENT_LIMIT:
+        return text
+    note = "\n\n… (cut: the full results are in dbt Cloud)"
+    return text[:COMMENT_LIMIT - len(note)] + note

@@ -253,6 +253,7 @@ class RecordedRun:
     href: str | None = None
     status_message: str | None = None
     duration_seconds: float | None = None
+    failure_tally: str | None = None  # what failed, counted from the run's results ("2 models, 1 test")
 
     @property
     def is_live(self) -> bool:
@@ -316,9 +317,11 @@ def format_duration(seconds: float | None) -> str:
 DESCRIPTION_MAX = 400
 
 
-def status_for_run(run: DbtRun, *, cancelled_by_bridge: bool = False) -> tuple[StatusState, str]:
+def status_for_run(run: DbtRun, *, cancelled_by_bridge: bool = False,
+                   failed: str | None = None) -> tuple[StatusState, str]:
     """Map a dbt run to the PR status a developer sees, with a description they can act on:
-    what ran (commit), how long it took, and why it failed when dbt Cloud says."""
+    what ran (commit), how long it took, and why it failed — what failed (``failed``, counted from the run's
+    results: "2 models, 1 test"), else dbt Cloud's message."""
     took = format_duration(run.duration_seconds)
     took = f" in {took}" if took else ""
     of = f" for {short(run.git_sha)}" if run.git_sha else ""
@@ -338,6 +341,10 @@ def status_for_run(run: DbtRun, *, cancelled_by_bridge: bool = False) -> tuple[S
         case RunStatus.SUCCESS:
             text = f"dbt Cloud CI passed{of}{took}"
             state = StatusState.SUCCEEDED
+        case RunStatus.ERROR if failed:
+            took = format_duration(run.duration_seconds)
+            text = f"dbt Cloud CI failed: {failed} (run {run.run_id}" + (f", {took})" if took else ")")
+            return StatusState.FAILED, (text + (f" — {message}" if message else ""))[:DESCRIPTION_MAX]
         case RunStatus.ERROR:
             text = f"dbt Cloud CI failed{of}{took}" + (f": {message}" if message else "")
             state = StatusState.FAILED
@@ -405,7 +412,7 @@ def wanted_status(run: RecordedRun, head: str | None) -> StatusUpdate | None:
     state, description = status_for_run(
         DbtRun(run.dbt_run_id, run.status or RunStatus.QUEUED, run.href, run.status_message,
                duration_seconds=run.duration_seconds, git_sha=run.commit),
-        cancelled_by_bridge=run.superseded)
+        cancelled_by_bridge=run.superseded, failed=run.failure_tally)
     return StatusUpdate(state, description, run.iteration_id, run.href)
 
 

@@ -246,6 +246,7 @@ class CiRun(Base):
     dbt_run_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     status: Mapped[int | None] = mapped_column(Integer)       # dbt run status code
     status_message: Mapped[str | None] = mapped_column(Text)
+    failure_tally: Mapped[str | None] = mapped_column(String(300))  # "2 models, 1 test", from its run_results
     href: Mapped[str | None] = mapped_column(String(1000))
     superseded: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

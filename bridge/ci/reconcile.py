@@ -24,7 +24,9 @@ from ..domain import (
     CiSettings,
     DbtRun,
     PullRequest,
+    RecordedRun,
     RunKind,
+    RunStatus,
     StatusContext,
 )
 from ..errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
@@ -33,8 +35,9 @@ from ..history.explain import describe_plan, run_outcome
 from ..history.record import WORKER, Cause, Kind
 from ..locks import Lease
 from ..metrics import Metrics
-from ..models import CiRun, Organization, PullRequestRecord, Repository, utcnow
+from ..models import CiRun, DbtAccount, Organization, PullRequestRecord, Repository, utcnow
 from ..services.connections import Connections
+from . import summary
 from .records import apply_run, ci_settings, recorded, whole_run
 
 log = logging.getLogger(__name__)
@@ -358,12 +361,32 @@ class Reconciler:
         if snapshot.status and snapshot.status.is_terminal:
             self.metrics.runs_finished.labels(kind=snapshot.kind.value,
                                               status=snapshot.status.name.lower()).inc()
+        if (not closed and snapshot.kind is RunKind.CI and snapshot.status is RunStatus.ERROR
+                and snapshot.failure_tally is None and snapshot.commit == head):
+            snapshot = self._count_failures(ci_run_id, dbt_run_id, account) or snapshot
         update = None if closed else domain.needs_post(snapshot, head)
         if update is None:
             return Outcome("nothing to post")
         self._post(Target(self.connections.azure_devops(org), project, ado_repo, pr_number, settings.status_context,
                           repository_id, lease, cause), ci_run_id, update)
         return Outcome(f"posted {update.state.value}", posted=1)
+
+
+    def _count_failures(self, ci_run_id: int, dbt_run_id: int, account: DbtAccount) -> RecordedRun | None:
+        """Read the failed run's results once, so its status says what failed; None when it has none to read
+        (it failed before any node ran) or they cannot be read — then dbt Cloud's message stands."""
+        try:
+            raw = self.connections.dbt_cloud(account).run_results(dbt_run_id)
+            tally = summary.failure_tally(summary.read_run_results(raw)) if raw is not None else None
+        except summary.ArtifactError as exc:
+            log.warning("dbt run %s: its run_results.json could not be read: %s", dbt_run_id, exc)
+            return None
+        if tally is None:
+            return None
+        with self.db.session() as s:
+            run = s.get(CiRun, ci_run_id)
+            run.failure_tally = tally[:300]
+            return recorded(run)
 
 
 def _start_error(exc: ApiError) -> str:

@@ -34,7 +34,8 @@ def recorded(run: CiRun) -> RecordedRun:
         record_id=run.id, kind=RunKind(run.kind), commit=run.commit, iteration_id=run.iteration_id,
         dbt_run_id=run.dbt_run_id, status=RunStatus.parse(run.status), superseded=run.superseded,
         posted_state=StatusState(run.posted_state) if run.posted_state else None, start_error=run.start_error,
-        href=run.href, status_message=run.status_message, duration_seconds=run.duration_seconds)
+        href=run.href, status_message=run.status_message, duration_seconds=run.duration_seconds,
+        failure_tally=run.failure_tally)
 
 
 def whole_run(**values) -> CiRun:

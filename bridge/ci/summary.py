@@ -106,6 +106,11 @@ def _tally(nodes: list[NodeResult]) -> str:
     return ", ".join(_plural(kind, n) for kind, n in sorted(by_kind.items(), key=lambda kv: (kv[0] != "model", kv[0])))
 
 
+def failure_tally(summary: Summary) -> str | None:
+    """What failed, counted by kind ("2 models, 1 test"); None when nothing did."""
+    return _tally(summary.failures) or None
+
+
 def status_line(summary: Summary, *, run_id: int, duration: str | None) -> str:
     """"dbt Cloud CI failed: 2 models, 1 test (run 1234, 4m 12s)" — what failed, or what ran, in one line."""
     where = f"run {run_id}" + (f", {duration}" if duration else "")

@@ -10,6 +10,7 @@ from marshmallow import EXCLUDE, Schema, fields, post_load, pre_load
 
 from ..catalog import DbtEnvironment, DbtJob, DbtProject
 from ..domain import CAUSE_MAX, CiJobSpec, DbtRun, DbtWebhook, RunStatus
+from ..errors import NotFound
 from .http import HttpAnswer, JsonApi, Transport, segment
 
 # -- response schema --------------------------------------------------------------------------------
@@ -127,6 +128,15 @@ class DbtCloudClient(JsonApi):
 
     def get_run(self, run_id: int) -> DbtRun:
         return _RUNSCHEMA.load(self.call("GET", f"{self._account}/runs/{int(run_id)}/")["data"])
+
+    def run_results(self, run_id: int) -> dict | None:
+        """The finished run's run_results.json (of its last step), or None when it has none (it failed before
+        any node ran, or was cancelled); the summary reads it (bridge/ci/summary.py)."""
+        try:
+            found = self.call("GET", f"{self._account}/runs/{int(run_id)}/artifacts/run_results.json")
+        except NotFound:
+            return None
+        return found if isinstance(found, dict) else None
 
     def cancel_run(self, run_id: int) -> DbtRun:
         return _RUNSCHEMA.load(self.call("POST", f"{self._account}/runs/{int(run_id)}/cancel/")["data"])

@@ -56,9 +56,18 @@ def waiting(driver, timeout: float = 30) -> WebDriverWait:
     return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
 
 
+def body_text(driver) -> str:
+    """The page's text; "" while a navigation replaces the document (Chromium then says the node is gone)."""
+    try:
+        return driver.find_element(By.TAG_NAME, "body").text
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return ""
+        raise
+
+
 def wait_for_text(driver, text: str, timeout: float = 30):
-    waiting(driver, timeout).until(lambda d: text in d.find_element(By.TAG_NAME, "body").text,
-                                   message=f"page never showed {text!r}")
+    waiting(driver, timeout).until(lambda d: text in body_text(d), message=f"page never showed {text!r}")
 
 
 def test_a_new_admin_imports_a_repository_in_a_couple_of_clicks(bridge, browser):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -11,6 +13,8 @@ from bridge.dev.sandbox.control import wait_until
 from bridge.models import Activity, Delivery
 
 from .conftest import CI_JOB, TEARDOWN_JOB
+
+DBT_DATA = Path(__file__).resolve().parents[1] / "data" / "dbt"
 
 
 def settle(seconds: float = 2.0) -> None:
@@ -70,15 +74,33 @@ def test_new_push_cancels_the_stale_run_and_builds_the_new_head(bridge):
     assert runs[1]["status_humanized"] == "Success"
 
 
-def test_failure_status_says_why(bridge):
+def test_failure_status_says_what_failed_and_why(bridge):
+    """The run's results (real dbt's, tests/data/dbt) are read once: the status counts what failed."""
     sb = bridge.sandbox
     opened = sb.open_pr(deliver=False)
     pr = opened["pr"]
-    sb.outcome(sha=opened["head"], outcome="error", message="Database Error in model revenue")
+    sb.outcome(sha=opened["head"], outcome="error", message="Database Error in model order_margins",
+               run_results=json.loads((DBT_DATA / "run_results_failing.json").read_text()))
+    sb.deliver(opened["event_id"])
+    wait_until(lambda: sb.latest_state(pr, 1) == "failed", timeout=30, what="failed status")
+    [run] = ci_runs(bridge, pr)
+    description = sb.statuses(pr)[-1]["description"]
+    assert description.startswith(f"dbt Cloud CI failed: 1 model, 1 test (run {run['id']}, ")
+    assert description.endswith(" — Database Error in model order_margins")
+    fetched = [e for e in sb.exchanges() if e["path"].endswith(f"/runs/{run['id']}/artifacts/run_results.json")]
+    assert len(fetched) == 1
+
+
+def test_a_failure_without_run_results_keeps_dbt_clouds_message(bridge):
+    sb = bridge.sandbox
+    opened = sb.open_pr(deliver=False)
+    pr = opened["pr"]
+    sb.outcome(sha=opened["head"], outcome="error", message="Database Error in model revenue",
+               run_results={"not": "a run_results.json"})
     sb.deliver(opened["event_id"])
     wait_until(lambda: sb.latest_state(pr, 1) == "failed", timeout=30, what="failed status")
     description = sb.statuses(pr)[-1]["description"]
-    assert "failed" in description and "Database Error in model revenue" in description
+    assert description.startswith("dbt Cloud CI failed") and "Database Error in model revenue" in description
 
 
 def test_draft_is_skipped_until_published(bridge):

@@ -173,6 +173,14 @@ def test_failure_description_says_why_and_how_long():
     assert text == "dbt Cloud CI failed (run 9)"
 
 
+def test_a_failure_counted_from_the_run_results_leads_the_description():
+    run = DbtRun(1234, RunStatus.ERROR, status_message="Database Error in model order_margins", duration_seconds=252)
+    _, text = domain.status_for_run(run, failed="1 model, 1 test")
+    assert text == "dbt Cloud CI failed: 1 model, 1 test (run 1234, 4m 12s) — Database Error in model order_margins"
+    _, text = domain.status_for_run(DbtRun(7, RunStatus.ERROR), failed="2 models")
+    assert text == "dbt Cloud CI failed: 2 models (run 7)"
+
+
 def test_iteration_for_commit_prefers_the_newest_matching():
     its = [Iteration(1, A), Iteration(2, B), Iteration(3, A)]
     assert domain.iteration_for(A, its) == 3

@@ -218,7 +218,8 @@ def create_control_blueprint(world: World) -> Blueprint:
         if not key:
             return jsonify({"error": "give sha or job_id"}), 400
         with world.lock:
-            world.dbt.outcomes[key] = {k: body[k] for k in ("outcome", "seconds", "queued", "message") if k in body}
+            world.dbt.outcomes[key] = {k: body[k] for k in ("outcome", "seconds", "queued", "message", "run_results")
+                                       if k in body}
         return jsonify({"ok": True})
 
     @bp.post("/_sandbox/runs/<int:run_id>/cancel")

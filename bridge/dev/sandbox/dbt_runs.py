@@ -1,4 +1,5 @@
-"""The sandbox's dbt Cloud runs API (v2: trigger, get, cancel, list) and the run page a status links to."""
+"""The sandbox's dbt Cloud runs API (v2: trigger, get, cancel, list, artifacts) and the run page a status links
+to."""
 
 from __future__ import annotations
 
@@ -49,6 +50,19 @@ def create_dbt_runs_blueprint(world: World) -> Blueprint:
         if run_id not in world.dbt.runs or world.dbt.runs[run_id].account_id != account_id:
             return dbt_error(404, "Requested resource not found.")
         return dbt_ok(world.dbt.run_json(world.dbt.cancel(run_id)))
+
+    @bp.get("/api/v2/accounts/<int:account_id>/runs/<int:run_id>/artifacts/<path:remainder>")
+    def dbt_run_artifact(account_id, run_id, remainder):
+        """The file itself, not enveloped; the sandbox keeps run_results.json only (of the last step)."""
+        error = dbt_auth(world, account_id)
+        if error:
+            return error
+        with world.lock:
+            run = world.dbt.runs.get(run_id)
+            found = world.dbt.run_results(run) if run is not None and run.account_id == account_id else None
+        if found is None or remainder != "run_results.json":
+            return dbt_error(404, "Requested resource not found.")
+        return found
 
     @bp.get("/api/v2/accounts/<int:account_id>/runs/")
     def dbt_list_runs(account_id):

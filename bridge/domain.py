@@ -134,6 +134,17 @@ class StatusContext:
 
 
 @dataclass(frozen=True)
+class PrThread:
+    """A pull request's comment thread as the bridge reads it: found again by its properties, never its text."""
+
+    id: int
+    status: str                 # active, fixed, closed … (Azure DevOps' words)
+    properties: dict[str, str]  # values as text
+    first_comment_id: int | None
+    first_comment: str
+
+
+@dataclass(frozen=True)
 class StatusUpdate:
     state: StatusState
     description: str

@@ -21,6 +21,7 @@ from ..domain import (
     HookStatus,
     HookSubscription,
     Iteration,
+    PrThread,
     PullRequest,
     PullRequestStatus,
     StatusContext,
@@ -238,6 +239,37 @@ class AzureDevOpsClient(JsonApi):
         answer = self._call("POST", path, json=body)
         return (answer or {}).get("id")
 
+    # -- comment threads ----------------------------------------------------------------------------------
+
+    def _threads(self, project: str, repository_id: str, pull_request_id: int) -> str:
+        return f"{self._repo_path(project, repository_id)}/pullRequests/{int(pull_request_id)}/threads"
+
+    def list_threads(self, project: str, repository_id: str, pull_request_id: int) -> list[PrThread]:
+        page = self._call("GET", self._threads(project, repository_id, pull_request_id)) or {}
+        return [_thread(raw) for raw in page.get("value", []) if not raw.get("isDeleted")]
+
+    def create_thread(self, project: str, repository_id: str, pull_request_id: int, *, content: str,
+                      status: str = "active", properties: dict[str, str] | None = None) -> PrThread:
+        body = {"comments": [{"parentCommentId": 0, "content": content, "commentType": "text"}], "status": status,
+                "properties": {key: {"$type": "System.String", "$value": str(value)}
+                               for key, value in (properties or {}).items()}}
+        return _thread(self._call("POST", self._threads(project, repository_id, pull_request_id), json=body))
+
+    def set_thread_status(self, project: str, repository_id: str, pull_request_id: int, *, thread_id: int,
+                          status: str) -> None:
+        self._call("PATCH", f"{self._threads(project, repository_id, pull_request_id)}/{int(thread_id)}",
+                   json={"status": status})
+
+    def edit_comment(self, project: str, repository_id: str, pull_request_id: int, *, thread_id: int,
+                     comment_id: int, content: str) -> None:
+        path = f"{self._threads(project, repository_id, pull_request_id)}/{int(thread_id)}/comments/{int(comment_id)}"
+        self._call("PATCH", path, json={"content": content})
+
+    def reply(self, project: str, repository_id: str, pull_request_id: int, *, thread_id: int, content: str) -> int:
+        path = f"{self._threads(project, repository_id, pull_request_id)}/{int(thread_id)}/comments"
+        answer = self._call("POST", path, json={"content": content, "parentCommentId": 1, "commentType": "text"})
+        return int((answer or {})["id"])
+
     def list_statuses(self, project: str, repository_id: str, pull_request_id: int) -> list[dict]:
         path = f"{self._repo_path(project, repository_id)}/pullRequests/{int(pull_request_id)}/statuses"
         return (self._call("GET", path) or {}).get("value", [])
@@ -377,3 +409,15 @@ class ProfileClient(AzureDevOpsClient):
     def organizations(self, member_id: str) -> list[str]:
         page = self._call("GET", "/_apis/accounts", params={"memberId": member_id}) or {}
         return sorted(a["accountName"] for a in page.get("value", []) if a.get("accountName"))
+
+
+def _thread(raw: dict) -> PrThread:
+    """A thread from Azure DevOps' JSON; a property's value may come bare or under $value."""
+    properties = {}
+    for key, given in (raw.get("properties") or {}).items():
+        value = given.get("$value") if isinstance(given, dict) else given
+        properties[str(key)] = "" if value is None else str(value)
+    comments = [c for c in raw.get("comments") or [] if isinstance(c, dict)]
+    first = comments[0] if comments else {}
+    return PrThread(id=int(raw["id"]), status=str(raw.get("status") or "unknown"), properties=properties,
+                    first_comment_id=first.get("id"), first_comment=str(first.get("content") or ""))

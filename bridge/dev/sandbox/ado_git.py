@@ -12,6 +12,8 @@ from .identity import IdentityState
 from .values import now_iso
 from .world import World
 
+THREAD_STATUSES = ("unknown", "active", "fixed", "wontFix", "closed", "byDesign", "pending")
+
 
 def create_git_blueprint(world: World, identity: IdentityState) -> Blueprint:
     bp = Blueprint("sandbox-ado-git", __name__)
@@ -116,8 +118,48 @@ def create_git_blueprint(world: World, identity: IdentityState) -> Blueprint:
             if not comments or not isinstance(comments, list) or not comments[0].get("content"):
                 return ado_error(400, "Thread must contain at least one comment.")
             thread = world.ado.add_thread(pr_id, comments[0]["content"], author="bridge",
-                                      status=body.get("status", "active"))
+                                          status=body.get("status", "active"), properties=body.get("properties"))
             return jsonify(thread)
+
+    THREAD = "/<org>/<project>/_apis/git/repositories/<repository>/pullRequests/<int:pr_id>/threads/<int:thread_id>"
+
+    @bp.route(THREAD, methods=["GET", "PATCH"])
+    def ado_thread(org, project, repository, pr_id, thread_id):
+        with world.lock:
+            _, error = find_pr(org, project, repository, pr_id)
+            thread = None if error else world.ado.thread(pr_id, thread_id)
+            if error or thread is None:
+                return error or ado_error(404, f"Thread {thread_id} does not exist.")
+            if request.method == "GET":
+                return jsonify(thread)
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict) or body.get("status", "active") not in THREAD_STATUSES:
+                return ado_error(400, "Invalid thread status.")
+            return jsonify(world.ado.update_thread(pr_id, thread_id, body))
+
+    @bp.post(f"{THREAD}/comments")
+    def ado_reply(org, project, repository, pr_id, thread_id):
+        with world.lock:
+            _, error = find_pr(org, project, repository, pr_id)
+            if error or world.ado.thread(pr_id, thread_id) is None:
+                return error or ado_error(404, f"Thread {thread_id} does not exist.")
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict) or not body.get("content"):
+                return ado_error(400, "Comment content is required.")
+            return jsonify(world.ado.add_comment(pr_id, thread_id, body["content"], author="bridge",
+                                                 parent=int(body.get("parentCommentId") or 0)))
+
+    @bp.patch(f"{THREAD}/comments/<int:comment_id>")
+    def ado_edit_comment(org, project, repository, pr_id, *, thread_id, comment_id):
+        with world.lock:
+            _, error = find_pr(org, project, repository, pr_id)
+            if error:
+                return error
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict) or not body.get("content"):
+                return ado_error(400, "Comment content is required.")
+            comment = world.ado.edit_comment(pr_id, thread_id, comment_id, body["content"])
+            return jsonify(comment) if comment else ado_error(404, f"Comment {comment_id} does not exist.")
 
     # -- who am I and where (app.vssps.visualstudio.com, served under /vssps) ---------------------------
 

@@ -197,18 +197,51 @@ class AzureDevOps:
             self.threads[pr_id] = []
             return pr
 
-    def add_thread(self, pr_id: int, content: str, *, author: str = "Ada Developer", status: str = "active") -> dict:
+    def add_thread(self, pr_id: int, content: str, *, author: str = "Ada Developer", status: str = "active",
+                   properties: dict | None = None) -> dict:
         with self.lock:
             threads = self.threads[pr_id]
-            comment_id = sum(len(t["comments"]) for t in threads) + 1
             thread = {"id": len(threads) + 1, "status": status, "publishedDate": now_iso(),
-                      "lastUpdatedDate": now_iso(), "isDeleted": False, "properties": {},
-                      "comments": [{"id": comment_id, "parentCommentId": 0, "author": identity(author),
-                                    "content": content, "publishedDate": now_iso(), "lastUpdatedDate": now_iso(),
-                                    "lastContentUpdatedDate": now_iso(), "commentType": "text",
-                                    "isDeleted": False}]}
+                      "lastUpdatedDate": now_iso(), "isDeleted": False, "properties": typed(properties or {}),
+                      "comments": []}
             threads.append(thread)
+            self.add_comment(pr_id, thread["id"], content, author=author)
             return thread
+
+    def thread(self, pr_id: int, thread_id: int) -> dict | None:
+        threads = self.threads.get(pr_id, [])
+        return threads[thread_id - 1] if 0 < thread_id <= len(threads) else None
+
+    def update_thread(self, pr_id: int, thread_id: int, body: dict) -> dict:
+        """Azure DevOps' PATCH of a thread: its status, and properties merged into what it has."""
+        with self.lock:
+            thread = self.thread(pr_id, thread_id)
+            if "status" in body:
+                thread["status"] = body["status"]
+            thread["properties"].update(typed(body.get("properties") or {}))
+            thread["lastUpdatedDate"] = now_iso()
+            return thread
+
+    def add_comment(self, pr_id: int, thread_id: int, content: str, *, author: str = "Ada Developer",
+                    parent: int = 0) -> dict:
+        """Comment ids count within their thread (its first comment is 1), as Azure DevOps numbers them."""
+        with self.lock:
+            thread = self.thread(pr_id, thread_id)
+            comment = {"id": len(thread["comments"]) + 1, "parentCommentId": parent, "author": identity(author),
+                       "content": content, "publishedDate": now_iso(), "lastUpdatedDate": now_iso(),
+                       "lastContentUpdatedDate": now_iso(), "commentType": "text", "isDeleted": False}
+            thread["comments"].append(comment)
+            thread["lastUpdatedDate"] = now_iso()
+            return comment
+
+    def edit_comment(self, pr_id: int, thread_id: int, comment_id: int, content: str) -> dict | None:
+        with self.lock:
+            thread = self.thread(pr_id, thread_id)
+            if thread is None or not 0 < comment_id <= len(thread["comments"]):
+                return None
+            comment = thread["comments"][comment_id - 1]
+            comment.update(content=content, lastUpdatedDate=now_iso(), lastContentUpdatedDate=now_iso())
+            return comment
 
     def _iteration(self, pr: dict, number: int) -> dict:
         return {"id": number, "sourceRefCommit": {"commitId": pr["head"]},
@@ -400,3 +433,13 @@ class AzureDevOps:
                 hook["status"] = "disabledBySystem"
             else:
                 hook["status"] = "onProbation"
+
+
+def typed(properties: dict) -> dict:
+    """A thread's properties as Azure DevOps answers them: each value under $type and $value."""
+    out = {}
+    for key, given in properties.items():
+        value = given["$value"] if isinstance(given, dict) and "$value" in given else given
+        kind = "System.Int32" if isinstance(value, int) and not isinstance(value, bool) else "System.String"
+        out[key] = {"$type": kind, "$value": value if kind == "System.Int32" else str(value)}
+    return out

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    false,
     func,
     text,
 )
@@ -222,6 +223,8 @@ class PullRequestRecord(Base):
     head_commit: Mapped[str | None] = mapped_column(String(64))
     last_reason: Mapped[str | None] = mapped_column(Text)
     reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    summary_thread_id: Mapped[int | None] = mapped_column(Integer)   # the run summary's thread on the PR
+    summary_comment_id: Mapped[int | None] = mapped_column(Integer)  # and its comment, edited in place
 
     runs: Mapped[list[CiRun]] = relationship(back_populates="pull_request", order_by="CiRun.id")
 
@@ -247,6 +250,7 @@ class CiRun(Base):
     status: Mapped[int | None] = mapped_column(Integer)       # dbt run status code
     status_message: Mapped[str | None] = mapped_column(Text)
     failure_tally: Mapped[str | None] = mapped_column(String(300))  # "2 models, 1 test", from its run_results
+    summary_posted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     href: Mapped[str | None] = mapped_column(String(1000))
     superseded: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

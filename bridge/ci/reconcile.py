@@ -343,6 +343,7 @@ class Reconciler:
             settings = ci_settings(repo)
             project, ado_repo, pr_number = repo.ado_project_id, repo.ado_repository_id, record.pull_request_id
             repository_id, dbt_run_id = repo.id, run.dbt_run_id
+            thread = (record.summary_thread_id, record.summary_comment_id)
         if dbt_run_id is None:
             return Outcome("run was never started")
         if dbt_run is None:
@@ -358,35 +359,70 @@ class Reconciler:
             snapshot = recorded(run)
             head = run.pull_request.head_commit
             closed = run.pull_request.status in domain.CLOSED_STATES
+            summarized = run.summary_posted
         if snapshot.status and snapshot.status.is_terminal:
             self.metrics.runs_finished.labels(kind=snapshot.kind.value,
                                               status=snapshot.status.name.lower()).inc()
-        if (not closed and snapshot.kind is RunKind.CI and snapshot.status is RunStatus.ERROR
-                and snapshot.failure_tally is None and snapshot.commit == head):
-            snapshot = self._count_failures(ci_run_id, dbt_run_id, account) or snapshot
+        results = None
+        if not closed and not summarized and snapshot.kind is RunKind.CI and snapshot.commit == head and (
+                snapshot.status is RunStatus.ERROR or (snapshot.status is RunStatus.SUCCESS and thread[0])):
+            results = self._read_results(dbt_run_id, account)  # a failure, or a pass the thread must tell of
+        if results is not None and results.failures and snapshot.failure_tally is None:
+            snapshot = self._keep_tally(ci_run_id, summary.failure_tally(results))
+        target = Target(self.connections.azure_devops(org), project, ado_repo, pr_number, settings.status_context,
+                        repository_id, lease, cause)
         update = None if closed else domain.needs_post(snapshot, head)
-        if update is None:
-            return Outcome("nothing to post")
-        self._post(Target(self.connections.azure_devops(org), project, ado_repo, pr_number, settings.status_context,
-                          repository_id, lease, cause), ci_run_id, update)
-        return Outcome(f"posted {update.state.value}", posted=1)
+        if update is not None:
+            self._post(target, ci_run_id, update)
+        if results is not None:
+            self._post_summary(target, key=f"job:{settings.ci_job_id}", thread=thread, ci_run_id=ci_run_id,
+                               results=results, run=snapshot)
+        return Outcome("nothing to post") if update is None else Outcome(f"posted {update.state.value}", posted=1)
 
-
-    def _count_failures(self, ci_run_id: int, dbt_run_id: int, account: DbtAccount) -> RecordedRun | None:
-        """Read the failed run's results once, so its status says what failed; None when it has none to read
-        (it failed before any node ran) or they cannot be read — then dbt Cloud's message stands."""
+    def _read_results(self, dbt_run_id: int, account: DbtAccount) -> summary.Summary | None:
+        """The finished run's results, read once; None when it has none (it failed before any node ran) or
+        they cannot be read — then dbt Cloud's message stands and no summary is posted."""
         try:
             raw = self.connections.dbt_cloud(account).run_results(dbt_run_id)
-            tally = summary.failure_tally(summary.read_run_results(raw)) if raw is not None else None
+            return summary.read_run_results(raw) if raw is not None else None
         except summary.ArtifactError as exc:
             log.warning("dbt run %s: its run_results.json could not be read: %s", dbt_run_id, exc)
             return None
-        if tally is None:
-            return None
+
+    def _keep_tally(self, ci_run_id: int, tally: str | None) -> RecordedRun:
         with self.db.session() as s:
             run = s.get(CiRun, ci_run_id)
-            run.failure_tally = tally[:300]
+            run.failure_tally = tally[:300] if tally else None
             return recorded(run)
+
+    def _post_summary(self, target: Target, *, key: str, thread: tuple[int | None, int | None], ci_run_id: int,
+                      results: summary.Summary, run: RecordedRun) -> None:
+        """One thread per CI job on the PR, found again by its property: created on the first failure, then
+        edited in place on every later run, active while failing and resolved once passing."""
+        target.lease.check()
+        facts = summary.RunFacts(run_id=run.dbt_run_id, commit=run.commit or "",
+                                 duration=domain.format_duration(run.duration_seconds),
+                                 run_url=run.href if (run.href or "").startswith(("https://", "http://")) else None)
+        text, status = summary.thread_markdown(results, facts), ("active" if results.failures else "fixed")
+        ado, where = target.ado, (target.project, target.repository, target.pull_request_id)
+        thread_id, comment_id = thread
+        if thread_id is None:
+            found = next((t for t in ado.list_threads(*where) if t.properties.get(summary.THREAD_PROPERTY) == key),
+                         None)
+            thread_id, comment_id = (found.id, found.first_comment_id) if found else (None, None)
+        try:
+            if thread_id is None or comment_id is None:
+                raise NotFound("no summary thread yet")
+            ado.edit_comment(*where, thread_id=thread_id, comment_id=comment_id, content=text)
+            ado.set_thread_status(*where, thread_id=thread_id, status=status)
+        except NotFound:  # none yet, or a person deleted it: a new one
+            made = ado.create_thread(*where, content=text, status=status, properties={summary.THREAD_PROPERTY: key})
+            thread_id, comment_id = made.id, made.first_comment_id
+        with self.db.session() as s:
+            run_row = s.get(CiRun, ci_run_id)
+            run_row.summary_posted = True
+            record = run_row.pull_request
+            record.summary_thread_id, record.summary_comment_id = thread_id, comment_id
 
 
 def _start_error(exc: ApiError) -> str:

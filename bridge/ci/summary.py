@@ -17,6 +17,7 @@ from dbt_artifacts_parser.parser import parse_run_results
 from ..errors import BridgeError
 
 COMMENT_LIMIT = 150_000       # Azure DevOps refuses longer comment content
+THREAD_PROPERTY = "ado-dbt-bridge.summary"  # marks the bridge's summary thread, valued "job:<CI job id>"
 MESSAGE_LINES = 4             # of each failing node's message
 MESSAGE_CHARS = 600
 LISTED = 50                   # failing nodes listed by name; the rest are counted

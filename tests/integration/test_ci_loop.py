@@ -91,6 +91,30 @@ def test_failure_status_says_what_failed_and_why(bridge):
     assert len(fetched) == 1
 
 
+def test_one_summary_thread_lists_what_failed_then_is_edited_in_place_and_resolved_by_a_fix(bridge):
+    sb = bridge.sandbox
+    opened = sb.open_pr(deliver=False)
+    pr = opened["pr"]
+    sb.outcome(sha=opened["head"], outcome="error", message="Database Error in model order_margins",
+               run_results=json.loads((DBT_DATA / "run_results_failing.json").read_text()))
+    sb.deliver(opened["event_id"])
+    wait_until(lambda: sb.pr(pr)["threads"], timeout=30, what="the summary thread")
+    [thread] = sb.pr(pr)["threads"]
+    assert thread["status"] == "active"
+    assert thread["properties"]["ado-dbt-bridge.summary"]["$value"] == f"job:{CI_JOB}"
+    failing = thread["comments"][0]["content"]
+    assert failing.startswith("### dbt Cloud CI failed") and "order\\_margins" in failing
+    assert "Binder Error: Referenced column \"cost\" not found" in failing
+    fixed = sb.act(pr, "push", deliver=False)
+    sb.outcome(sha=fixed["head"], run_results=json.loads((DBT_DATA / "run_results_passing.json").read_text()))
+    sb.deliver(fixed["event_id"])
+    wait_until(lambda: sb.pr(pr)["threads"][0]["status"] == "fixed", timeout=30, what="the thread resolved")
+    [thread] = sb.pr(pr)["threads"]  # the same thread, its comment edited: never a second one
+    assert len(thread["comments"]) == 1
+    assert thread["comments"][0]["content"].startswith("### dbt Cloud CI passed")
+    assert sb.latest_state(pr, 2) == "succeeded"
+
+
 def test_a_failure_without_run_results_keeps_dbt_clouds_message(bridge):
     sb = bridge.sandbox
     opened = sb.open_pr(deliver=False)

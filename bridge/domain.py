@@ -328,13 +328,18 @@ def format_duration(seconds: float | None) -> str:
 DESCRIPTION_MAX = 400
 
 
+def run_line(verdict: str, what: str, *, run_id: int, duration: str | None) -> str:
+    """"dbt Cloud CI failed: 2 models, 1 test (run 1234, 4m 12s)": the status's and the summary's sentence."""
+    return f"dbt Cloud CI {verdict}: {what} (run {run_id}" + (f", {duration})" if duration else ")")
+
+
 def status_for_run(run: DbtRun, *, cancelled_by_bridge: bool = False,
                    failed: str | None = None) -> tuple[StatusState, str]:
     """Map a dbt run to the PR status a developer sees, with a description they can act on:
     what ran (commit), how long it took, and why it failed — what failed (``failed``, counted from the run's
     results: "2 models, 1 test"), else dbt Cloud's message."""
-    took = format_duration(run.duration_seconds)
-    took = f" in {took}" if took else ""
+    spent = format_duration(run.duration_seconds)
+    took = f" in {spent}" if spent else ""
     of = f" for {short(run.git_sha)}" if run.git_sha else ""
     message = (run.status_message or "").strip()
     if message.lower() == "none":  # dbt's webhook sends the string "None"
@@ -353,8 +358,7 @@ def status_for_run(run: DbtRun, *, cancelled_by_bridge: bool = False,
             text = f"dbt Cloud CI passed{of}{took}"
             state = StatusState.SUCCEEDED
         case RunStatus.ERROR if failed:
-            took = format_duration(run.duration_seconds)
-            text = f"dbt Cloud CI failed: {failed} (run {run.run_id}" + (f", {took})" if took else ")")
+            text = run_line("failed", failed, run_id=run.run_id, duration=spent or None)
             return StatusState.FAILED, (text + (f" — {message}" if message else ""))[:DESCRIPTION_MAX]
         case RunStatus.ERROR:
             text = f"dbt Cloud CI failed{of}{took}" + (f": {message}" if message else "")
@@ -425,6 +429,14 @@ def wanted_status(run: RecordedRun, head: str | None) -> StatusUpdate | None:
                duration_seconds=run.duration_seconds, git_sha=run.commit),
         cancelled_by_bridge=run.superseded, failed=run.failure_tally)
     return StatusUpdate(state, description, run.iteration_id, run.href)
+
+
+def wants_results(run: RecordedRun, head: str | None, *, has_thread: bool) -> bool:
+    """Whether a settled run's results are worth reading: a failed CI run of the head (its status counts what
+    failed, its summary lists it), or a passing one whose PR has a summary thread to resolve."""
+    if run.kind is not RunKind.CI or run.commit != head:
+        return False
+    return run.status is RunStatus.ERROR or (run.status is RunStatus.SUCCESS and has_thread)
 
 
 def needs_post(run: RecordedRun, head: str | None) -> StatusUpdate | None:

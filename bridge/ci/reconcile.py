@@ -26,7 +26,6 @@ from ..domain import (
     PullRequest,
     RecordedRun,
     RunKind,
-    RunStatus,
     StatusContext,
 )
 from ..errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
@@ -364,14 +363,15 @@ class Reconciler:
             self.metrics.runs_finished.labels(kind=snapshot.kind.value,
                                               status=snapshot.status.name.lower()).inc()
         results = None
-        if not closed and not summarized and snapshot.kind is RunKind.CI and snapshot.commit == head and (
-                snapshot.status is RunStatus.ERROR or (snapshot.status is RunStatus.SUCCESS and thread[0])):
-            results = self._read_results(dbt_run_id, account)  # a failure, or a pass the thread must tell of
+        if not closed and not summarized and domain.wants_results(snapshot, head, has_thread=thread[0] is not None):
+            results = self._read_results(dbt_run_id, account)
         if results is not None and results.failures and snapshot.failure_tally is None:
             snapshot = self._keep_tally(ci_run_id, summary.failure_tally(results))
+        update = None if closed else domain.needs_post(snapshot, head)
+        if update is None and results is None:
+            return Outcome("nothing to post")  # no client built: a progress webhook costs no credentials
         target = Target(self.connections.azure_devops(org), project, ado_repo, pr_number, settings.status_context,
                         repository_id, lease, cause)
-        update = None if closed else domain.needs_post(snapshot, head)
         if update is not None:
             self._post(target, ci_run_id, update)
         if results is not None:
@@ -389,10 +389,10 @@ class Reconciler:
             log.warning("dbt run %s: its run_results.json could not be read: %s", dbt_run_id, exc)
             return None
 
-    def _keep_tally(self, ci_run_id: int, tally: str | None) -> RecordedRun:
+    def _keep_tally(self, ci_run_id: int, tally: str) -> RecordedRun:
         with self.db.session() as s:
             run = s.get(CiRun, ci_run_id)
-            run.failure_tally = tally[:300] if tally else None
+            run.failure_tally = tally[:300]
             return recorded(run)
 
     def _post_summary(self, target: Target, *, key: str, thread: tuple[int | None, int | None], ci_run_id: int,
@@ -410,12 +410,13 @@ class Reconciler:
             found = next((t for t in ado.list_threads(*where) if t.properties.get(summary.THREAD_PROPERTY) == key),
                          None)
             thread_id, comment_id = (found.id, found.first_comment_id) if found else (None, None)
-        try:
-            if thread_id is None or comment_id is None:
-                raise NotFound("no summary thread yet")
-            ado.edit_comment(*where, thread_id=thread_id, comment_id=comment_id, content=text)
-            ado.set_thread_status(*where, thread_id=thread_id, status=status)
-        except NotFound:  # none yet, or a person deleted it: a new one
+        if thread_id is not None and comment_id is not None:
+            try:
+                ado.edit_comment(*where, thread_id=thread_id, comment_id=comment_id, content=text)
+                ado.set_thread_status(*where, thread_id=thread_id, status=status)
+            except NotFound:  # a person deleted it: a new one
+                thread_id = None
+        if thread_id is None or comment_id is None:
             made = ado.create_thread(*where, content=text, status=status, properties={summary.THREAD_PROPERTY: key})
             thread_id, comment_id = made.id, made.first_comment_id
         with self.db.session() as s:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from dbt_artifacts_parser.parser import parse_run_results
-
+from ..domain import run_line
 from ..errors import BridgeError
 
 COMMENT_LIMIT = 150_000       # Azure DevOps refuses longer comment content
@@ -42,7 +41,6 @@ class NodeResult:
     relation: str | None    # the database relation a model built, when dbt reports it
     status: str             # dbt's word: success, error, fail, warn, pass, skipped
     message: str | None
-    seconds: float
 
     @property
     def failed(self) -> bool:
@@ -56,9 +54,11 @@ class NodeResult:
 @dataclass(frozen=True)
 class Summary:
     results: tuple[NodeResult, ...]
-    elapsed: float | None = None
-    dbt_version: str | None = None
-    counts: Counter = field(default_factory=Counter, compare=False)  # (resource type, status) -> n
+
+    @property
+    def counts(self) -> Counter:
+        """(resource type, status) -> how many nodes."""
+        return Counter((r.resource_type, r.status) for r in self.results)
 
     @property
     def failures(self) -> list[NodeResult]:
@@ -77,6 +77,10 @@ def read_run_results(raw: object) -> Summary:
     """A ``run_results.json`` (parsed JSON) as a Summary; ArtifactError when it is not one."""
     if not isinstance(raw, dict):
         raise ArtifactError("run_results.json is not a JSON object")
+    # Imported on first use: the parser loads every artifact schema (~1 s, ~50 MB), which a worker or a CLI
+    # command that never reads a failed run should not pay at start-up.
+    from dbt_artifacts_parser.parser import parse_run_results
+
     try:
         parsed = parse_run_results(run_results=raw)
     except Exception as exc:  # the parser raises ValueError or pydantic's errors, by schema version
@@ -87,12 +91,8 @@ def read_run_results(raw: object) -> Summary:
         name = rest.split(".")[1] if "." in rest else rest
         status = getattr(result.status, "value", result.status)
         results.append(NodeResult(resource_type=kind, name=name, relation=getattr(result, "relation_name", None),
-                                  status=str(status).lower(), message=result.message,
-                                  seconds=float(result.execution_time or 0.0)))
-    counts = Counter((r.resource_type, r.status) for r in results)
-    elapsed = getattr(parsed, "elapsed_time", None)
-    version = getattr(parsed.metadata, "dbt_version", None)
-    return Summary(tuple(results), float(elapsed) if elapsed is not None else None, version, counts)
+                                  status=str(status).lower(), message=result.message))
+    return Summary(tuple(results))
 
 
 # -- the status's line -------------------------------------------------------------------------------
@@ -112,13 +112,16 @@ def failure_tally(summary: Summary) -> str | None:
     return _tally(summary.failures) or None
 
 
+def _what(summary: Summary) -> str:
+    """What failed, or else what ran."""
+    if summary.failures:
+        return _tally(summary.failures)
+    return _tally([r for r in summary.results if r.status in PASSED | WARNED]) or "nothing to build"
+
+
 def status_line(summary: Summary, *, run_id: int, duration: str | None) -> str:
     """"dbt Cloud CI failed: 2 models, 1 test (run 1234, 4m 12s)" — what failed, or what ran, in one line."""
-    where = f"run {run_id}" + (f", {duration}" if duration else "")
-    if summary.failures:
-        return f"dbt Cloud CI failed: {_tally(summary.failures)} ({where})"
-    ran = [r for r in summary.results if r.status in PASSED | WARNED]
-    return f"dbt Cloud CI passed: {_tally(ran) or 'nothing to build'} ({where})"
+    return run_line("failed" if summary.failures else "passed", _what(summary), run_id=run_id, duration=duration)
 
 
 # -- the thread's Markdown ---------------------------------------------------------------------------
@@ -172,14 +175,13 @@ class RunFacts:
     commit: str
     duration: str | None
     run_url: str | None = None    # http(s) only; the caller checks
-    step_url: str | None = None
 
 
-def thread_markdown(summary: Summary, facts: RunFacts, *, heading: str = "dbt Cloud CI") -> str:
+def thread_markdown(summary: Summary, facts: RunFacts) -> str:
     """The summary thread's comment: failures and warnings listed, counts by status, the run's facts."""
-    verdict = "failed" if summary.failures else "passed"
-    line = status_line(summary, run_id=facts.run_id, duration=facts.duration)
-    lines = [f"### {escape(heading)} {verdict}", "", escape(line.split(": ", 1)[1]), ""]
+    where = f"run {facts.run_id}" + (f", {facts.duration}" if facts.duration else "")
+    lines = [f"### dbt Cloud CI {'failed' if summary.failures else 'passed'}", "",
+             escape(f"{_what(summary)} ({where})"), ""]
     if summary.failures:
         lines.append(f"**Failed ({len(summary.failures)})**")
         lines += [_node_line(n) for n in summary.failures[:LISTED]]
@@ -195,10 +197,8 @@ def thread_markdown(summary: Summary, facts: RunFacts, *, heading: str = "dbt Cl
         counts[WORDS.get(status, status)] += n
     if counts:
         lines.append("Results: " + ", ".join(f"{n} {word}" for word, n in sorted(counts.items())))
-    links = [f"[run {facts.run_id}]({facts.run_url})" if facts.run_url else f"run {facts.run_id}"]
-    if facts.step_url and summary.failures:
-        links.append(f"[the failing step]({facts.step_url})")
-    lines.append(f"Commit `{facts.commit[:12]}` · " + " · ".join(links))
+    link = f"[run {facts.run_id}]({facts.run_url})" if facts.run_url else f"run {facts.run_id}"
+    lines.append(f"Commit `{facts.commit[:12]}` · {link}")
     return _capped("\n".join(lines))
 
 

@@ -129,14 +129,13 @@ class DbtCloudClient(JsonApi):
     def get_run(self, run_id: int) -> DbtRun:
         return _RUNSCHEMA.load(self.call("GET", f"{self._account}/runs/{int(run_id)}/")["data"])
 
-    def run_results(self, run_id: int) -> dict | None:
-        """The finished run's run_results.json (of its last step), or None when it has none (it failed before
-        any node ran, or was cancelled); the summary reads it (bridge/ci/summary.py)."""
+    def run_results(self, run_id: int) -> object | None:
+        """The finished run's run_results.json (of its last step) as parsed JSON, or None when it has none (it
+        failed before any node ran, or was cancelled); bridge/ci/summary.py decides what it holds."""
         try:
-            found = self.call("GET", f"{self._account}/runs/{int(run_id)}/artifacts/run_results.json")
+            return self.call("GET", f"{self._account}/runs/{int(run_id)}/artifacts/run_results.json")
         except NotFound:
             return None
-        return found if isinstance(found, dict) else None
 
     def cancel_run(self, run_id: int) -> DbtRun:
         return _RUNSCHEMA.load(self.call("POST", f"{self._account}/runs/{int(run_id)}/cancel/")["data"])

@@ -74,14 +74,19 @@ def test_new_push_cancels_the_stale_run_and_builds_the_new_head(bridge):
     assert runs[1]["status_humanized"] == "Success"
 
 
+def _failing_pr(sb, *, message: str = "Database Error in model order_margins", run_results=None) -> int:
+    """A new PR whose run fails with ``run_results`` (real dbt's failing artifacts unless given)."""
+    opened = sb.open_pr(deliver=False)
+    sb.outcome(sha=opened["head"], outcome="error", message=message,
+               run_results=run_results or json.loads((DBT_DATA / "run_results_failing.json").read_text()))
+    sb.deliver(opened["event_id"])
+    return opened["pr"]
+
+
 def test_failure_status_says_what_failed_and_why(bridge):
     """The run's results (real dbt's, tests/data/dbt) are read once: the status counts what failed."""
     sb = bridge.sandbox
-    opened = sb.open_pr(deliver=False)
-    pr = opened["pr"]
-    sb.outcome(sha=opened["head"], outcome="error", message="Database Error in model order_margins",
-               run_results=json.loads((DBT_DATA / "run_results_failing.json").read_text()))
-    sb.deliver(opened["event_id"])
+    pr = _failing_pr(sb)
     wait_until(lambda: sb.latest_state(pr, 1) == "failed", timeout=30, what="failed status")
     [run] = ci_runs(bridge, pr)
     description = sb.statuses(pr)[-1]["description"]
@@ -93,11 +98,7 @@ def test_failure_status_says_what_failed_and_why(bridge):
 
 def test_one_summary_thread_lists_what_failed_then_is_edited_in_place_and_resolved_by_a_fix(bridge):
     sb = bridge.sandbox
-    opened = sb.open_pr(deliver=False)
-    pr = opened["pr"]
-    sb.outcome(sha=opened["head"], outcome="error", message="Database Error in model order_margins",
-               run_results=json.loads((DBT_DATA / "run_results_failing.json").read_text()))
-    sb.deliver(opened["event_id"])
+    pr = _failing_pr(sb)
     wait_until(lambda: sb.pr(pr)["threads"], timeout=30, what="the summary thread")
     [thread] = sb.pr(pr)["threads"]
     assert thread["status"] == "active"
@@ -117,11 +118,7 @@ def test_one_summary_thread_lists_what_failed_then_is_edited_in_place_and_resolv
 
 def test_a_failure_without_run_results_keeps_dbt_clouds_message(bridge):
     sb = bridge.sandbox
-    opened = sb.open_pr(deliver=False)
-    pr = opened["pr"]
-    sb.outcome(sha=opened["head"], outcome="error", message="Database Error in model revenue",
-               run_results={"not": "a run_results.json"})
-    sb.deliver(opened["event_id"])
+    pr = _failing_pr(sb, message="Database Error in model revenue", run_results={"not": "a run_results.json"})
     wait_until(lambda: sb.latest_state(pr, 1) == "failed", timeout=30, what="failed status")
     description = sb.statuses(pr)[-1]["description"]
     assert description.startswith("dbt Cloud CI failed") and "Database Error in model revenue" in description

@@ -115,7 +115,7 @@ class Cluster:
                               broker_url=sentinels, sandbox_url=self.sandbox_url, public_url=lb,
                               extra={"BRIDGE_SENTINEL_MASTER": MASTER, **TIMINGS})
         configure_bridge(self.stack, self.env)
-        sandbox = SandboxControl(self.sandbox_url)
+        sandbox = self.sandbox = SandboxControl(self.sandbox_url)
         running = RunningBridge(stack=self.stack, env=self.env, web=lb, sandbox=sandbox,
                                 database_url=self.env["BRIDGE_DATABASE_URL"])
         running.hooks(lb)
@@ -318,7 +318,7 @@ class Scenario:
     name: str
     fault: str                          # what is done, for the table
     inject: Callable[[Cluster], dict]   # returns facts worth reporting about the moment of the fault
-    heal: Callable[[Cluster], None] | None
+    heal: Callable[[Cluster, float], dict] | None  # given when the fault began; returns facts too
     hold: float                         # seconds between the fault and its healing
     after: Callable[[Cluster], None] | None = None  # put the cluster back for the next scenario (not timed)
 
@@ -344,8 +344,9 @@ def _partition_worker(c: Cluster) -> dict:
     return {"triggers in flight on the cut-off host": _in_flight_on(c, c["worker1"], cut)}
 
 
-def _heal_worker(c: Cluster) -> None:
+def _heal_worker(c: Cluster, _began: float) -> dict:
     c["worker1"].heal()
+    return {}
 
 
 def _kill_worker_host(c: Cluster) -> dict:
@@ -357,30 +358,29 @@ def _kill_worker_host(c: Cluster) -> dict:
 
 
 def _cut_web_from_db(c: Cluster) -> dict:
-    c.cut_at = time.time()
     c["web1"].cut_off(c["pg"])
     return {}
 
 
-def _heal_web(c: Cluster) -> None:
+def _heal_web(c: Cluster, began: float) -> dict:
     c["web1"].heal()
-    resent = [d for d in c.sandbox.deliveries() if d["sent_at"] >= c.cut_at and d["attempts"] > 1]
-    c.facts = {"deliveries Azure DevOps had to resend": len(resent),
-               "answered 2xx in the end": sum(1 for d in resent if d["status"] in (200, 202))}
+    resent = [d for d in c.sandbox.deliveries() if d["sent_at"] >= began and d["attempts"] > 1]
+    return {"deliveries Azure DevOps had to resend": len(resent),
+            "answered 2xx in the end": sum(1 for d in resent if d["status"] in (200, 202))}
 
 
 def _kill_redis_primary(c: Cluster) -> dict:
     before = c.master()
     primary = next(h for h in (c["redis-a"], c["redis-b"], c["redis-c"]) if h.ip == before)
     primary.procs.pop("redis").kill()
-    c.killed_redis = primary
     started = time.time()
     wait_for(lambda: c.master() != before, timeout=60, what="sentinel to promote a replica", interval=0.2)
     return {"promoted": f"{c.master()} in {time.time() - started:.1f}s"}
 
 
 def _bring_back_old_primary(c: Cluster) -> None:
-    c.start_redis(c.killed_redis.name, replica_of=next(h for h in c.net.hosts.values() if h.ip == c.master()))
+    killed = next(h for h in (c["redis-a"], c["redis-b"], c["redis-c"]) if "redis" not in h.procs)
+    c.start_redis(killed.name, replica_of=next(h for h in c.net.hosts.values() if h.ip == c.master()))
 
 
 def _degrade_apis(c: Cluster) -> dict:
@@ -392,10 +392,11 @@ def _degrade_apis(c: Cluster) -> dict:
     return {}
 
 
-def _restore_apis(c: Cluster) -> None:
+def _restore_apis(c: Cluster, _began: float) -> dict:
     c.sandbox.setup(latency_ms=0)
     for name in ("worker1", "worker2"):
         c[name].heal()
+    return {}
 
 
 def _kill_beat(c: Cluster) -> dict:
@@ -429,7 +430,7 @@ SCENARIOS = [
              "workers and the APIs lost each way, for 30 s",
              _degrade_apis, _restore_apis, hold=30),
     Scenario("beat-killed", "the beat host killed, restarted 20 s later", _kill_beat,
-             lambda c: c.restart("beat"), hold=20),
+             lambda c, _began: c.restart("beat") or {}, hold=20),
     Scenario("rolling-restart", "every web, worker and beat host restarted in turn (SIGTERM, drain, start)",
              _rolling_restart, None, hold=0),
 ]
@@ -438,7 +439,6 @@ SCENARIOS = [
 def run_scenario(c: Cluster, running: RunningBridge, db: Database, scenario: Scenario, *, rate: float,
                  warm: float, tail: float, drain: float, seed: int) -> dict:
     sandbox = running.sandbox
-    c.sandbox = sandbox
     soak = Soak(c.stack, running.env, running.web, sandbox, db, random.Random(seed))
     traffic, backlog = Traffic(soak, rate), Backlog(db)
     backlog.start()
@@ -448,10 +448,8 @@ def run_scenario(c: Cluster, running: RunningBridge, db: Database, scenario: Sce
     console.print(f"[yellow]{scenario.name}[/]: {scenario.fault}")
     facts = scenario.inject(c)
     time.sleep(scenario.hold)
-    c.facts = {}
     if scenario.heal is not None:
-        scenario.heal(c)
-    facts.update(c.facts)
+        facts.update(scenario.heal(c, began))
     ended = time.time()
     time.sleep(tail)
     traffic.stop()

@@ -181,6 +181,18 @@ def test_a_failure_counted_from_the_run_results_leads_the_description():
     assert text == "dbt Cloud CI failed: 2 models (run 7)"
 
 
+def test_results_are_read_for_a_failed_head_and_for_a_pass_with_a_thread_to_resolve():
+    def run(status, commit=A, kind=domain.RunKind.CI):
+        return domain.RecordedRun(1, kind, commit, 1, 9, status)
+
+    assert domain.wants_results(run(RunStatus.ERROR), A, has_thread=False)
+    assert not domain.wants_results(run(RunStatus.SUCCESS), A, has_thread=False)
+    assert domain.wants_results(run(RunStatus.SUCCESS), A, has_thread=True)
+    assert not domain.wants_results(run(RunStatus.ERROR, commit=B), A, has_thread=True)  # superseded
+    assert not domain.wants_results(run(RunStatus.ERROR, kind=domain.RunKind.TEARDOWN), A, has_thread=True)
+    assert not domain.wants_results(run(RunStatus.RUNNING), A, has_thread=True)
+
+
 def test_iteration_for_commit_prefers_the_newest_matching():
     its = [Iteration(1, A), Iteration(2, B), Iteration(3, A)]
     assert domain.iteration_for(A, its) == 3

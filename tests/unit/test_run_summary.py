@@ -26,7 +26,7 @@ from bridge.ci.summary import (
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dbt"
 FACTS = RunFacts(run_id=1234, commit="0123456789abcdef0123", duration="4m 12s",
-                 run_url="https://cloud.getdbt.com/deploy/1/projects/1/runs/1234", step_url=None)
+                 run_url="https://cloud.getdbt.com/deploy/1/projects/1/runs/1234")
 
 
 def artifact(name: str) -> dict:
@@ -70,7 +70,7 @@ def test_what_is_not_a_run_results_file_is_refused_clearly(raw):
 
 def test_dbt_words_cannot_format_link_or_inject_html():
     hostile = NodeResult("model", "x_[click](javascript:alert(1))<img src=x>", None, "error",
-                         "```\n</pre><script>alert(1)</script>\n```\n[phish](https://evil.example)", 1.0)
+                         "```\n</pre><script>alert(1)</script>\n```\n[phish](https://evil.example)")
     text = thread_markdown(Summary((hostile,)), FACTS)
     assert "[click](javascript" not in text and "<img" not in text
     assert "x\\_\\[click\\]\\(javascript:alert\\(1\\)\\)&lt;img src=x&gt;" in text
@@ -88,12 +88,12 @@ def test_no_message_can_close_its_fence(message):
 def test_credentials_a_message_echoes_are_redacted():
     said = redact("could not connect to postgresql://dbt:hunter2@db.internal/x (password=s3cr3t, token: abc123)")
     assert "hunter2" not in said and "s3cr3t" not in said and "abc123" not in said
-    node = NodeResult("model", "m", None, "error", "auth failed: Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", 1.0)
+    node = NodeResult("model", "m", None, "error", "auth failed: Bearer eyJhbGciOiJIUzI1NiJ9.e30.x")
     assert "eyJhbGci" not in thread_markdown(Summary((node,)), FACTS)
 
 
 def test_a_huge_run_stays_under_the_comment_limit_and_says_how_many_more():
-    nodes = tuple(NodeResult("test", f"t{n}", None, "fail", "x" * 5000, 1.0) for n in range(2000))
+    nodes = tuple(NodeResult("test", f"t{n}", None, "fail", "x" * 5000) for n in range(2000))
     text = thread_markdown(Summary(nodes), FACTS)
     assert len(text) <= COMMENT_LIMIT
     assert re.search(r"… and 1950 more", text)
